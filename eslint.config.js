@@ -1,0 +1,18 @@
+// Lint rules for the whole workspace (typescript-eslint's recommended set, no type-aware rules so
+// that `npm test` stays quick).
+const tseslint = require('typescript-eslint');
+
+module.exports = tseslint.config(
+  {
+    ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', 'bench/results/**',
+      'examples/browser/public/**', 'test-artifacts/**', 'runs/**'],
+  },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-explicit-any': 'off',
+      '@typescript-eslint/no-require-imports': 'off',
+    },
+  },
+);
