@@ -1,0 +1,6 @@
+/** Data: the embedded digits, synthetic data, the user's own files, splits and tfjs-data feeding. */
+export * from './dataset';
+export * from './digits';
+export * from './synthetic';
+export * from './files';
+export * from './load';
