@@ -1,1 +1,17 @@
-export {};
+/**
+ * @tfjs-moe/models: ViT and V-MoE models for TensorFlow.js, and `moeify` to turn a dense ViT into a
+ * mixture of experts.
+ */
+export type {LayerArgs, Shape} from './layers/common';
+export {PatchEmbedding, patchEmbedding} from './layers/patch-embedding';
+export type {PatchEmbeddingArgs} from './layers/patch-embedding';
+export {ClassToken, classToken, PositionEmbedding, positionEmbedding, TokenPooling, tokenPooling, CLASSIFIERS} from './layers/tokens';
+export type {PositionEmbeddingArgs, TokenPoolingArgs, Classifier} from './layers/tokens';
+export {MultiHeadSelfAttention, multiHeadSelfAttention} from './layers/attention';
+export type {MultiHeadSelfAttentionArgs} from './layers/attention';
+export {MlpBlock, mlpBlock, MLP_ACTIVATIONS} from './layers/mlp';
+export type {MlpBlockArgs, MlpActivation} from './layers/mlp';
+export {VIT_PRESETS, HEAD_ACTIVATIONS, resolveViTConfig, numPatches, sequenceLength} from './config';
+export type {ViTConfig, ViTConfigLike, ViTPresetName, ResolvedViTConfig, HeadActivation} from './config';
+export {vit, blockLayerNames} from './vit';
+export {vitParameterCount, attentionParameterCount, mlpParameterCount, layerNormParameterCount} from './parameter-count';

@@ -1,0 +1,90 @@
+/**
+ * `vit(config)`: a dense Vision Transformer as a functional tfjs model whose custom layers are all
+ * registered, so `model.save` + `tf.loadLayersModel` round-trip it.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {ResolvedViTConfig, resolveViTConfig, ViTConfigLike} from './config';
+import {patchEmbedding} from './layers/patch-embedding';
+import {classToken, positionEmbedding, tokenPooling} from './layers/tokens';
+import {multiHeadSelfAttention} from './layers/attention';
+import {mlpBlock} from './layers/mlp';
+
+/** Layer names inside a ViT / V-MoE built here, for the `i`-th (0-based) encoder block. */
+export const blockLayerNames = (i: number) => ({
+  /** LayerNormalization before attention. */
+  norm1: `block${i}_norm1`,
+  /** MultiHeadSelfAttention. */
+  attention: `block${i}_attention`,
+  /** Residual add after attention. */
+  add1: `block${i}_add1`,
+  /** LayerNormalization before the MLP / MoE. */
+  norm2: `block${i}_norm2`,
+  /** The dense MLP (MlpBlock). */
+  mlp: `block${i}_mlp`,
+  /** The mixture of experts that replaces the MLP in MoE blocks. */
+  moe: `block${i}_moe`,
+  /** Residual add after the MLP / MoE. */
+  add2: `block${i}_add2`,
+});
+
+/** Derives the seed of one layer from the model seed (undefined stays undefined). */
+export function layerSeed(config: {seed?: number}, index: number): number | undefined {
+  return config.seed === undefined ? undefined : config.seed * 1009 + index;
+}
+
+/**
+ * Builds the encoder model, calling `mlpSlot(i)` for the layer in each block's MLP position.
+ * @internal shared by {@link vit} and `vmoe`.
+ */
+export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.layers.Layer): tf.LayersModel {
+  const [height, width] = c.imageSize;
+  const input = tf.input({shape: [height, width, c.channels], name: 'image'});
+  let x = patchEmbedding({
+    patchSize: c.patchSize, hiddenSize: c.hiddenSize, seed: layerSeed(c, 0), name: 'patch_embedding',
+  }).apply(input) as tf.SymbolicTensor;
+  if (c.classifier === 'token') x = classToken({name: 'class_token'}).apply(x) as tf.SymbolicTensor;
+  x = positionEmbedding({seed: layerSeed(c, 1), name: 'position_embedding'}).apply(x) as tf.SymbolicTensor;
+  for (let i = 0; i < c.depth; i++) {
+    const names = blockLayerNames(i);
+    const a = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: names.norm1}).apply(x) as tf.SymbolicTensor;
+    const attn = multiHeadSelfAttention({
+      numHeads: c.numHeads, seed: layerSeed(c, 100 + 2 * i), name: names.attention,
+    }).apply(a) as tf.SymbolicTensor;
+    x = tf.layers.add({name: names.add1}).apply([x, attn]) as tf.SymbolicTensor;
+    const m = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: names.norm2}).apply(x) as tf.SymbolicTensor;
+    const mlp = mlpSlot(i).apply(m) as tf.SymbolicTensor;
+    x = tf.layers.add({name: names.add2}).apply([x, mlp]) as tf.SymbolicTensor;
+  }
+  x = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: 'encoder_norm'}).apply(x) as tf.SymbolicTensor;
+  x = tokenPooling({mode: c.classifier, name: 'pooling'}).apply(x) as tf.SymbolicTensor;
+  const headInit = c.seed === undefined ? {} : {seed: layerSeed(c, 2)};
+  const output = tf.layers.dense({
+    units: c.numClasses,
+    activation: c.headActivation,
+    kernelInitializer: tf.initializers.glorotUniform(headInit),
+    name: 'head',
+  }).apply(x) as tf.SymbolicTensor;
+  return tf.model({inputs: input, outputs: output, name: c.name});
+}
+
+/**
+ * Builds a dense ViT classifier `<float32>[batch, height, width, channels]` ->
+ * `<float32>[batch, numClasses]` (probabilities by default, logits with `headActivation: 'linear'`).
+ * Pass a preset name (`'mnist-tiny'`, `'mnist-small'`, `'cifar-tiny'`), a full config, or
+ * `{preset, ...overrides}`. Layer names follow {@link blockLayerNames}; the MLPs are
+ * `MlpBlock` layers named `block<i>_mlp`, which `moeify` can replace by MoE layers.
+ *
+ * @example
+ * ```ts
+ * const model = vit('mnist-tiny');
+ * const probs = model.predict(tf.zeros([8, 28, 28, 1])) as tf.Tensor; // [8, 10]
+ * const custom = vit({preset: 'mnist-tiny', depth: 2, classifier: 'gap', seed: 42});
+ * ```
+ */
+export function vit(config: ViTConfigLike): tf.LayersModel {
+  const c = resolveViTConfig(config, 'vit');
+  return buildViT(c, (i) =>
+    mlpBlock({
+      hiddenDim: c.mlpDim, activation: c.activation, seed: layerSeed(c, 101 + 2 * i), name: blockLayerNames(i).mlp,
+    }));
+}
