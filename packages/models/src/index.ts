@@ -15,3 +15,5 @@ export {VIT_PRESETS, HEAD_ACTIVATIONS, resolveViTConfig, numPatches, sequenceLen
 export type {ViTConfig, ViTConfigLike, ViTPresetName, ResolvedViTConfig, HeadActivation} from './config';
 export {vit, blockLayerNames} from './vit';
 export {vitParameterCount, attentionParameterCount, mlpParameterCount, layerNormParameterCount} from './parameter-count';
+export {replaceLayers} from './graph';
+export type {LayerReplacement} from './graph';
