@@ -1,0 +1,9 @@
+/**
+ * The routing rules. Importing this module registers every router by name (see `registry.ts`).
+ */
+export {Router, resolveInitializer, serializeInitializer, assertLossWeight} from './router';
+export type {RouterArgs, RouteOptions, RoutingParts, InitializerLike} from './router';
+export {registerRouter, getRouterClass, createRouter, routerNames} from './registry';
+export type {RouterClass, RouterSpec} from './registry';
+export {TopKRouter, topKRouter} from './top-k';
+export type {TopKRouterArgs} from './top-k';
