@@ -1,0 +1,3 @@
+/** Load-balance measurement of MoE layers. */
+export * from './load-balance';
+export * from './moe-layers';

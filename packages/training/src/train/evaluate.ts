@@ -1,0 +1,81 @@
+/** Evaluation on held-out data: accuracy, loss, and the MoE layers' load balance. */
+import * as tf from '@tensorflow/tfjs';
+import {datasetSize, subset, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
+import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
+import {readLayerStats} from '../metrics/moe-layers';
+import {seededPermutation} from '../rng';
+
+/** Options of {@link evaluate}. */
+export interface EvaluateOptions {
+  /** Examples per forward pass. Default 128. */
+  batchSize?: number;
+  /** Use at most this many examples: a fixed (seed 0) random subset, so every class shows up. Default: all. */
+  maxExamples?: number;
+}
+
+/** Held-out results. */
+export interface EvalResult {
+  /** Fraction of examples classified correctly. */
+  accuracy: number;
+  /** Mean cross-entropy. */
+  loss: number;
+  /** Examples evaluated. */
+  examples: number;
+  /** Accuracy of each class (NaN for a class without examples). */
+  perClassAccuracy: number[];
+  /** Load statistics of each MoE layer over the evaluation batches (inference mode). */
+  balance: Record<string, LoadBalanceStats>;
+}
+
+/**
+ * Evaluates `model` (inference mode) on `ds`. Reads back once per batch, after the batch's
+ * forward pass (evaluation is not a hot loop of the training step).
+ *
+ * @example
+ * ```ts
+ * const {accuracy} = await evaluate(model, heldOut);
+ * ```
+ */
+export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options: EvaluateOptions = {}): Promise<EvalResult> {
+  const batchSize = options.batchSize ?? 128;
+  let data = ds;
+  if (options.maxExamples !== undefined && options.maxExamples < datasetSize(ds)) {
+    const perm = seededPermutation(datasetSize(ds), 0).slice(0, options.maxExamples);
+    data = subset(ds, Array.from(perm).sort((a, b) => a - b));
+  }
+  let correct = 0;
+  let lossSum = 0;
+  const classTotal = new Array<number>(ds.numClasses).fill(0);
+  const classCorrect = new Array<number>(ds.numClasses).fill(0);
+  const stats: Record<string, LoadBalanceStats[]> = {};
+  await toTfDataset(data, {batchSize}).forEachAsync((b) => {
+    const {xs, ys} = b as Batch;
+    const [pred, loss] = tf.tidy(() => {
+      const logits = model.apply(xs, {training: false}) as tf.Tensor2D;
+      const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, tf.Reduction.SUM);
+      return [tf.argMax(logits, 1), l];
+    });
+    const p = pred.dataSync();
+    const y = ys.dataSync();
+    lossSum += loss.dataSync()[0];
+    for (let i = 0; i < y.length; i++) {
+      classTotal[y[i]]++;
+      if (p[i] === y[i]) {
+        correct++;
+        classCorrect[y[i]]++;
+      }
+    }
+    for (const [name, s] of Object.entries(readLayerStats(model))) (stats[name] ??= []).push(s);
+    tf.dispose([pred, loss, xs, ys]);
+  });
+  const n = datasetSize(data);
+  const balance: Record<string, LoadBalanceStats> = {};
+  for (const [name, list] of Object.entries(stats)) balance[name] = mergeStats(list);
+  return {
+    accuracy: correct / n,
+    loss: lossSum / n,
+    examples: n,
+    perClassAccuracy: classTotal.map((t, c) => (t ? classCorrect[c] / t : NaN)),
+    balance,
+  };
+}
