@@ -216,7 +216,8 @@ export function normalizeCombineWeights(expertIndices: tf.Tensor3D, combineWeigh
     // Per-slot denominators: the owning token's sum (1 for empty slots, whose weight is 0).
     const rows = tf.concat([tf.reshape(sums, [-1, 1]), tf.ones([1, 1])], 0) as tf.Tensor2D;
     const denom = tf.reshape(gatherRows(rows, slotRowIndices(expertIndices, groupSize)), expertIndices.shape);
-    return tf.divNoNan(combineWeights, denom) as tf.Tensor3D;
+    // maximum (not divNoNan, whose Equal node has no gradient): a kept token's sum is > 0.
+    return tf.div(combineWeights, tf.maximum(denom, 1e-12)) as tf.Tensor3D;
   });
 }
 

@@ -7,3 +7,7 @@ export {registerRouter, getRouterClass, createRouter, routerNames} from './regis
 export type {RouterClass, RouterSpec} from './registry';
 export {TopKRouter, topKRouter} from './top-k';
 export type {TopKRouterArgs} from './top-k';
+export {ExpertChoiceRouter, expertChoiceRouter} from './expert-choice';
+export type {ExpertChoiceRouterArgs} from './expert-choice';
+export {SinkhornRouter, sinkhornRouter} from './sinkhorn';
+export type {SinkhornRouterArgs} from './sinkhorn';

@@ -1,0 +1,106 @@
+/**
+ * S-BASE routing (Clark et al. 2022, "Unified Scaling Laws for Routed Language Models"): in
+ * training, the token-expert scores are balanced by entropic optimal transport (Sinkhorn), each
+ * token goes to the expert where its balanced plan row is largest (top-1), and its combine weight
+ * is its softmax gate for that expert. Gradients reach the router through the softmax only.
+ * At inference the plain top-1 expert of the gates is used unless `balanceInference` is set.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {assignTokenChoice} from '../capacity';
+import {gatherTokenExpertValues} from '../dispatch';
+import {assertPositiveInt, assertPositiveNumber} from '../errors';
+import {routerZLoss} from '../losses';
+import {sinkhorn} from '../ot/sinkhorn';
+import {stopGradient, untracked} from '../stop-gradient';
+import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
+import {registerRouter} from './registry';
+
+/** Arguments of {@link SinkhornRouter}. */
+export interface SinkhornRouterArgs extends RouterArgs {
+  /** Entropic regularization of the balancing Sinkhorn, on the scale of the logits. Default 0.1. */
+  epsilon?: number;
+  /** Sinkhorn iterations (fixed; one read-back per call). Default 20. */
+  iterations?: number;
+  /** Balance at inference too (then an output depends on its whole group). Default false. */
+  balanceInference?: boolean;
+  /** Weight of the router z-loss in the auxiliary loss. Default 0. */
+  zLossWeight?: number;
+}
+
+/**
+ * Sinkhorn-balanced top-1 router. Balancing solves, per group, entropic OT with cost `-logits`,
+ * one unit of mass per real token and `realTokens / E` per expert; masked tokens carry no mass.
+ * The balanced top-1 choices then fill expert slots up to capacity as in Switch routing (first come
+ * first served in group order), so a plan that is not fully converged can still drop a few tokens.
+ *
+ * @example
+ * ```ts
+ * const layer = moe({numExperts: 8, hiddenDim: 256, router: {name: 'sinkhorn', epsilon: 0.1}});
+ * ```
+ */
+export class SinkhornRouter extends Router {
+  static className = 'SinkhornRouter';
+  readonly epsilon: number;
+  readonly iterations: number;
+  readonly balanceInference: boolean;
+  readonly zLossWeight: number;
+
+  constructor(args: SinkhornRouterArgs) {
+    super(args);
+    const ctx = 'SinkhornRouter';
+    this.epsilon = assertPositiveNumber('epsilon', args.epsilon ?? 0.1, ctx);
+    this.iterations = assertPositiveInt('iterations', args.iterations ?? 20, ctx);
+    this.balanceInference = args.balanceInference ?? false;
+    this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, ctx);
+  }
+
+  protected computeRouting(logits: tf.Tensor3D, mask: tf.Tensor2D | undefined, training: boolean, capacity: number): RoutingParts {
+    const [groups, groupSize, experts] = logits.shape;
+    const gates = tf.softmax(logits) as tf.Tensor3D;
+    const balance = training || this.balanceInference;
+    const choices = untracked(() => {
+      if (!balance) return tf.reshape(tf.argMax(logits, 2), [groups, groupSize, 1]);
+      // Marginals: 1 per real token, realTokens / E per expert. A group with no real token
+      // gets uniform marginals (its choices are masked out by the assignment anyway).
+      const m = mask ?? tf.ones([groups, groupSize]);
+      const empty = tf.equal(tf.sum(m, 1, true), 0);
+      const a = tf.where(tf.tile(empty, [1, groupSize]), tf.onesLike(m), m);
+      const b = tf.tile(tf.div(tf.sum(a, 1, true), experts), [1, experts]);
+      const r = sinkhorn(tf.neg(logits), {
+        epsilon: this.epsilon, a, b, maxIterations: this.iterations, tolerance: 0, checkEvery: this.iterations,
+      });
+      const best = tf.reshape(tf.argMax(r.plan, 2), [groups, groupSize, 1]);
+      r.dispose();
+      return best;
+    }) as tf.Tensor3D;
+    const {expertIndices, demand} = assignTokenChoice(choices, experts, capacity, mask);
+    const combineWeights = gatherTokenExpertValues(gates, expertIndices);
+    const z = routerZLoss(logits, mask);
+    const aux = tf.mul(z, this.zLossWeight) as tf.Scalar;
+    return this.finishRouting(expertIndices, combineWeights, aux, gates, mask, demand, {zLoss: stopGradient(z)});
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return {
+      ...super.getConfig(),
+      epsilon: this.epsilon,
+      iterations: this.iterations,
+      balanceInference: this.balanceInference,
+      zLossWeight: this.zLossWeight,
+    };
+  }
+}
+tf.serialization.registerClass(SinkhornRouter);
+registerRouter('sinkhorn', SinkhornRouter);
+
+/**
+ * Creates a {@link SinkhornRouter}.
+ *
+ * @example
+ * ```ts
+ * const router = sinkhornRouter({numExperts: 8, epsilon: 0.1, iterations: 20});
+ * ```
+ */
+export function sinkhornRouter(args: SinkhornRouterArgs): SinkhornRouter {
+  return new SinkhornRouter(args);
+}

@@ -1,0 +1,146 @@
+/**
+ * Index dispatch/combine against a dense one-hot einsum formulation (test-only reference),
+ * forward and backward, on cpu and wasm; the row primitives on hand-worked cases.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
+import {
+  combine,
+  dispatch,
+  gatherRows,
+  gatherTokenExpertValues,
+  normalizeCombineWeights,
+  scatterAddRows,
+  tokenWeightSums,
+} from '../../src/dispatch';
+import {ShapeError} from '../../src/errors';
+
+/** Dense reference: one-hot `[G, S, E, C]` from indices (built on the host). */
+function oneHot(indices: number[][][], groupSize: number): tf.Tensor4D {
+  const G = indices.length;
+  const E = indices[0].length;
+  const C = indices[0][0].length;
+  const data = new Float32Array(G * groupSize * E * C);
+  indices.forEach((g, gi) => g.forEach((e, ei) => e.forEach((t, ci) => {
+    if (t >= 0) data[((gi * groupSize + t) * E + ei) * C + ci] = 1;
+  })));
+  return tf.tensor4d(data, [G, groupSize, E, C]);
+}
+
+/** einsum('gsec,gsd->gecd') with matMul. */
+function denseDispatch(mask: tf.Tensor4D, x: tf.Tensor3D): tf.Tensor4D {
+  const [G, S, E, C] = mask.shape;
+  const d = x.shape[2];
+  const m = tf.transpose(tf.reshape(mask, [G, S, E * C]), [0, 2, 1]); // [G, EC, S]
+  return tf.reshape(tf.matMul(m, x), [G, E, C, d]) as tf.Tensor4D;
+}
+
+/** einsum('gsec,gecd->gsd') with matMul, combine tensor = mask * weights. */
+function denseCombine(mask: tf.Tensor4D, w: tf.Tensor3D, y: tf.Tensor4D): tf.Tensor3D {
+  const [G, S, E, C] = mask.shape;
+  const d = y.shape[3];
+  const comb = tf.mul(mask, tf.reshape(w, [G, 1, E, C]));
+  return tf.matMul(tf.reshape(comb, [G, S, E * C]), tf.reshape(y, [G, E * C, d])) as tf.Tensor3D;
+}
+
+// Two groups of 4 tokens, 3 experts, capacity 2. Token 3 of group 0 is in no slot (dropped);
+// token 0 of group 1 is taken by two experts; expert 2 of group 0 has an empty slot.
+const INDICES = [
+  [[0, 1], [2, 0], [1, -1]],
+  [[0, 3], [1, 0], [-1, -1]],
+];
+const S = 4;
+
+describeBackends('row primitives', () => {
+  it('gatherRows / scatterAddRows on a hand-worked case, with adjoint gradients', () => {
+    const x = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    const idx = tf.tensor1d([2, 0, 2], 'int32');
+    // rows 2, 0, 2 of x
+    expectAllClose(gatherRows(x, idx).arraySync(), [[5, 6], [1, 2], [5, 6]]);
+    // row 2 receives updates 0 and 2: [1+5, 2+6]; row 0 receives update 1: [3, 4]; row 1 nothing.
+    const u = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    expectAllClose(scatterAddRows(u, idx, 3).arraySync(), [[3, 4], [0, 0], [6, 8]]);
+    // d/dx sum(gather(x) * W) = scatter-add of W: row 0 gets W[1], row 2 gets W[0] + W[2].
+    const W = tf.tensor2d([[1, 10], [100, 1000], [2, 20]]);
+    const gx = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(gatherRows(xx as tf.Tensor2D, idx), W)))(x);
+    expectAllClose(gx.arraySync(), [[100, 1000], [0, 0], [3, 30]]);
+    // d/du sum(scatter(u) * V) = V gathered at each update's row.
+    const V = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    const gu = tf.grad((uu: tf.Tensor) => tf.sum(tf.mul(scatterAddRows(uu as tf.Tensor2D, idx, 3), V)))(u);
+    expectAllClose(gu.arraySync(), [[5, 6], [1, 2], [5, 6]]);
+    tf.dispose([x, idx, u, W, gx, V, gu]);
+  });
+
+  it('dispatch and combine equal the dense einsum formulation, forward and backward', () => {
+    const x = tf.randomNormal([2, S, 5], 0, 1, 'float32', 1) as tf.Tensor3D;
+    const y = tf.randomNormal([2, 3, 2, 5], 0, 1, 'float32', 2) as tf.Tensor4D;
+    const w = tf.mul(tf.randomUniform([2, 3, 2], 0.1, 1, 'float32', 3), tf.tensor3d(INDICES.map((g) => g.map((e) => e.map((t) => (t >= 0 ? 1 : 0)))))) as tf.Tensor3D;
+    const idx = tf.tensor3d(INDICES, undefined, 'int32');
+    const mask = oneHot(INDICES, S);
+    expectAllClose(dispatch(x, idx).arraySync() as number[][][], denseDispatch(mask, x).arraySync() as number[][][], 1e-6);
+    expectAllClose(combine(y, idx, w, S).arraySync(), denseCombine(mask, w, y).arraySync(), 1e-5);
+    // Dropped token 3 of group 0 gets exactly 0.
+    expectAllClose((combine(y, idx, w, S).arraySync() as number[][][])[0][3], [0, 0, 0, 0, 0]);
+
+    // Backward: a loss through dispatch -> (elementwise "expert") -> combine.
+    const R = tf.randomNormal([2, S, 5], 0, 1, 'float32', 4);
+    const lossIdx = (xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(combine(tf.tanh(dispatch(xx as tf.Tensor3D, idx)), idx, ww as tf.Tensor3D, S), R));
+    const lossDense = (xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(denseCombine(mask, ww as tf.Tensor3D, tf.tanh(denseDispatch(mask, xx as tf.Tensor3D)) as tf.Tensor4D), R));
+    const [gx1, gw1] = tf.grads(lossIdx)([x, w]);
+    const [gx2, gw2] = tf.grads(lossDense)([x, w]);
+    expectAllClose(gx1.arraySync() as number[][][], gx2.arraySync() as number[][][], 1e-5);
+    expectAllClose(gw1.arraySync() as number[][][], gw2.arraySync() as number[][][], 1e-5);
+    // Expert-major layout: same numbers, laid out [E, G * C, d].
+    const em = dispatch(x, idx, 'expert-major');
+    expect(em.shape).toEqual([3, 4, 5]);
+    expectAllClose(combine(em, idx, w, S, 'expert-major').arraySync(), denseCombine(mask, w, denseDispatch(mask, x)).arraySync(), 1e-5);
+    tf.dispose([x, y, w, idx, mask, R, gx1, gw1, gx2, gw2, em]);
+  });
+
+  it('gatherTokenExpertValues reads values[g, token, e] per slot with a gradient', () => {
+    const v = tf.tensor3d([[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [1, 1.1, 1.2]]]);
+    const idx = tf.tensor3d([INDICES[0]], undefined, 'int32');
+    // expert 0 slots: tokens 0, 1 -> v[0,0]=0.1, v[1,0]=0.4; expert 1: tokens 2, 0 -> 0.8, 0.2;
+    // expert 2: token 1 -> 0.6, empty -> 0.
+    expectAllClose(gatherTokenExpertValues(v, idx).arraySync(), [[[0.1, 0.4], [0.8, 0.2], [0.6, 0]]]);
+    const g = tf.grad((vv: tf.Tensor) => tf.sum(gatherTokenExpertValues(vv as tf.Tensor3D, idx)))(v);
+    expectAllClose(g.arraySync(), [[[1, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 0]]]);
+    tf.dispose([v, idx, g]);
+  });
+
+  it('normalizeCombineWeights makes each kept token sum to 1 and leaves dropped tokens at 0', () => {
+    const idx = tf.tensor3d([INDICES[1]], undefined, 'int32');
+    // group 1: token 0 in expert 0 (0.2) and expert 1 (0.6): sum 0.8 -> 0.25, 0.75;
+    // token 3 in expert 0 (0.5) alone -> 1; token 1 in expert 1 (0.4) alone -> 1; token 2 dropped.
+    const w = tf.tensor3d([[[0.2, 0.5], [0.4, 0.6], [0, 0]]]);
+    expectAllClose(tokenWeightSums(idx, w, S).arraySync(), [[0.8, 0.4, 0, 0.5]], 1e-6);
+    expectAllClose(normalizeCombineWeights(idx, w, S).arraySync(), [[[0.25, 1], [1, 0.75], [0, 0]]], 1e-6);
+    tf.dispose([idx, w]);
+  });
+
+  it('does not leak tensors', async () => {
+    const x = tf.randomNormal([2, S, 5]) as tf.Tensor3D;
+    const w = tf.ones([2, 3, 2]) as tf.Tensor3D;
+    const idx = tf.tensor3d(INDICES, undefined, 'int32');
+    await expectNoLeaks(() => {
+      const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(combine(dispatch(xx as tf.Tensor3D, idx), idx, normalizeCombineWeights(idx, ww as tf.Tensor3D, S), S)))([x, w]);
+      tf.dispose(g);
+    }, 5);
+    tf.dispose([x, w, idx]);
+  });
+
+  it('rejects bad shapes with named errors', () => {
+    const x = tf.zeros([4, 5]);
+    const idx = tf.zeros([1, 2, 2], 'int32');
+    expect(() => dispatch(x as unknown as tf.Tensor3D, idx as tf.Tensor3D)).toThrow(ShapeError);
+    expect(() => dispatch(x as unknown as tf.Tensor3D, idx as tf.Tensor3D)).toThrow(
+      'dispatch: Expected tokens to be a rank-3 tensor [groups, groupSize, d], but got [4,5].',
+    );
+    expect(() => dispatch(tf.zeros([2, 4, 5]) as tf.Tensor3D, idx as tf.Tensor3D)).toThrow(
+      'dispatch: Expected expertIndices to be a rank-3 tensor [2, experts, capacity], but got [1,2,2].',
+    );
+    tf.dispose([x, idx]);
+  });
+});
