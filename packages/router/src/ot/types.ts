@@ -12,9 +12,11 @@ export type Formulation = 'semidual' | 'dual';
 
 /**
  * Solver of the (semi-)dual. `'adam'` reproduces the released V-MoE reference (learning rate
- * 1e-2, 20 iterations from zero). `'lbfgs'` is the fast default (see the solver's docs).
+ * 1e-2, 20 iterations from zero). `'newton'` is the fast default: damped (Levenberg-Marquardt)
+ * Newton steps on the support, solved matrix-free by preconditioned conjugate gradients (see
+ * `newton.ts`).
  */
-export type SolverName = 'adam' | 'lbfgs';
+export type SolverName = 'adam' | 'newton';
 
 /** Marginal weights: a number (the same for every entry), an array, or a tensor. */
 export type MarginalLike = number | number[] | Float32Array | tf.Tensor;
@@ -33,16 +35,28 @@ export interface SparseOTOptions {
   sparsity?: Sparsity;
   /** Default `'semidual'`. */
   formulation?: Formulation;
-  /** Default `'lbfgs'`. */
+  /** Default `'newton'`. */
   solver?: SolverName;
   /** Adam learning rate. Default 1e-2. */
   learningRate?: number;
-  /** Iteration budget. Default 20 for `'adam'`, solver-specific otherwise. */
+  /** Iteration budget. Default 20 for `'adam'`, 30 for `'newton'`. */
   maxIterations?: number;
-  /** Convergence tolerance on the relative change of the objective value. */
+  /**
+   * Convergence tolerance on the change of the objective value, relative to `max(1, |value|)`.
+   * Default 1e-5. `'adam'` always runs `maxIterations` steps (as the reference does) and only
+   * reports whether the last step changed the value by less than this.
+   */
   tolerance?: number;
-  /** Warm start from earlier potentials (e.g. `result.alpha`, `result.beta`). */
+  /**
+   * Warm start from earlier potentials (e.g. `result.alpha`, `result.beta`), in the shapes of
+   * the result. Only `beta` (per expert) can carry over between batches of different tokens: a
+   * semi-dual solve given only `beta` starts from the row potentials that best respond to it.
+   */
   init?: {alpha?: tf.Tensor; beta?: tf.Tensor};
+  /** Newton solver only: conjugate-gradient iterations per Newton step. Default 10. */
+  cgIterations?: number;
+  /** Read the objective back to test convergence every this many iterations. Default 5. */
+  checkEvery?: number;
 }
 
 /** The output of {@link solveSparseOT}. The caller owns (and must dispose) its tensors. */
@@ -51,7 +65,12 @@ export interface SparseOTResult {
   plan: tf.Tensor;
   /** `<float32>[m]` or `[groups, m]`: row potentials. */
   alpha: tf.Tensor;
-  /** `<float32>[n]` or `[groups, n]`: column potentials (dual formulation only). */
+  /**
+   * `<float32>[n]` or `[groups, n]`: column potentials. The dual optimizes them; the semi-dual
+   * returns the column potentials that its plan implies (`beta_j = -gamma b_j tau_j`, with
+   * `tau_j` the threshold of column j's projection), so that `(alpha, beta)` is a dual pair with
+   * the same plan and value: the per-expert state to carry over as a warm start.
+   */
   beta?: tf.Tensor;
   /** `<float32>[]` or `[groups]`: the objective at the returned potentials. */
   value: tf.Tensor;
@@ -67,6 +86,53 @@ export interface SparseOTResult {
   converged: boolean;
   /** Whether a k-sparse plan can meet both marginals (exact for uniform marginals). */
   feasible: boolean;
+  /** Disposes every tensor of the result. */
+  dispose(): void;
+}
+
+/** Options of {@link sinkhorn}. */
+export interface SinkhornOptions {
+  /** Entropic regularization strength, > 0. Default 0.05. Log-domain updates stay stable for small values. */
+  epsilon?: number;
+  /** Row marginal `<float32>[m]` or `[groups, m]`. Default 1 per row. */
+  a?: MarginalLike;
+  /** Column marginal `<float32>[n]` or `[groups, n]`. Default `m / n` per column. */
+  b?: MarginalLike;
+  /** Iteration budget (one iteration updates f, then g). Default 500. */
+  maxIterations?: number;
+  /**
+   * Stop when the largest row-sum violation relative to `a` (the columns are exact after every
+   * g update) falls below this. Checked every `checkEvery` iterations. Default 1e-4.
+   */
+  tolerance?: number;
+  /** Warm start from earlier potentials `f` `<float32>[m]` / `g` `<float32>[n]` (or batched). */
+  init?: {f?: tf.Tensor; g?: tf.Tensor};
+  /** Read the marginal error back every this many iterations. Default 10. */
+  checkEvery?: number;
+}
+
+/** The output of {@link sinkhorn}. The caller owns (and must dispose) its tensors. */
+export interface SinkhornResult {
+  /** `<float32>[m, n]` or `[groups, m, n]`: `exp((f_i + g_j - C_ij) / epsilon)`. */
+  plan: tf.Tensor;
+  /** `<float32>[m]` or `[groups, m]`: row potentials. */
+  f: tf.Tensor;
+  /** `<float32>[n]` or `[groups, n]`: column potentials. */
+  g: tf.Tensor;
+  /**
+   * `<float32>[]` or `[groups]`: the dual objective
+   * `<f, a> + <g, b> - epsilon * sum(plan) + epsilon * sum(a)`, which equals the primal
+   * `<plan, C> + epsilon * sum(plan * log(plan))` at the optimum (where `sum(plan) = sum(a)`).
+   */
+  value: tf.Tensor;
+  /** Largest violation of a row or column sum, relative to its marginal (max over groups). */
+  marginalError: number;
+  /** Mean over rows of |row sum - a_i| / a_i (mean over groups). */
+  meanRowError: number;
+  /** Iterations run. */
+  iterations: number;
+  /** Whether the marginal error fell below the tolerance. */
+  converged: boolean;
   /** Disposes every tensor of the result. */
   dispose(): void;
 }

@@ -1,0 +1,191 @@
+/**
+ * Exact Euclidean projection onto the k-sparse simplex
+ * `{y >= 0, sum(y) = radius, at most k nonzeros}` (Kyrillidis et al. 2013): keep the k largest
+ * entries, project them onto the simplex (sparsemax of those k), zero elsewhere.
+ *
+ * The support is found with `tf.topk` behind a zero-gradient wall (tfjs has no TopK gradient);
+ * the threshold is then computed from `x * mask` with ordinary differentiable ops, so tfjs
+ * autodiff differentiates the projection with the support held fixed. On the support the
+ * Jacobian is `P(v) = mask * (v - mean of v over the support)`.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../errors';
+
+/** Options of {@link kSparseSimplexProjection} and {@link sparsemax}. */
+export interface ProjectionOptions {
+  /** Sum of every projected slice, > 0. Default 1. */
+  radius?: number;
+  /** Axis along which slices are projected (negative counts from the end). Default -1 (last). */
+  axis?: number;
+}
+
+/** The projection of 2-D input along its last axis, with the pieces the solvers reuse. */
+export interface ProjectionParts {
+  /** `<float32>[rows, d]`: the projected slices. */
+  y: tf.Tensor2D;
+  /** `<float32>[rows, d]`: 1 on the support (the largest `rho` entries of each row), else 0. */
+  support: tf.Tensor2D;
+  /** `<float32>[rows, 1]`: the threshold, `y = max(x - tau, 0)` on the support. */
+  tau: tf.Tensor2D;
+}
+
+/**
+ * Runs `f` and returns its result as a constant for autodiff (a zero gradient flows back to `x`).
+ * Needed because tfjs refuses to backpropagate through ops such as TopK that have no gradient.
+ */
+function detached<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T): T {
+  const g = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xi = inputs[0] as tf.Tensor;
+    return {value: f(xi), gradFunc: () => tf.zerosLike(xi)};
+  });
+  return g(x) as T;
+}
+
+/**
+ * Identity in the forward pass, zero gradient in the backward pass (tfjs 4.22 has no
+ * `tf.stopGradient`). Use it to treat a tensor as a constant under autodiff.
+ *
+ * @param x `<float32>[...]` any tensor.
+ * @returns A copy of `x` through which no gradient flows.
+ *
+ * @example
+ * ```ts
+ * const g = tf.grad((x: tf.Tensor) => tf.mul(x, stopGradient(x)).sum());
+ * g(tf.tensor1d([3])); // [3]: only the first factor is differentiated
+ * ```
+ */
+export function stopGradient<T extends tf.Tensor>(x: T): T {
+  return detached(x, (xi) => tf.clone(xi) as T);
+}
+
+/**
+ * The support mask of the k-sparse simplex projection of each row of `x`: the `rho <= k`
+ * largest entries, where `rho` is the sparsemax support size of the k largest (sorted) values
+ * `v`: `rho = #{j : v_j - (sum_{l<=j} v_l - radius) / j > 0}` (a prefix of the sorted order).
+ * Ties are broken by `tf.topk`, so at most k entries are ever selected.
+ */
+function supportMask(x: tf.Tensor2D, k: number, radius: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [rows, d] = x.shape;
+    const {values, indices} = tf.topk(x, k, true);
+    const cs = tf.cumsum(values, 1);
+    const j = tf.range(1, k + 1, 1, 'float32').reshape([1, k]);
+    const keep = tf.cast(tf.greater(tf.sub(values, tf.div(tf.sub(cs, radius), j)), 0), 'float32');
+    const rowIdx = tf.tile(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), [1, k]);
+    const idx = tf.stack([rowIdx, indices], 2) as tf.Tensor3D;
+    return tf.scatterND(idx, keep, [rows, d]) as tf.Tensor2D;
+  });
+}
+
+/**
+ * `<float32>[rows, d]`: 1 at the k largest entries of each row of `x` (ties broken by
+ * `tf.topk`), 0 elsewhere; a constant for autodiff. All ones when `k >= d`.
+ *
+ * @param x `<float32>[rows, d]`
+ */
+export function topkMask(x: tf.Tensor2D, k: number): tf.Tensor2D {
+  const [rows, d] = x.shape;
+  if (k >= d) return tf.ones([rows, d]);
+  return detached(x, (xi) => tf.tidy(() => {
+    const {indices} = tf.topk(xi, k, false);
+    const rowIdx = tf.tile(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), [1, k]);
+    const idx = tf.stack([rowIdx, indices], 2) as tf.Tensor3D;
+    return tf.scatterND(idx, tf.ones([rows, k]), [rows, d]) as tf.Tensor2D;
+  }));
+}
+
+/**
+ * Projects every row of `x` onto the k-sparse simplex of the given radius and returns the
+ * projection with its support and threshold. Internal building block of the solvers; the
+ * caller validates `k` (1 <= k <= d) and `radius` (> 0).
+ *
+ * @param x `<float32>[rows, d]`
+ */
+export function projectRows(x: tf.Tensor2D, k: number, radius = 1): ProjectionParts {
+  return tf.tidy(() => {
+    const support = detached(x, (xi) => supportMask(xi as tf.Tensor2D, k, radius));
+    const count = tf.maximum(tf.sum(support, 1, true), 1);
+    const tau = tf.div(tf.sub(tf.sum(tf.mul(x, support), 1, true), radius), count) as tf.Tensor2D;
+    const y = tf.mul(tf.relu(tf.sub(x, tau)), support) as tf.Tensor2D;
+    return {y, support, tau};
+  });
+}
+
+function normalizeAxis(axis: number, rank: number, context: string): number {
+  if (!Number.isInteger(axis) || axis < -rank || axis >= rank) {
+    throw new InvalidArgumentError('axis', `an integer in [${-rank}, ${rank - 1}]`, axis, context);
+  }
+  return axis < 0 ? axis + rank : axis;
+}
+
+function applyAlongAxis(x: tf.Tensor, axis: number, f: (x2: tf.Tensor2D) => tf.Tensor2D): tf.Tensor {
+  return tf.tidy(() => {
+    const rank = x.rank;
+    const perm = [...Array(rank).keys()].filter((i) => i !== axis).concat([axis]);
+    const moved = axis === rank - 1 ? x : tf.transpose(x, perm);
+    const d = moved.shape[rank - 1];
+    const out = f(tf.reshape(moved, [-1, d]) as tf.Tensor2D).reshape(moved.shape);
+    if (axis === rank - 1) return out;
+    const inverse = perm.map((_, i) => perm.indexOf(i));
+    return tf.transpose(out, inverse);
+  });
+}
+
+/**
+ * Exact Euclidean projection of each slice of `x` onto
+ * `{y >= 0, sum(y) = radius, at most k nonzeros}` (Kyrillidis et al. 2013). Slices run along
+ * `options.axis` (default the last); every other axis is a batch axis.
+ *
+ * Differentiable by tfjs autodiff with respect to `x`, with the support held fixed (the support
+ * changes only on a set of measure zero).
+ *
+ * @param x `<float32>[..., d, ...]`: any rank >= 1.
+ * @param k Largest number of nonzeros per slice: an integer in [1, d].
+ * @param options `radius` (default 1) and `axis` (default -1).
+ * @returns `<float32>` of the shape of `x`.
+ *
+ * @example
+ * ```ts
+ * const y = kSparseSimplexProjection(tf.tensor1d([0.5, 0.4, -1]), 2);
+ * // keep 0.5 and 0.4, threshold tau = (0.9 - 1) / 2 = -0.05: y = [0.55, 0.45, 0]
+ * ```
+ */
+export function kSparseSimplexProjection(x: tf.Tensor, k: number, options: ProjectionOptions = {}): tf.Tensor {
+  const context = 'kSparseSimplexProjection';
+  if (!(x instanceof tf.Tensor)) throw new InvalidArgumentError('x', 'a tf.Tensor', x, context);
+  if (x.rank < 1 || x.size === 0) throw new ShapeError('x', 'a non-empty tensor of rank >= 1', x.shape, context);
+  const axis = normalizeAxis(options.axis ?? -1, x.rank, context);
+  const d = x.shape[axis];
+  assertPositiveInt('k', k, context);
+  if (k > d) throw new InvalidArgumentError('k', `at most the slice size ${d}`, k, context);
+  const radius = assertPositiveNumber('radius', options.radius ?? 1, context);
+  const xf = x.dtype === 'float32' ? x : tf.cast(x, 'float32');
+  const out = applyAlongAxis(xf, axis, (x2) => {
+    const parts = projectRows(x2, k, radius);
+    tf.dispose([parts.support, parts.tau]);
+    return parts.y;
+  });
+  if (xf !== x) xf.dispose();
+  return out;
+}
+
+/**
+ * Sparsemax (Martins & Astudillo 2016): the Euclidean projection of each slice onto the
+ * simplex, i.e. {@link kSparseSimplexProjection} with k equal to the slice size.
+ *
+ * @param x `<float32>[..., d, ...]`
+ * @param options `radius` (default 1) and `axis` (default -1).
+ * @returns `<float32>` of the shape of `x`.
+ *
+ * @example
+ * ```ts
+ * sparsemax(tf.tensor1d([1, 0.2, 0.1])); // [1, 0, 0]: 1 - 0.2 >= 1, the top entry takes all
+ * ```
+ */
+export function sparsemax(x: tf.Tensor, options: ProjectionOptions = {}): tf.Tensor {
+  const context = 'sparsemax';
+  if (!(x instanceof tf.Tensor)) throw new InvalidArgumentError('x', 'a tf.Tensor', x, context);
+  if (x.rank < 1 || x.size === 0) throw new ShapeError('x', 'a non-empty tensor of rank >= 1', x.shape, context);
+  const axis = normalizeAxis(options.axis ?? -1, x.rank, context);
+  return kSparseSimplexProjection(x, x.shape[axis], options);
+}
