@@ -134,6 +134,12 @@ export interface ConjugateGradientOptions {
    * the operator's null rows (which keeps the iterates off them).
    */
   preconditioner?: tf.Tensor2D;
+  /**
+   * Orthogonal projection onto the complement of the operator's known null space, applied to the
+   * right-hand side and to every preconditioned residual. Keeps float32 round-off from feeding
+   * a null direction (which CG would otherwise amplify without bound on a singular system).
+   */
+  project?: (v: tf.Tensor2D) => tf.Tensor2D;
 }
 
 /**
@@ -161,10 +167,11 @@ export function conjugateGradient(
   const iterations = assertPositiveInt('iterations', options.iterations, 'conjugateGradient', 0);
   const tol = options.tolerance ?? 1e-6;
   const precond = options.preconditioner;
-  const applyPrecond = (r: tf.Tensor2D): tf.Tensor2D => (precond ? tf.mul(precond, r) : r.clone()) as tf.Tensor2D;
+  const project = options.project ?? ((v: tf.Tensor2D) => v.clone());
+  const applyPrecond = (r: tf.Tensor2D): tf.Tensor2D => project((precond ? tf.mul(precond, r) : r) as tf.Tensor2D);
   return tf.tidy(() => {
     let x = tf.zerosLike(rhs) as tf.Tensor2D;
-    let r = rhs.clone();
+    let r = project(rhs);
     let p = applyPrecond(r);
     let rz = dot(r, p);
     const stopAt = tf.mul(dot(rhs, rhs), tol * tol);
@@ -226,6 +233,18 @@ export function supportGraph(mask: tf.Tensor3D): SupportGraph {
   return {mask, deg, size, degInv: safeInverse(deg), sizeInv: safeInverse(size)};
 }
 
+/**
+ * Removes from `v` its mean over the entries where `on` is 1 (and zeroes the rest): the
+ * projection onto the complement of the constant vector of those entries, which spans the null
+ * space of the support Laplacians (Q on experts, H on tokens) when the support graph is
+ * connected. On a disconnected support the other per-component constants stay in the null space;
+ * CG does not reach them from a consistent right-hand side except through round-off.
+ */
+function centerOn(on: tf.Tensor2D): (v: tf.Tensor2D) => tf.Tensor2D {
+  const count = tf.maximum(tf.sum(on, 1, true), 1);
+  return (v) => tf.tidy(() => tf.mul(on, tf.sub(v, tf.div(tf.sum(tf.mul(on, v), 1, true), count))) as tf.Tensor2D);
+}
+
 /** `M v`: `[g, m, n] x [g, n] -> [g, m]`. */
 function mulMask(mask: tf.Tensor3D, v: tf.Tensor2D): tf.Tensor2D {
   return tf.squeeze(tf.matMul(mask, tf.expandDims(v, 2)), [2]) as tf.Tensor2D;
@@ -262,6 +281,7 @@ export function solveSupportSystem(
       iterations: iterations ?? 2 * n + 10,
       tolerance,
       preconditioner: safeInverse(diagQ as tf.Tensor2D),
+      project: centerOn(positiveMask(size) as tf.Tensor2D),
     });
     const wRow = tf.mul(degInv, tf.sub(rRow, tf.mul(sign, mulMask(mask, wCol)))) as tf.Tensor2D;
     return [wRow, wCol];
@@ -275,6 +295,7 @@ export function solveSupportSystem(
     iterations: iterations ?? 2 * m + 10,
     tolerance,
     preconditioner: safeInverse(diagH as tf.Tensor2D),
+    project: centerOn(positiveMask(deg) as tf.Tensor2D),
   });
   const wCol = tf.mul(sizeInv, tf.sub(rCol, tf.mul(sign, mulMaskT(mask, wRow)))) as tf.Tensor2D;
   return [wRow, wCol];
