@@ -1,1 +1,11 @@
-export {};
+/**
+ * @tfjs-moe/training: data, the training loop with exact resumption, load-balance measurement,
+ * reports and the `tfjs-moe` command line.
+ */
+export * from './backend';
+export * from './rng';
+export * from './data';
+export * from './io/file-io';
+export * from './train';
+export * from './metrics';
+export * from './metrics/probe';

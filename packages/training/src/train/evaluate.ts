@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import {datasetSize, subset, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStats} from '../metrics/moe-layers';
+import {probeRouting} from '../metrics/probe';
 import {seededPermutation} from '../rng';
 
 /** Options of {@link evaluate}. */
@@ -11,6 +12,8 @@ export interface EvaluateOptions {
   batchSize?: number;
   /** Use at most this many examples: a fixed (seed 0) random subset, so every class shows up. Default: all. */
   maxExamples?: number;
+  /** Measure per-token routing (class x expert counts, entropy) with {@link probeRouting}. Default true. */
+  probe?: boolean;
 }
 
 /** Held-out results. */
@@ -23,7 +26,7 @@ export interface EvalResult {
   examples: number;
   /** Accuracy of each class (NaN for a class without examples). */
   perClassAccuracy: number[];
-  /** Load statistics of each MoE layer over the evaluation batches (inference mode). */
+  /** Load statistics of each MoE layer over the evaluation batches (inference mode), with class x expert counts where the model allows probing. */
   balance: Record<string, LoadBalanceStats>;
 }
 
@@ -65,7 +68,9 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
         classCorrect[y[i]]++;
       }
     }
-    for (const [name, s] of Object.entries(readLayerStats(model))) (stats[name] ??= []).push(s);
+    const probed = options.probe === false ? {} : probeRouting(model, xs, ys, ds.numClasses);
+    const layerStats = Object.keys(probed).length ? probed : readLayerStats(model);
+    for (const [name, s] of Object.entries(layerStats)) (stats[name] ??= []).push(s);
     tf.dispose([pred, loss, xs, ys]);
   });
   const n = datasetSize(data);
