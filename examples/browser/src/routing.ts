@@ -21,6 +21,7 @@ export interface LayerRouting {
 
 /** The parts of an MoE layer the probe uses (duck-typed, so any MoE layer class works). */
 interface MoELike extends tf.layers.Layer {
+  capacityFor?(groupSize: number, training: boolean): number;
   router: {
     numExperts: number;
     computeCapacity(groupSize: number, capacityFactor: number): number;
@@ -83,9 +84,9 @@ export class RoutingProbe {
       const layer = this.layers[li];
       const tokens = inputs[li]; // <float32>[n, tokens, d]: one group per image
       const groupSize = tokens.shape[1];
-      const cfg = layer.getConfig() as Record<string, unknown>;
-      const factor = Number(cfg.evalCapacityFactor ?? cfg.capacityFactor ?? 1);
-      const capacity = cfg.dropless ? groupSize : layer.router.computeCapacity(groupSize, factor);
+      // The layer's own inference capacity (eval capacity factor, or dropless).
+      const capacity = typeof layer.capacityFor === 'function' ? layer.capacityFor(groupSize, false)
+        : layer.router.computeCapacity(groupSize, Number((layer.getConfig() as {evalCapacityFactor?: number}).evalCapacityFactor ?? 1));
       const result = layer.router.route(tokens, {training: false, capacity});
       const [idx, w] = await Promise.all([result.expertIndices.array(), result.combineWeights.array()]);
       result.dispose();

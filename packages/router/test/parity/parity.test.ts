@@ -1,0 +1,247 @@
+/**
+ * Cross-backend parity: the OT core, every router's plan and dispatch, and the MoE layer's
+ * outputs and gradients agree on cpu (the reference), wasm and WebGPU in Node (Dawn) within
+ * float32 tolerance.
+ *
+ * Dispatch is discrete, so the inputs are chosen (on cpu, by trying seeds) to have a clear margin
+ * at every selection: every pair of router gates differs by more than MARGIN in each token's row
+ * and in each expert's column, far above float32 rounding (~1e-7 relative), so no backend can
+ * order two candidates differently. Groups are per example on every backend (identical
+ * grouping). OT plans are compared on their common support; outside it both must be ~0.
+ *
+ * WebGPU needs Dawn to find an adapter (without a GPU: Mesa OpenGL with EGL_PLATFORM=surfaceless
+ * in the environment the process was started with); where it cannot, its part is skipped with
+ * the reason printed.
+ */
+import {spawnSync} from 'child_process';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import {releaseWebGPU, setupBackend} from '../../../training/src/backend';
+import {moe, MoE} from '../../src/moe-layer';
+import '../../src/routers';
+import '../../src/routers/sparse-ot';
+import {solveSparseOT} from '../../src/ot/solve';
+import {expectAllClose} from '../helpers/backends';
+
+/** Minimum gap between any two gates of a token (row) or of an expert (column). */
+const MARGIN = 2e-3;
+
+/** Whether Dawn finds a WebGPU adapter in a process started with this environment. */
+function probeWebGPU(): {ok: boolean; why: string} {
+  const backendTs = path.resolve(__dirname, '../../../training/src/backend.ts');
+  const script = `require('${backendTs.replace(/\\/g, '/')}').setupBackend('webgpu')` +
+    `.then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); })`;
+  const tsx = require.resolve('tsx/cjs');
+  const r = spawnSync(process.execPath, ['-r', tsx, '-e', script], {env: process.env, encoding: 'utf8', timeout: 60000});
+  return {ok: r.status === 0, why: (r.stderr || '').split('\n').filter((l) => l.startsWith("Backend 'webgpu'")).join(' ') || `exit ${r.status}`};
+}
+const webgpu = probeWebGPU();
+const BACKENDS = webgpu.ok ? ['wasm', 'webgpu'] : ['wasm'];
+if (!webgpu.ok) {
+  console.warn(`SKIPPED: webgpu parity (Dawn has no adapter in this process): ${webgpu.why}. ` +
+    'Start jest with EGL_PLATFORM=surfaceless on a machine without a GPU.');
+}
+
+/**
+ * Cases that cannot run on WebGPU in Node: the sparse-OT solver reads values back synchronously
+ * (`dataSync` in ot/problem.ts validation, ot/result.ts statistics, and the convergence checks of
+ * ot/solve.ts and ot/newton.ts), and tfjs-backend-webgpu implements synchronous reads through
+ * `OffscreenCanvas`, which Node does not have ("ReferenceError: OffscreenCanvas is not defined").
+ * They run on cpu and wasm; on webgpu they are skipped with this reason printed.
+ */
+const WEBGPU_SYNC_READ_REASON = 'the sparse-OT solver uses dataSync, and tfjs-backend-webgpu needs OffscreenCanvas ' +
+  '(absent in Node) for synchronous reads';
+function backendsFor(usesSyncReads: boolean): string[] {
+  if (!usesSyncReads || !BACKENDS.includes('webgpu')) return BACKENDS;
+  console.warn(`SKIPPED: webgpu parity of a sparse-OT case: ${WEBGPU_SYNC_READ_REASON}`);
+  return BACKENDS.filter((b) => b !== 'webgpu');
+}
+
+async function on<T>(backend: string, fn: () => T | Promise<T>): Promise<T> {
+  const setup = await setupBackend(backend as 'cpu');
+  expect(setup.backend).toBe(backend);
+  expect(tf.getBackend()).toBe(backend);
+  return fn();
+}
+
+/** Smallest gap between two entries of any row and of any column of `m` `[rows][cols]`. */
+function minGap(m: number[][]): number {
+  let gap = Infinity;
+  const cols = m[0].length;
+  for (const row of m) {
+    const s = [...row].sort((a, b) => a - b);
+    for (let i = 1; i < s.length; i++) gap = Math.min(gap, s[i] - s[i - 1]);
+  }
+  for (let j = 0; j < cols; j++) {
+    const s = m.map((r) => r[j]).sort((a, b) => a - b);
+    for (let i = 1; i < s.length; i++) gap = Math.min(gap, s[i] - s[i - 1]);
+  }
+  return gap;
+}
+
+/** Compares two plans on their common support; off it both must be below `zero`. */
+function expectPlansMatch(actual: number[][], expected: number[][], tol: number, zero = 1e-4): void {
+  const a = actual.flat();
+  const e = expected.flat();
+  expect(a.length).toBe(e.length);
+  const commonA: number[] = [];
+  const commonE: number[] = [];
+  for (let i = 0; i < a.length; i++) {
+    if (Math.abs(a[i]) > zero && Math.abs(e[i]) > zero) {
+      commonA.push(a[i]);
+      commonE.push(e[i]);
+    } else {
+      expect(Math.max(Math.abs(a[i]), Math.abs(e[i]))).toBeLessThan(zero * 10);
+    }
+  }
+  expect(commonA.length).toBeGreaterThan(0);
+  expectAllClose(commonA, commonE, tol, tol);
+}
+
+afterAll(async () => {
+  await releaseWebGPU();
+});
+
+describe('solveSparseOT parity', () => {
+  // Gates of 10 tokens over 4 experts with a clear margin; cost = -gates, k = ceil(10/4 * 1.25) = 4.
+  let gates: number[][];
+  let reference: {plan: number[][]; value: number};
+
+  beforeAll(async () => {
+    await on('cpu', async () => {
+      for (let seed = 0; ; seed++) {
+        const g = tf.tidy(() => tf.softmax(tf.randomNormal([10, 4], 0, 2, 'float32', seed))).arraySync() as number[][];
+        if (minGap(g) > MARGIN) {
+          gates = g;
+          break;
+        }
+      }
+      const r = solveSparseOT(tf.neg(tf.tensor2d(gates)), {k: 4});
+      reference = {plan: (await r.plan.array()) as number[][], value: (await r.value.data())[0]};
+      r.dispose();
+    });
+  });
+
+  test.each(backendsFor(true))('%s: plan on the common support and value match cpu', async (backend) => {
+    const got = await on(backend, async () => {
+      const cost = tf.neg(tf.tensor2d(gates));
+      const r = solveSparseOT(cost, {k: 4});
+      const out = {plan: (await r.plan.array()) as number[][], value: (await r.value.data())[0]};
+      r.dispose();
+      cost.dispose();
+      return out;
+    });
+    expectPlansMatch(got.plan, reference.plan, 2e-3);
+    expectAllClose([got.value], [reference.value], 2e-3, 2e-3);
+  });
+});
+
+/** Everything one MoE configuration produces on one backend, as plain arrays. */
+interface MoEOutputs {
+  expertIndices: number[][][];
+  combineWeights: number[][][];
+  y: number[];
+  dx: number[];
+  dWeights: number[][];
+}
+
+const D = 8;
+const E = 4;
+const TOKENS = 8;
+const BATCH = 2;
+
+/** Frees a layer's weights (Layer.dispose only works for layers used symbolically). */
+function disposeLayer(layer: MoE): void {
+  layer.weights.forEach((w) => w.dispose());
+}
+
+function build(router: unknown, weights?: tf.Tensor[]): MoE {
+  const layer = moe({
+    numExperts: E, hiddenDim: 16, router: router as never, capacityFactor: 1.5,
+    groupingMode: 'per-example', activation: 'gelu',
+  });
+  layer.build([BATCH, TOKENS, D]);
+  if (weights) layer.setWeights(weights);
+  return layer;
+}
+
+async function runMoE(layer: MoE, xArr: number[][][], rArr: number[][][]): Promise<MoEOutputs> {
+  const x = tf.tensor3d(xArr);
+  const r = tf.tensor3d(rArr);
+  const capacity = layer.capacityFor(TOKENS, false);
+  const routing = layer.router.route(x, {training: false, capacity});
+  const expertIndices = (await routing.expertIndices.array()) as number[][][];
+  const combineWeights = (await routing.combineWeights.array()) as number[][][];
+  routing.dispose();
+  const f = (input: tf.Tensor): tf.Scalar => tf.sum(tf.mul(layer.apply(input, {training: false}) as tf.Tensor, r));
+  const y = layer.apply(x, {training: false}) as tf.Tensor;
+  const dx = tf.grad(f)(x);
+  const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+  const {grads} = tf.variableGrads(() => f(x), vars);
+  const out: MoEOutputs = {
+    expertIndices,
+    combineWeights,
+    y: Array.from(await y.data()),
+    dx: Array.from(await dx.data()),
+    dWeights: await Promise.all(vars.map(async (v) => Array.from(await grads[v.name].data()))),
+  };
+  tf.dispose([x, r, y, dx, ...Object.values(grads)]);
+  return out;
+}
+
+describe.each([
+  ['topk', {name: 'topk', k: 2}],
+  ['expert-choice', 'expert-choice'],
+  ['sinkhorn', 'sinkhorn'],
+  ['sparse-ot', 'sparse-ot'],
+] as const)('MoE layer parity with router %s', (_name, router) => {
+  let xArr: number[][][];
+  let rArr: number[][][];
+  let weights: Array<{shape: number[]; values: number[]}>;
+  let reference: MoEOutputs;
+
+  beforeAll(async () => {
+    reference = await on('cpu', async () => {
+      const layer = build(router);
+      weights = layer.getWeights().map((w) => ({shape: w.shape, values: Array.from(w.dataSync())}));
+      const kernel = layer.router.getWeights()[0];
+      // Try seeds until every router gate pair has a clear margin (per example).
+      for (let seed = 0; ; seed++) {
+        const x = tf.randomNormal([BATCH, TOKENS, D], 0, 1, 'float32', 1000 + seed) as tf.Tensor3D;
+        const gates = tf.tidy(() => tf.softmax(tf.matMul(x.reshape([BATCH * TOKENS, D]), kernel)).reshape([BATCH, TOKENS, E]));
+        const g = (await gates.array()) as number[][][];
+        gates.dispose();
+        if (g.every((m) => minGap(m) > MARGIN)) {
+          xArr = (await x.array()) as number[][][];
+          x.dispose();
+          break;
+        }
+        x.dispose();
+        if (seed > 500) throw new Error('no input with a clear routing margin found');
+      }
+      rArr = tf.tidy(() => tf.randomNormal([BATCH, TOKENS, D], 0, 1, 'float32', 7).arraySync() as number[][][]);
+      const out = await runMoE(layer, xArr, rArr);
+      disposeLayer(layer);
+      return out;
+    });
+  });
+
+  test.each(backendsFor(_name === 'sparse-ot'))('%s: dispatch, combine weights, outputs and gradients match cpu', async (backend) => {
+    const got = await on(backend, async () => {
+      const w = weights.map((v) => tf.tensor(v.values, v.shape));
+      const layer = build(router, w);
+      tf.dispose(w);
+      const out = await runMoE(layer, xArr, rArr);
+      disposeLayer(layer);
+      return out;
+    });
+    // Which token sits in which expert slot: identical (discrete, clear margin).
+    expect(got.expertIndices).toEqual(reference.expertIndices);
+    expectAllClose(got.combineWeights.flat(2), reference.combineWeights.flat(2), 1e-4, 1e-3);
+    expectAllClose(got.y, reference.y, 1e-4, 1e-3);
+    expectAllClose(got.dx, reference.dx, 1e-4, 1e-3);
+    expect(got.dWeights.length).toBe(reference.dWeights.length);
+    got.dWeights.forEach((g, i) => expectAllClose(g, reference.dWeights[i], 1e-4, 1e-3));
+  });
+});
