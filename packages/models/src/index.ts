@@ -20,7 +20,7 @@ export type {LayerReplacement} from './graph';
 export {moeParameterCount, vmoeParameterCount, moeifyParameterCount} from './parameter-count';
 export {selectMoEBlocks} from './moe-options';
 export type {MoEBlockOptions, MoEBlockSelection} from './moe-options';
-export {vmoe, resolveVMoEConfig, moeLayers, moeLayerArgs, moeMetrics, auxiliaryLoss} from './vmoe';
+export {vmoe, resolveVMoEConfig, moeLayers, moeLayerArgs, moeMetrics, auxiliaryLoss, seedMoEWeights, routerUsesDefaultInit} from './vmoe';
 export type {VMoEConfig, VMoEConfigLike, ResolvedVMoEConfig} from './vmoe';
 export {moeify, mlpBlocks, moeNameFor, upcycleExperts} from './moeify';
 export type {MoeifyOptions, ExpertInit} from './moeify';

@@ -10,7 +10,7 @@ import {MlpBlock} from './layers/mlp';
 import {MoEBlockOptions, MoEBlockSelection, selectMoEBlocks} from './moe-options';
 import {moe, MoE} from './router-api';
 import {assertOneOf} from './validate';
-import {moeLayerArgs} from './vmoe';
+import {moeLayerArgs, routerUsesDefaultInit, seedMoEWeights} from './vmoe';
 
 /** How the experts of a new MoE layer start. */
 export type ExpertInit = 'upcycle' | 'fresh';
@@ -31,6 +31,11 @@ export interface MoeifyOptions extends MoEBlockOptions {
   init?: ExpertInit;
   /** Name of the new model. Default: the source model's name. */
   name?: string;
+  /**
+   * Seed for the new weights: the router kernels, and with `init: 'fresh'` the experts (distinct
+   * per expert). Unseeded when omitted.
+   */
+  seed?: number;
 }
 
 /** The `MlpBlock` layers of a model, in layer order (the MLPs that {@link moeify} can replace). */
@@ -111,7 +116,7 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
   if (options == null || typeof options !== 'object') {
     throw new ConfigError('options', 'an object with at least numExperts', options, context);
   }
-  const {blocks, init: initOption, name, ...moeOptions} = options;
+  const {blocks, init: initOption, name, seed, ...moeOptions} = options;
   const init = assertOneOf('init', initOption ?? 'upcycle', ['upcycle', 'fresh'] as const, context);
   const mlps = mlpBlocks(model);
   if (mlps.length === 0) {
@@ -122,7 +127,10 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
     throw new ConfigError('router', `a router name or {name, ...args} when replacing ${chosen.length} MLPs (one Router instance cannot serve several layers)`, moeOptions.router.getClassName(), context);
   }
   const replacements = new Map<string, LayerReplacement>();
-  for (const mlp of chosen) {
+  if (seed !== undefined && (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0)) {
+    throw new ConfigError('seed', 'a non-negative integer', seed, context);
+  }
+  for (const [index, mlp] of chosen.entries()) {
     const args = moeLayerArgs(moeOptions, mlp, moeNameFor(mlp.name));
     if (init === 'upcycle' && args.hiddenDim !== mlp.hiddenDim) {
       throw new ConfigError('hiddenDim', `the replaced MLP's hiddenDim ${mlp.hiddenDim} for init 'upcycle'`, args.hiddenDim, context);
@@ -130,7 +138,15 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
     const layer = moe(args);
     replacements.set(mlp.name, {
       layer,
-      init: init === 'upcycle' ? (fresh) => upcycleExperts(fresh as MoE, mlp) : undefined,
+      init: (fresh) => {
+        if (seed !== undefined) {
+          seedMoEWeights(fresh as MoE, seed * 1009 + 100 * index, {
+            experts: init === 'fresh' && moeOptions.kernelInitializer === undefined,
+            router: routerUsesDefaultInit(moeOptions.router),
+          });
+        }
+        if (init === 'upcycle') upcycleExperts(fresh as MoE, mlp);
+      },
     });
   }
   return replaceLayers(model, replacements, name);

@@ -86,13 +86,63 @@ export function moeLayerArgs(options: MoEBlockOptions, mlp: {hiddenDim: number; 
 export function vmoe(config: VMoEConfigLike): tf.LayersModel {
   const c = resolveVMoEConfig(config);
   const moeSet = new Set(c.moeBlocks);
-  return buildViT(c, (i) => {
+  const model = buildViT(c, (i) => {
     const names = blockLayerNames(i);
     if (!moeSet.has(i)) {
       return mlpBlock({hiddenDim: c.mlpDim, activation: c.activation, seed: layerSeed(c, 101 + 2 * i), name: names.mlp});
     }
     return moe(moeLayerArgs(c.moe, {hiddenDim: c.mlpDim, activation: c.activation}, names.moe));
   });
+  if (c.seed !== undefined) {
+    for (const i of c.moeBlocks) {
+      seedMoEWeights(model.getLayer(blockLayerNames(i).moe) as MoE, layerSeed(c, 1000 + 100 * i) as number, {
+        experts: c.moe.kernelInitializer === undefined, router: routerUsesDefaultInit(c.moe.router),
+      });
+    }
+  }
+  return model;
+}
+
+/**
+ * Re-initializes a built MoE layer reproducibly from `seed`: with `experts` (default true),
+ * expert `e`'s kernels from Glorot-uniform draws seeded by `(seed, e)` (distinct experts) and
+ * biases 0; with `router` (default true), the router kernel `<float32>[d, E]` from a seeded
+ * LeCun-normal draw (the router's default initializer). `vmoe` calls it when the config has a
+ * `seed` (skipping the parts whose initializer the user chose); tfjs initializers alone cannot do
+ * this, since one seeded initializer applied per expert would make every expert identical.
+ *
+ * @example
+ * ```ts
+ * seedMoEWeights(model.getLayer('block1_moe') as MoE, 42);
+ * ```
+ */
+export function seedMoEWeights(layer: MoE, seed: number, parts: {experts?: boolean; router?: boolean} = {}): void {
+  tf.tidy(() => {
+    const E = layer.numExperts;
+    const kIn = layer.kernelIn as tf.LayerVariable;
+    const [, d, h] = kIn.shape as number[];
+    if (parts.experts ?? true) {
+      const kOut = layer.kernelOut as tf.LayerVariable;
+      kIn.write(tf.stack(Array.from({length: E}, (_, e) => tf.initializers.glorotUniform({seed: seed + 2 * e + 1}).apply([d, h]))));
+      kOut.write(tf.stack(Array.from({length: E}, (_, e) => tf.initializers.glorotUniform({seed: seed + 2 * e + 2}).apply([h, d]))));
+      for (const b of [layer.biasIn, layer.biasOut]) if (b) b.write(tf.zerosLike(b.read()));
+    }
+    if (parts.router ?? true) {
+      const routerWeights = layer.router.getWeights();
+      const i = routerWeights.findIndex((w) => w.rank === 2 && w.shape[0] === d && w.shape[1] === E);
+      if (i >= 0) {
+        const fresh = routerWeights.slice();
+        fresh[i] = tf.initializers.leCunNormal({seed: seed + 2 * E + 1}).apply([d, E]);
+        layer.router.setWeights(fresh);
+      }
+    }
+  });
+}
+
+/** True unless the user chose the router's kernel initializer (or passed a Router instance). */
+export function routerUsesDefaultInit(router: unknown): boolean {
+  if (router instanceof tf.layers.Layer) return false;
+  return !(router != null && typeof router === 'object' && (router as {kernelInitializer?: unknown}).kernelInitializer !== undefined);
 }
 
 /** The MoE layers of a model, in layer order. */
