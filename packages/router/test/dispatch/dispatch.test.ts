@@ -63,11 +63,11 @@ describeBackends('row primitives', () => {
     // d/dx sum(gather(x) * W) = scatter-add of W: row 0 gets W[1], row 2 gets W[0] + W[2].
     const W = tf.tensor2d([[1, 10], [100, 1000], [2, 20]]);
     const gx = tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(gatherRows(xx as tf.Tensor2D, idx), W)))(x);
-    expectAllClose(gx.arraySync(), [[100, 1000], [0, 0], [3, 30]]);
+    expectAllClose(gx.dataSync(), [[100, 1000], [0, 0], [3, 30]]);
     // d/du sum(scatter(u) * V) = V gathered at each update's row.
     const V = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
     const gu = tf.grad((uu: tf.Tensor) => tf.sum(tf.mul(scatterAddRows(uu as tf.Tensor2D, idx, 3), V)))(u);
-    expectAllClose(gu.arraySync(), [[5, 6], [1, 2], [5, 6]]);
+    expectAllClose(gu.dataSync(), [[5, 6], [1, 2], [5, 6]]);
     tf.dispose([x, idx, u, W, gx, V, gu]);
   });
 
@@ -77,7 +77,7 @@ describeBackends('row primitives', () => {
     const w = tf.mul(tf.randomUniform([2, 3, 2], 0.1, 1, 'float32', 3), tf.tensor3d(INDICES.map((g) => g.map((e) => e.map((t) => (t >= 0 ? 1 : 0)))))) as tf.Tensor3D;
     const idx = tf.tensor3d(INDICES, undefined, 'int32');
     const mask = oneHot(INDICES, S);
-    expectAllClose(dispatch(x, idx).arraySync() as number[][][], denseDispatch(mask, x).arraySync() as number[][][], 1e-6);
+    expectAllClose(dispatch(x, idx).dataSync(), denseDispatch(mask, x).dataSync(), 1e-6);
     expectAllClose(combine(y, idx, w, S).arraySync(), denseCombine(mask, w, y).arraySync(), 1e-5);
     // Dropped token 3 of group 0 gets exactly 0.
     expectAllClose((combine(y, idx, w, S).arraySync() as number[][][])[0][3], [0, 0, 0, 0, 0]);
@@ -106,7 +106,7 @@ describeBackends('row primitives', () => {
     // expert 2: token 1 -> 0.6, empty -> 0.
     expectAllClose(gatherTokenExpertValues(v, idx).arraySync(), [[[0.1, 0.4], [0.8, 0.2], [0.6, 0]]]);
     const g = tf.grad((vv: tf.Tensor) => tf.sum(gatherTokenExpertValues(vv as tf.Tensor3D, idx)))(v);
-    expectAllClose(g.arraySync(), [[[1, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 0]]]);
+    expectAllClose(g.dataSync(), [[[1, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 0]]]);
     tf.dispose([v, idx, g]);
   });
 
