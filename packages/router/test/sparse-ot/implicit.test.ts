@@ -5,6 +5,8 @@
  *   the implicit VJP is its exact derivative;
  * - fixed-support: the routing case k < m, where the VJP is the derivative on the fixed support.
  */
+import * as fs from 'fs';
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {InvalidArgumentError, ShapeError} from '../../src/errors';
@@ -271,4 +273,58 @@ describeBackends('implicit VJP of the plan', () => {
       'sparseOTPlanVJP: Expected plan to be a tensor of rank 2 [m, n] or rank 3 [groups, m, n], but got [4].');
     tf.dispose(p);
   });
+});
+
+interface GradientCase {
+  name: string;
+  regime: 'smooth' | 'fixed-support';
+  m: number;
+  n: number;
+  k: number;
+  gamma: number;
+  C: number[][];
+  G: number[][];
+  plan: number[][];
+  support: number[][];
+  vjpFiniteDifference: number[][];
+  valueGradient: {finiteDifference: number[][]; expected: number[][]};
+}
+
+const gradients = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'gradients.json'), 'utf8')) as {cases: GradientCase[]};
+
+describeBackends('implicit VJP vs float64 central differences of exact re-solves (fixtures/gradients.json)', () => {
+  // Tolerance: the plan and G enter in float32 (relative rounding 6e-8); the support solve on
+  // these graphs has a condition number below ~1e3, so the float32 VJP carries relative errors
+  // up to ~6e-5 on entries of size <= ~2, plus CG's residual floor (1e-6 relative). 2e-4
+  // absolute + 1e-3 relative covers that with margin; the fixtures' own FD-vs-formula gap is
+  // <= 1.8e-9, so the tolerance is all float32.
+  const ATOL = 2e-4;
+  const RTOL = 1e-3;
+  for (const c of gradients.cases) {
+    test(`${c.regime} regime, ${c.name}: VJP on the fixture's plan equals the float64 finite differences`, () => {
+      const plan = tf.tensor2d(c.plan);
+      const g = tf.tensor2d(c.G);
+      const support = tf.tensor2d(c.support);
+      const vjp = sparseOTPlanVJP(plan, g, {gamma: c.gamma, support});
+      expectAllClose(vjp.arraySync() as number[][], c.vjpFiniteDifference, ATOL, RTOL);
+      // Without the explicit support (plan > 0 in float32) the result is the same.
+      const vjp2 = sparseOTPlanVJP(plan, g, {gamma: c.gamma});
+      expectAllClose(vjp2.arraySync() as number[][], c.vjpFiniteDifference, ATOL, RTOL);
+      tf.dispose([plan, g, support, vjp, vjp2]);
+    });
+    if (c.regime === 'smooth') {
+      test(`smooth regime, ${c.name}: end to end, tf.grad through solveSparseOT + implicit VJP equals the finite differences`, () => {
+        const cost = tf.tensor2d(c.C);
+        const g = tf.tensor2d(c.G);
+        const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(sparseOTPlanImplicit(x, {k: c.k, gamma: c.gamma, maxIterations: 100, tolerance: 1e-7}, solveSparseOT), g)))(cost);
+        expectAllClose(grad.arraySync() as number[][], c.vjpFiniteDifference, ATOL, RTOL);
+        // Danskin: our solver's plan is the gradient of the optimal value, whose float64 central
+        // differences the fixture holds (float32 plan of entries <= ~2: 1e-4 absolute).
+        const r = solveSparseOT(cost, {k: c.k, gamma: c.gamma, maxIterations: 100, tolerance: 1e-7});
+        expectAllClose(r.plan.arraySync() as number[][], c.valueGradient.finiteDifference, 1e-4, 0);
+        r.dispose();
+        tf.dispose([cost, g, grad]);
+      });
+    }
+  }
 });
