@@ -11,3 +11,5 @@ export {ExpertChoiceRouter, expertChoiceRouter} from './expert-choice';
 export type {ExpertChoiceRouterArgs} from './expert-choice';
 export {SinkhornRouter, sinkhornRouter} from './sinkhorn';
 export type {SinkhornRouterArgs} from './sinkhorn';
+export {SparseOTRouter, sparseOTRouter} from './sparse-ot';
+export type {SparseOTRouterArgs, OTGradientMode, OTRoutingDirection, OTCost, OTDispatchMode} from './sparse-ot';

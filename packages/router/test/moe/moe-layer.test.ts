@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose, expectNoLeaks, useBackend} from '../helpers/backends';
 import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/errors';
 import {MoE, moe, MoEArgs} from '../../src/moe-layer';
-import {topKRouter} from '../../src/routers';
+import {SparseOTRouter, topKRouter} from '../../src/routers';
 
 const B = 2;
 const T = 6;
@@ -235,6 +235,18 @@ describeBackends('MoE layer', (backend) => {
       expectAllClose((loaded.predict(x) as tf.Tensor).arraySync() as number[][][], before as number[][][], 0, 0);
     });
   }
+});
+
+describe('MoE default router', () => {
+  it("defaults to 'sparse-ot' and routes no expert above its capacity", async () => {
+    await useBackend('cpu');
+    const layer = moe({numExperts: E, hiddenDim: H});
+    expect(layer.router).toBeInstanceOf(SparseOTRouter);
+    const y = layer.apply(seeded([B, T, D], 14)) as tf.Tensor;
+    expect(y.shape).toEqual([B, T, D]);
+    const cap = layer.capacityFor(T, false);
+    expect(layer.lastMetrics!.tokensPerExpertMax as number).toBeLessThanOrEqual(cap);
+  });
 });
 
 describe('MoE bad input', () => {
