@@ -1,3 +1,5 @@
+process.env.EGL_PLATFORM ??= 'surfaceless';
+
 /**
  * Jest runs every package's tests through @swc/jest (type checking is `tsc -b`, run first by
  * `npm test`). Workspace packages resolve to their sources, so tests need no build.
