@@ -19,6 +19,7 @@ export async function buildBundle(options: {minify?: boolean} = {}): Promise<str
     platform: 'browser',
     target: 'es2022',
     sourcemap: true,
+    keepNames: true, // the webgpu patch recognizes tfjs's TransposeProgram by its class name
     minify: options.minify ?? false,
     logLevel: 'warning',
     alias: {

@@ -15,6 +15,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as models from '../../../packages/models/src';
+// Registers the 'sparse-ot' router (until the router barrel imports it).
+import '../../../packages/router/src/routers/sparse-ot';
 import {loadDigits, splitDataset} from '../../../packages/training/src/data';
 import {saveModelFiles} from './save-model';
 
@@ -23,14 +25,14 @@ const arg = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 
 /** The default example model: a small V-MoE, or the dense ViT if vmoe is not available. */
-export function exampleModel(seed = 0): tf.LayersModel {
+export function exampleModel(seed = 0, router: string = 'sparse-ot'): tf.LayersModel {
   const vmoe = (models as Record<string, unknown>).vmoe as ((c: unknown) => tf.LayersModel) | undefined;
   const base = {preset: 'mnist-tiny', depth: 2, seed};
   if (!vmoe) {
     console.warn('vmoe is not available in @tfjs-moe/models yet: using the dense ViT');
     return models.vit(base as never);
   }
-  return vmoe({...base, moe: {numExperts: 4, router: 'sparse-ot', groupingMode: 'per-example', evalCapacityFactor: 2}});
+  return vmoe({...base, moe: {numExperts: 4, router, groupingMode: 'per-example', evalCapacityFactor: 2}});
 }
 
 /** `count` held-out digits, equally many of each class: `{images: number[][784], labels}`. */

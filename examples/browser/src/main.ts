@@ -8,11 +8,15 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 import '@tfjs-moe/models';
+// Registers the 'sparse-ot' router (until the router barrel imports it).
+import '../../../packages/router/src/routers/sparse-ot';
 import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';
+import {patchWebGPUTranspose} from './webgpu-patch';
 
 setWasmPaths('/wasm/');
+patchWebGPUTranspose();
 
 /** Distinct colours for up to 12 experts (then they repeat). */
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#46f0f0', '#f032e6',
