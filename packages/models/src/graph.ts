@@ -16,6 +16,16 @@ export interface LayerReplacement {
    * old one, to set the new layer's weights. When omitted the new layer keeps its initial weights.
    */
   init?: (newLayer: tf.layers.Layer, oldLayer: tf.layers.Layer) => void;
+  /**
+   * To replace a chain of layers `first -> ... -> old` by one layer: the name of `first`, whose
+   * inputs the new layer takes. Default: the replaced layer's own inputs.
+   */
+  inputsFrom?: string;
+  /**
+   * Layers to drop from the model (the rest of the chain). Each may feed only other dropped
+   * layers or the replaced layer, and none may be a model output.
+   */
+  remove?: string[];
 }
 
 type NodeData = [string, number, number, Record<string, unknown>?];
@@ -60,19 +70,37 @@ export function replaceLayers(
   };
   const renamed = new Map<string, string>();
   const existing = new Set(config.layers.map((l) => l.name));
-  for (const [oldName, {layer}] of replacements) {
+  const byName = new Map(config.layers.map((l) => [l.name, l]));
+  const removed = new Set<string>();
+  for (const [oldName, {layer, inputsFrom, remove}] of replacements) {
     if (!existing.has(oldName)) {
       throw new ConfigError('replacements', `names of layers of model "${model.name}"`, oldName, context);
     }
+    for (const r of [...(remove ?? []), ...(inputsFrom === undefined ? [] : [inputsFrom])]) {
+      if (!existing.has(r)) throw new ConfigError('remove', `names of layers of model "${model.name}"`, r, context);
+    }
+    (remove ?? []).forEach((r) => removed.add(r));
     if (layer.name !== oldName && existing.has(layer.name)) {
       throw new ConfigError('layer name', `a name not already used in model "${model.name}"`, layer.name, context);
     }
     renamed.set(oldName, layer.name);
   }
   const rename = (n: string) => renamed.get(n) ?? n;
-  config.layers = config.layers.map((entry) => {
+  for (const entry of config.layers) {
+    if (removed.has(entry.name)) continue;
+    const chainInputs = replacements.get(entry.name)?.inputsFrom;
+    const inputs = chainInputs === undefined ? entry.inboundNodes : byName.get(chainInputs)!.inboundNodes;
+    const bad = inputs.flat().find((d) => removed.has(d[0]));
+    if (bad) {
+      throw new ConfigError('remove', `layers that feed only the replaced chain (${entry.name} reads it)`, bad[0], context);
+    }
+  }
+  const outputs = config.outputLayers.find((d) => removed.has(d[0]));
+  if (outputs) throw new ConfigError('remove', 'layers that are not model outputs', outputs[0], context);
+  config.layers = config.layers.filter((entry) => !removed.has(entry.name)).map((entry) => {
     const swap = replacements.get(entry.name);
-    const inboundNodes = entry.inboundNodes.map((node) => node.map((d) => [rename(d[0]), ...d.slice(1)] as NodeData));
+    const source = swap?.inputsFrom === undefined ? entry : byName.get(swap.inputsFrom)!;
+    const inboundNodes = source.inboundNodes.map((node) => node.map((d) => [rename(d[0]), ...d.slice(1)] as NodeData));
     if (!swap) return {...entry, inboundNodes};
     const layerConfig = JSON.parse(JSON.stringify(swap.layer.getConfig())) as tf.serialization.ConfigDict;
     return {name: swap.layer.name, className: swap.layer.getClassName(), config: layerConfig, inboundNodes};
@@ -87,7 +115,7 @@ export function replaceLayers(
     const swap = replacements.get(layer.name);
     if (swap) {
       swap.init?.(rebuilt.getLayer(rename(layer.name)), layer);
-    } else if (layer.weights.length > 0) {
+    } else if (layer.weights.length > 0 && !removed.has(layer.name)) {
       const weights = layer.getWeights();
       rebuilt.getLayer(layer.name).setWeights(weights);
     }

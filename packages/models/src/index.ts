@@ -22,5 +22,5 @@ export {selectMoEBlocks} from './moe-options';
 export type {MoEBlockOptions, MoEBlockSelection} from './moe-options';
 export {vmoe, resolveVMoEConfig, moeLayers, moeLayerArgs, moeMetrics, auxiliaryLoss, seedMoEWeights, routerUsesDefaultInit} from './vmoe';
 export type {VMoEConfig, VMoEConfigLike, ResolvedVMoEConfig} from './vmoe';
-export {moeify, mlpBlocks, moeNameFor, upcycleExperts} from './moeify';
-export type {MoeifyOptions, ExpertInit} from './moeify';
+export {moeify, mlpBlocks, findMlps, moeNameFor, upcycleExperts} from './moeify';
+export type {MoeifyOptions, ExpertInit, FoundMlp} from './moeify';

@@ -38,9 +38,93 @@ export interface MoeifyOptions extends MoEBlockOptions {
   seed?: number;
 }
 
-/** The `MlpBlock` layers of a model, in layer order (the MLPs that {@link moeify} can replace). */
+/** The `MlpBlock` layers of a model, in layer order. */
 export function mlpBlocks(model: tf.LayersModel): MlpBlock[] {
   return model.layers.filter((l): l is MlpBlock => l instanceof MlpBlock);
+}
+
+/**
+ * A position-wise MLP found in a model: an `MlpBlock`, or a chain of plain tfjs layers
+ * `Dense(h, act) -> Dense(d)` (or `Dense(h) -> Activation(act) -> Dense(d)`) applied to
+ * `[batch, tokens, d]` tokens, each feeding only the next.
+ */
+export interface FoundMlp {
+  /** The layer whose output is the MLP's output (the MlpBlock, or the second Dense). */
+  name: string;
+  /** The first layer of the chain (equal to `name` for an MlpBlock). */
+  first: string;
+  /** Layers of the chain besides `name` (removed when replaced). */
+  inner: string[];
+  /** Hidden width h. */
+  hiddenDim: number;
+  /** Activation (a tfjs activation name). */
+  activation: string;
+  /** `[kernel1 [d, h], bias1 [h], kernel2 [h, d], bias2 [d]]`, read from the model when called. */
+  weights(): tf.Tensor[];
+}
+
+function activationName(config: tf.serialization.ConfigDict): string {
+  const a = config.activation as unknown;
+  if (a == null) return 'linear';
+  if (typeof a === 'string') return a;
+  return String((a as {className?: string}).className ?? a);
+}
+
+/**
+ * Finds the MLPs that {@link moeify} can replace, in layer order: every `MlpBlock`, and every
+ * chain `Dense(h, act, bias) -> [Activation(act)] -> Dense(d, linear, bias)` on rank-3 tokens in
+ * which each layer is called once and feeds only the next.
+ *
+ * @example
+ * ```ts
+ * findMlps(vit('mnist-tiny')).map((m) => m.name); // ['block0_mlp', 'block1_mlp', 'block2_mlp', 'block3_mlp']
+ * ```
+ */
+export function findMlps(model: tf.LayersModel): FoundMlp[] {
+  const config = model.getConfig() as unknown as {layers: {name: string; inboundNodes: [string, number, number][][]}[]};
+  const consumers = new Map<string, string[]>();
+  for (const entry of config.layers) {
+    for (const node of entry.inboundNodes) for (const [src] of node) consumers.set(src, [...(consumers.get(src) ?? []), entry.name]);
+  }
+  const outputs = new Set(model.outputLayers.map((l) => l.name));
+  const soleConsumer = (name: string): tf.layers.Layer | undefined => {
+    const c = consumers.get(name) ?? [];
+    if (c.length !== 1 || outputs.has(name)) return undefined;
+    const layer = model.getLayer(c[0]);
+    return layer.inboundNodes.length === 1 ? layer : undefined;
+  };
+  const found: FoundMlp[] = [];
+  for (const layer of model.layers) {
+    if (layer instanceof MlpBlock) {
+      found.push({
+        name: layer.name, first: layer.name, inner: [], hiddenDim: layer.hiddenDim, activation: layer.activation,
+        weights: () => layer.getWeights(),
+      });
+      continue;
+    }
+    if (layer.getClassName() !== 'Dense' || layer.inboundNodes.length !== 1) continue;
+    const c1 = layer.getConfig();
+    const inShape = layer.inputSpec?.[0]?.ndim ?? (layer.input as tf.SymbolicTensor).shape.length;
+    if (inShape !== 3 || c1.useBias === false) continue;
+    let next = soleConsumer(layer.name);
+    let activation = activationName(c1);
+    const inner = [layer.name];
+    if (next && next.getClassName() === 'Activation' && activation === 'linear') {
+      activation = activationName(next.getConfig());
+      inner.push(next.name);
+      next = soleConsumer(next.name);
+    }
+    if (!next || next.getClassName() !== 'Dense') continue;
+    const c2 = next.getConfig();
+    const d = (layer.input as tf.SymbolicTensor).shape[2];
+    if (c2.units !== d || activationName(c2) !== 'linear' || c2.useBias === false) continue;
+    const second = next;
+    found.push({
+      name: second.name, first: layer.name, inner, hiddenDim: c1.units as number, activation,
+      weights: () => [...layer.getWeights(), ...second.getWeights()],
+    });
+  }
+  return found;
 }
 
 /** The name a replaced MLP's MoE layer gets: `block3_mlp` -> `block3_moe`, else `<name>_moe`. */
@@ -51,14 +135,15 @@ export function moeNameFor(mlpName: string): string {
 /**
  * Copies a dense MLP into every expert of an MoE layer: `kernelIn[e] = kernel1`,
  * `biasIn[e] = bias1`, `kernelOut[e] = kernel2`, `biasOut[e] = bias2` for all e. The router is
- * left as it is. Throws `ConfigError` when the shapes or activations differ.
+ * left as it is. `mlp` is an `MlpBlock` or a chain found by {@link findMlps}. Throws `ConfigError`
+ * when the shapes or activations differ.
  *
  * @example
  * ```ts
  * upcycleExperts(moeLayer, mlpLayer); // both built, same d, hiddenDim and activation
  * ```
  */
-export function upcycleExperts(target: MoE, mlp: MlpBlock): void {
+export function upcycleExperts(target: MoE, mlp: MlpBlock | FoundMlp): void {
   const context = `upcycle ${mlp.name} -> ${target.name}`;
   if (target.activation !== mlp.activation) {
     throw new ConfigError('activation', `the replaced MLP's activation '${mlp.activation}' for upcycling`, target.activation, context);
@@ -66,7 +151,7 @@ export function upcycleExperts(target: MoE, mlp: MlpBlock): void {
   if (!target.useBias) {
     throw new ConfigError('useBias', 'true for upcycling (the dense MLP has biases)', target.useBias, context);
   }
-  const [k1, b1, k2, b2] = mlp.getWeights();
+  const [k1, b1, k2, b2] = mlp instanceof MlpBlock ? mlp.getWeights() : mlp.weights();
   const kIn = target.kernelIn as tf.LayerVariable;
   if (kIn.shape[1] !== k1.shape[0] || kIn.shape[2] !== k1.shape[1]) {
     throw new ConfigError('hiddenDim', `the replaced MLP's shape [d, h] = [${k1.shape}] for upcycling`, kIn.shape.slice(1), context);
@@ -80,11 +165,11 @@ export function upcycleExperts(target: MoE, mlp: MlpBlock): void {
   tf.dispose(tiled);
 }
 
-function chooseMlps(mlps: MlpBlock[], blocks: MoeifyOptions['blocks'], context: string): MlpBlock[] {
+function chooseMlps(mlps: FoundMlp[], blocks: MoeifyOptions['blocks'], context: string): FoundMlp[] {
   if (Array.isArray(blocks) && blocks.length > 0 && blocks.every((b) => typeof b === 'string')) {
     return (blocks as string[]).map((n) => {
       const found = mlps.find((m) => m.name === n);
-      if (!found) throw new ConfigError('blocks', `names of MlpBlock layers (${mlps.map((m) => `"${m.name}"`).join(', ')})`, n, context);
+      if (!found) throw new ConfigError('blocks', `names of MLP layers (${mlps.map((m) => `"${m.name}"`).join(', ')})`, n, context);
       return found;
     });
   }
@@ -118,9 +203,9 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
   }
   const {blocks, init: initOption, name, seed, ...moeOptions} = options;
   const init = assertOneOf('init', initOption ?? 'upcycle', ['upcycle', 'fresh'] as const, context);
-  const mlps = mlpBlocks(model);
+  const mlps = findMlps(model);
   if (mlps.length === 0) {
-    throw new ConfigError('model', 'a model with MlpBlock layers to replace', model.name, context);
+    throw new ConfigError('model', 'a model with MLPs to replace (MlpBlock layers or Dense -> Dense chains)', model.name, context);
   }
   const chosen = chooseMlps(mlps, blocks, context);
   if (moeOptions.router instanceof tf.layers.Layer && chosen.length > 1) {
@@ -138,6 +223,8 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
     const layer = moe(args);
     replacements.set(mlp.name, {
       layer,
+      inputsFrom: mlp.first === mlp.name ? undefined : mlp.first,
+      remove: mlp.inner,
       init: (fresh) => {
         if (seed !== undefined) {
           seedMoEWeights(fresh as MoE, seed * 1009 + 100 * index, {

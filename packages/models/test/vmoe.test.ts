@@ -253,10 +253,10 @@ describe('vmoe and moeify bad input', () => {
       "moeify: Expected init to be one of 'upcycle', 'fresh', but got \"copy\".",
     );
     expect(() => moeify(dense, {numExperts: 2, router: 'topk', blocks: ['block9_mlp']})).toThrow(
-      'moeify: Expected blocks to be names of MlpBlock layers ("block0_mlp", "block1_mlp"), but got "block9_mlp".',
+      'moeify: Expected blocks to be names of MLP layers ("block0_mlp", "block1_mlp"), but got "block9_mlp".',
     );
     const all = moeify(dense, {numExperts: 2, router: 'topk', blocks: 'all'});
-    expect(() => moeify(all, {numExperts: 2})).toThrow('moeify: Expected model to be a model with MlpBlock layers to replace, but got "vit".');
+    expect(() => moeify(all, {numExperts: 2})).toThrow('moeify: Expected model to be a model with MLPs to replace (MlpBlock layers or Dense -> Dense chains), but got "vit".');
     dense.dispose();
     all.dispose();
   });
