@@ -1,0 +1,149 @@
+/**
+ * MoE layer benchmark: forward+backward time of the MoE layer against a dense FFN with the same
+ * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
+ * every router on the same logits, side by side in one run.
+ *
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu]
+ *
+ * Full config (issue 3): 2048 tokens (32 images x 64 patches), d 192, h 768, E in {8, 32}, groups
+ * of one image (64 tokens). The cpu backend always runs the --quick sizes (it is far slower).
+ * Add a router to ROUTERS to have it timed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
+import {moe} from '../packages/router/src/moe-layer';
+import {createRouter, Router, RouterSpec} from '../packages/router/src/routers';
+
+interface Sizes {
+  images: number;
+  patches: number;
+  d: number;
+  h: number;
+  experts: number[];
+  reps: number;
+}
+
+const FULL: Sizes = {images: 32, patches: 64, d: 192, h: 768, experts: [8, 32], reps: 5};
+const SMALL: Sizes = {images: 8, patches: 64, d: 96, h: 384, experts: [8, 32], reps: 3};
+
+/** Routers timed on the same logits. Extend freely (e.g. more sparse-OT gradient modes). */
+const ROUTERS: {label: string; spec: RouterSpec}[] = [
+  {label: 'topk (k=1, Switch)', spec: {name: 'topk'}},
+  {label: 'topk (k=2, GShard)', spec: {name: 'topk', k: 2}},
+  {label: 'expert-choice', spec: 'expert-choice'},
+  {label: 'sinkhorn (S-BASE, 20 it)', spec: 'sinkhorn'},
+  {label: 'sparse-ot (softmax grad)', spec: {name: 'sparse-ot', gradient: 'softmax'}},
+  {label: 'sparse-ot (implicit grad)', spec: {name: 'sparse-ot', gradient: 'implicit'}},
+  {label: 'sparse-ot (unrolled grad)', spec: {name: 'sparse-ot', gradient: 'unrolled'}},
+];
+
+/** FLOPs of one forward+backward of a d -> h -> d FFN on n tokens: 3 x (2 matMuls of 2 n d h). */
+function ffnStepFlops(n: number, d: number, h: number): number {
+  return 3 * 2 * 2 * n * d * h;
+}
+
+/** Dense FFN baseline with the same per-token FLOPs as one top-1 expert. */
+function denseStep(x: tf.Tensor2D, vars: tf.Variable[], r: tf.Tensor2D): () => tf.Tensor[] {
+  const [w1, b1, w2, b2] = vars;
+  return () => {
+    const {value, grads} = tf.variableGrads(() => {
+      const hdn = tf.layers.activation({activation: 'gelu'}).apply(tf.add(tf.matMul(x, w1), b1)) as tf.Tensor2D;
+      const y = tf.add(tf.matMul(hdn, w2), b2);
+      return tf.sum(tf.mul(y, r)) as tf.Scalar;
+    }, vars);
+    return [value, ...Object.values(grads)];
+  };
+}
+
+async function benchBackend(backend: string): Promise<void> {
+  await selectBackend(backend);
+  const sizes = QUICK || backend === 'cpu' ? SMALL : FULL;
+  const tokens = sizes.images * sizes.patches;
+  const {d, h, reps} = sizes;
+  const peak = await measureMatMulPeak();
+  console.log(`\n### ${backend}: ${tokens} tokens (${sizes.images} x ${sizes.patches}), d ${d}, h ${h}; matMul peak ${peak.toFixed(1)} GFLOP/s\n`);
+
+  const x3 = tf.randomNormal([sizes.images, sizes.patches, d]) as tf.Tensor3D;
+  const x2 = tf.reshape(x3, [tokens, d]) as tf.Tensor2D;
+  const r3 = tf.randomNormal([sizes.images, sizes.patches, d]);
+  const r2 = tf.reshape(r3, [tokens, d]) as tf.Tensor2D;
+  const denseVars = [
+    tf.variable(tf.randomNormal([d, h], 0, 0.05)),
+    tf.variable(tf.zeros([h])),
+    tf.variable(tf.randomNormal([h, d], 0, 0.05)),
+    tf.variable(tf.zeros([d])),
+  ];
+  const flops = ffnStepFlops(tokens, d, h);
+  const denseMs = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
+  const frac = (ms: number) => ((flops / (ms * 1e6)) / peak * 100).toFixed(1);
+  console.log(`dense FFN step: ${denseMs.toFixed(1)} ms (${frac(denseMs)}% of peak)\n`);
+  console.log('| E | capacity factor | router | MoE step ms | vs dense | % of peak (dense-equivalent FLOPs) | dropped |');
+  console.log('|---|---|---|---|---|---|---|');
+
+  const moeMs: Record<number, number> = {};
+  for (const E of sizes.experts) {
+    for (const cf of [1.0, 1.25]) {
+      for (const spec of [{name: 'topk'}, {name: 'sparse-ot'}] as RouterSpec[]) {
+        const layer = moe({numExperts: E, hiddenDim: h, router: spec, capacityFactor: cf, activation: 'gelu'});
+        layer.build([null, sizes.patches, d]);
+        const step = () => {
+          const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
+          return [value, ...Object.values(grads)];
+        };
+        const ms = await timeMs(step, reps, 1);
+        const name = (spec as {name: string}).name;
+        if (cf === 1.0 && name === 'sparse-ot') moeMs[E] = ms;
+        const dropped = layer.lastMetrics?.droppedFraction as number;
+        console.log(`| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / denseMs).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`);
+        layer.disposeLast();
+        tf.dispose(layer.getWeights());
+      }
+    }
+  }
+
+  console.log('\nRouting only, on the same logits `<float32>[groups, 64, E]` (capacity factor 1.0): forward, and forward+backward through the combine weights.\n');
+  console.log('| E | router | route ms | route+grad ms | route+grad / MoE step (sparse-ot, cf 1.0) |');
+  console.log('|---|---|---|---|---|');
+  for (const E of sizes.experts) {
+    // Logits as tokens with an identity kernel: logits = tokens @ I, the same for every router.
+    const logits = tf.randomNormal([sizes.images, sizes.patches, E]) as tf.Tensor3D;
+    const rw = tf.randomNormal([sizes.images, E, 64]);
+    for (const {label, spec} of ROUTERS) {
+      let router: Router;
+      try {
+        router = createRouter(spec, {numExperts: E});
+      } catch (e) {
+        console.log(`| ${E} | ${label} | n/a: ${(e as Error).message} | | |`);
+        continue;
+      }
+      router.build([null, null, E]);
+      router.setWeights([tf.eye(E)]);
+      const capacity = router.computeCapacity(sizes.patches, 1.0);
+      const fwd = await timeMs(() => {
+        const res = router.route(logits, {training: true, capacity});
+        const out = [res.expertIndices, res.combineWeights];
+        tf.dispose([res.auxiliaryLoss, ...Object.values(res.metrics)]);
+        return out;
+      }, reps, 1);
+      const both = await timeMs(() => {
+        const g = tf.grad((l: tf.Tensor) => {
+          const res = router.route(l as tf.Tensor3D, {training: true, capacity});
+          const w = res.combineWeights;
+          return tf.add(tf.sum(tf.mul(w, tf.slice(rw, [0, 0, 0], w.shape))), res.auxiliaryLoss);
+        })(logits);
+        return g;
+      }, reps, 1);
+      const share = moeMs[E] ? `${((both / moeMs[E]) * 100).toFixed(1)}%` : 'n/a';
+      console.log(`| ${E} | ${label} | ${fwd.toFixed(2)} | ${both.toFixed(2)} | ${share} |`);
+      tf.dispose(router.getWeights());
+    }
+    tf.dispose([logits, rw]);
+  }
+  tf.dispose([x3, r3, ...denseVars]);
+}
+
+async function main(): Promise<void> {
+  console.log(`MoE layer benchmark${QUICK ? ' (--quick)' : ''}: ${machineDescription()}`);
+  for (const backend of backendsFromArgs()) await benchBackend(backend);
+}
+void main();
