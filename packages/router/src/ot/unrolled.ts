@@ -89,10 +89,19 @@ function projectionSupport(x: tf.Tensor3D, k: number): tf.Tensor3D {
 /** Default Newton step sizes tried by the line search (0 is always tried as well). */
 const DEFAULT_STEPS = [1, 0.5, 0.25, 0.125];
 
-/** Per group, the first candidate step whose value is at least the current one, less rounding. */
-const pickStep = noGrad((values: tf.Tensor, current: tf.Tensor, candidates: tf.Tensor) => {
-  const floor = tf.sub(current, tf.mul(1e-6, tf.add(1, tf.abs(current))));
-  const acceptable = tf.cast(tf.greaterEqual(values, floor), 'float32');
+/** `[g, 1]`: 1 where two plans `[g, m, n]` have the same support. */
+const sameSupport = noGrad((p: tf.Tensor, q: tf.Tensor) =>
+  tf.cast(tf.all(tf.equal(tf.greater(p, 0), tf.greater(q, 0)), [1, 2], true), 'float32').reshape([-1, 1]));
+
+/**
+ * Per group, the first candidate step that raises the value by more than rounding, or keeps it
+ * within rounding on an unchanged support.
+ */
+const pickStep = noGrad((values: tf.Tensor, current: tf.Tensor, same: tf.Tensor, candidates: tf.Tensor) => {
+  const slack = tf.mul(1e-6, tf.add(1, tf.abs(current)));
+  const better = tf.greater(values, tf.add(current, slack));
+  const tie = tf.logicalAnd(tf.greaterEqual(values, tf.sub(current, slack)), tf.greater(same, 0));
+  const acceptable = tf.cast(tf.logicalOr(better, tie), 'float32');
   const first = tf.argMax(acceptable, 1); // argMax returns the first maximum
   return tf.reshape(tf.gather(candidates, first), [-1, 1]);
 });
@@ -207,17 +216,26 @@ export function unrolledSparseOT(cost: tf.Tensor, options: UnrolledSparseOTOptio
       const isolated = isZero(graph.deg);
       const step = tf.add(tf.mul(isolated, tf.mul(grad, gamma)), tf.mul(tf.sub(1, isolated), newton)) as tf.Tensor2D;
       // Line search, decided on the device: the step size (a constant for autodiff) is the
-      // largest candidate whose semi-dual value is not below the current one (up to float32
-      // rounding); 0 is the last candidate, so the iterates stop at a kink instead of cycling.
-      // Preferring the full step at ties keeps Newton's derivative once the iterates converged.
+      // largest candidate that either raises the semi-dual value, or keeps it (up to float32
+      // rounding) without changing the support; 0 is the last candidate, so the iterates stop at
+      // a kink instead of wandering along it. Accepting the full step at ties on an unchanged
+      // support keeps Newton's derivative once the iterates have converged.
       const candidates = [...steps, 0];
       const current = valueAt(alpha, plan);
-      const values = tf.concat(candidates.map((t) =>
-        t === 0 ? current : tf.tidy(() => {
-          const al = tf.add(alpha, tf.mul(t, step)) as tf.Tensor2D;
-          return valueAt(al, planAt(al));
-        })), 1); // [g, L]
-      const chosen = pickStep(values, current, tf.tensor1d(candidates)) as tf.Tensor2D; // [g, 1]
+      const values: tf.Tensor2D[] = [];
+      const same: tf.Tensor2D[] = [];
+      for (const t of candidates) {
+        if (t === 0) {
+          values.push(current);
+          same.push(tf.ones([g, 1]));
+          continue;
+        }
+        const al = tf.add(alpha, tf.mul(t, step)) as tf.Tensor2D;
+        const p = planAt(al);
+        values.push(valueAt(al, p));
+        same.push(sameSupport(p, plan) as tf.Tensor2D);
+      }
+      const chosen = pickStep(tf.concat(values, 1), current, tf.concat(same, 1), tf.tensor1d(candidates)) as tf.Tensor2D;
       alpha = tf.add(alpha, tf.mul(chosen, step)) as tf.Tensor2D;
     }
     let plan: tf.Tensor = planAt(alpha);
