@@ -41,10 +41,24 @@ import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
 import type {Formulation, SparseOTOptions, SparseOTResult, Sparsity} from './types';
 
-/** Which unknowns conjugate gradients iterates on. */
+/**
+ * Which unknowns conjugate gradients iterates on: `'experts'` (n of them per group) or `'tokens'` (m).
+ *
+ * @example
+ * ```ts
+ * sparseOTPlanVJP(plan, dPlan, {space: 'tokens'}); // same result as the default 'experts'
+ * ```
+ */
 export type ImplicitSolveSpace = 'experts' | 'tokens';
 
-/** Options of {@link sparseOTPlanVJP}. */
+/**
+ * Options of {@link sparseOTPlanVJP}.
+ *
+ * @example
+ * ```ts
+ * const options: ImplicitGradientOptions = {gamma: 2, formulation: 'semidual', maxIterations: 40};
+ * ```
+ */
 export interface ImplicitGradientOptions {
   /** Regularization strength gamma the plan was solved with. Default 1. */
   gamma?: number;
@@ -123,7 +137,14 @@ function dot(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
   return tf.sum(tf.mul(a, b), 1, true) as tf.Tensor2D;
 }
 
-/** Options of {@link conjugateGradient}. */
+/**
+ * Options of {@link conjugateGradient}.
+ *
+ * @example
+ * ```ts
+ * const options: ConjugateGradientOptions = {iterations: 20, tolerance: 1e-6};
+ * ```
+ */
 export interface ConjugateGradientOptions {
   /** Number of iterations, run in full (frozen groups take zero steps). */
   iterations: number;
@@ -204,7 +225,15 @@ export function conjugateGradient(
   });
 }
 
-/** The support operators of a plan: masks, degrees and their pseudo-inverses, all `<float32>`. */
+/**
+ * The support operators of a plan: masks, degrees and their pseudo-inverses, all `<float32>`
+ * and constants for autodiff. Internal building block of the implicit and unrolled solvers.
+ *
+ * @example
+ * ```ts
+ * const graph = supportGraph(tf.tensor3d([[[1, 0], [1, 1]]])); // deg [[1, 2]], size [[2, 1]]
+ * ```
+ */
 export interface SupportGraph {
   /** `[g, m, n]` 0/1 support mask. */
   mask: tf.Tensor3D;
@@ -218,6 +247,17 @@ export interface SupportGraph {
   sizeInv: tf.Tensor2D;
 }
 
+/**
+ * `1 / x` where `x > 0`, 0 elsewhere, as a constant for autodiff.
+ *
+ * @param x `<float32>[g, d]`.
+ * @returns `<float32>[g, d]`.
+ *
+ * @example
+ * ```ts
+ * safeInverse(tf.tensor2d([[2, 0]])); // [[0.5, 0]]
+ * ```
+ */
 export function safeInverse(x: tf.Tensor2D): tf.Tensor2D {
   return safeInverseNoGrad(x) as tf.Tensor2D;
 }
@@ -227,6 +267,17 @@ const safeInverseNoGrad = noGrad((x: tf.Tensor) => {
   return tf.where(pos, tf.div(1, tf.where(pos, x, tf.onesLike(x))), tf.zerosLike(x));
 });
 
+/**
+ * Degrees, column sizes and their safe inverses of a 0/1 support mask.
+ *
+ * @param mask `<float32>[g, m, n]` 0/1.
+ * @returns the {@link SupportGraph} (its tensors belong to the caller).
+ *
+ * @example
+ * ```ts
+ * const {deg, size} = supportGraph(tf.cast(tf.greater(plan, 0), 'float32') as tf.Tensor3D);
+ * ```
+ */
 export function supportGraph(mask: tf.Tensor3D): SupportGraph {
   const deg = tf.sum(mask, 2) as tf.Tensor2D;
   const size = tf.sum(mask, 1) as tf.Tensor2D;
@@ -258,7 +309,14 @@ function mulMaskT(mask: tf.Tensor3D, v: tf.Tensor2D): tf.Tensor2D {
 /**
  * Solves `[[D, sign M], [sign M^T, S]] [w_r; w_c] = [r_r; r_c]` on the range of the operator,
  * with `sign = -1` (the semi-dual's Laplacian) or `+1` (the dual's signless Laplacian). Returns
- * `[w_r, w_c]`. Uses CG on the Schur complement of the chosen side.
+ * `[w_r <float32>[g, m], w_c <float32>[g, n]]`. Uses CG on the Schur complement of the chosen
+ * side. Internal building block of {@link sparseOTPlanVJP} and the unrolled Newton steps.
+ *
+ * @example
+ * ```ts
+ * // Newton direction of the semi-dual: (D - M S^+ M^T) d = gamma * grad.
+ * const [d] = solveSupportSystem(graph, -1, tf.mul(grad, gamma), tf.zerosLike(graph.size), 'experts', undefined, 1e-7);
+ * ```
  */
 export function solveSupportSystem(
   graph: SupportGraph,
@@ -377,10 +435,24 @@ export function sparseOTPlanVJP(plan: tf.Tensor, upstream: tf.Tensor, options: I
   });
 }
 
-/** A solver with the signature of `solveSparseOT`. */
+/**
+ * A solver with the signature of `solveSparseOT`.
+ *
+ * @example
+ * ```ts
+ * const solver: SparseOTSolver = solveSparseOT;
+ * ```
+ */
 export type SparseOTSolver = (cost: tf.Tensor, options: SparseOTOptions) => SparseOTResult;
 
-/** Options of {@link sparseOTPlanImplicit}: those of the solve plus the CG settings. */
+/**
+ * Options of {@link sparseOTPlanImplicit}: those of the solve plus the CG settings.
+ *
+ * @example
+ * ```ts
+ * const options: ImplicitPlanOptions = {k: 8, gamma: 1, implicit: {space: 'experts'}};
+ * ```
+ */
 export interface ImplicitPlanOptions extends SparseOTOptions {
   /** CG settings of the backward pass (gamma, formulation and sparsity come from the solve). */
   implicit?: Pick<ImplicitGradientOptions, 'space' | 'maxIterations' | 'tolerance'>;

@@ -23,7 +23,14 @@ import {ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '
 import {noGrad, solveSupportSystem, stopGradient, supportGraph} from './implicit';
 import type {Sparsity} from './types';
 
-/** Options of {@link unrolledSparseOT}. */
+/**
+ * Options of {@link unrolledSparseOT}.
+ *
+ * @example
+ * ```ts
+ * const options: UnrolledSparseOTOptions = {k: 8, gamma: 1, iterations: 10};
+ * ```
+ */
 export interface UnrolledSparseOTOptions {
   /** At most k nonzeros per column (or per row with `sparsity: 'row'`). */
   k: number;
@@ -52,7 +59,15 @@ export interface UnrolledSparseOTOptions {
   init?: tf.Tensor;
 }
 
-/** The output of {@link unrolledSparseOT}; the caller owns (and disposes) both tensors. */
+/**
+ * The output of {@link unrolledSparseOT}; the caller owns (and disposes) both tensors.
+ *
+ * @example
+ * ```ts
+ * const {plan, alpha} = unrolledSparseOT(cost, {k: 4});
+ * tf.dispose([plan, alpha]);
+ * ```
+ */
 export interface UnrolledSparseOTResult {
   /** `<float32>` plan of the cost's shape, differentiable in the cost by autodiff. */
   plan: tf.Tensor;

@@ -19,23 +19,56 @@ import {unrolledSparseOT} from '../ot/unrolled';
 import {Router, type RouterArgs, type RoutingParts} from './router';
 import {registerRouter} from './registry';
 
-/** How gradients reach the router logits, and which combine weights go with it. */
+/**
+ * How gradients reach the router logits, and which combine weights go with it.
+ *
+ * @example
+ * ```ts
+ * sparseOTRouter({numExperts: 8, gradient: 'implicit'});
+ * ```
+ */
 export type OTGradientMode = 'softmax' | 'implicit' | 'unrolled';
 
-/** Who chooses: experts choose tokens (column-sparse plan) or tokens choose experts (row-sparse). */
+/**
+ * Who chooses: experts choose tokens (column-sparse plan) or tokens choose experts (row-sparse).
+ *
+ * @example
+ * ```ts
+ * sparseOTRouter({numExperts: 8, direction: 'tokens-choose-experts', expertsPerToken: 2});
+ * ```
+ */
 export type OTRoutingDirection = 'experts-choose-tokens' | 'tokens-choose-experts';
 
-/** Cost of sending a token to an expert: `-softmax(logits)` (the reference) or `-logits`. */
+/**
+ * Cost of sending a token to an expert: `-softmax(logits)` (the reference) or `-logits`.
+ *
+ * @example
+ * ```ts
+ * sparseOTRouter({numExperts: 8, cost: 'negative-logits'});
+ * ```
+ */
 export type OTCost = 'negative-softmax' | 'negative-logits';
 
 /**
  * Which tokens an expert takes (experts choose tokens): `'support'` takes the tokens on its plan
  * column's support (at most capacity); `'top-capacity'` takes exactly `capacity` tokens, the top
  * of its plan column padded with zero-plan tokens, lowest index first (the released router).
+ *
+ * @example
+ * ```ts
+ * sparseOTRouter({numExperts: 8, dispatch: 'top-capacity'});
+ * ```
  */
 export type OTDispatchMode = 'support' | 'top-capacity';
 
-/** Arguments of {@link SparseOTRouter}. */
+/**
+ * Arguments of {@link SparseOTRouter}.
+ *
+ * @example
+ * ```ts
+ * const args: SparseOTRouterArgs = {numExperts: 8, gradient: 'implicit', gamma: 2, warmStart: true};
+ * ```
+ */
 export interface SparseOTRouterArgs extends RouterArgs {
   /**
    * `'paper'` reproduces the released V-MoE router: semi-dual, gamma 1, Adam with learning rate
