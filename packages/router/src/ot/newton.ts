@@ -9,7 +9,8 @@
  * preconditioned conjugate gradients (`H v` costs two batched mat-vecs with the support mask:
  * `H v = (deg * v - M^T ((M v) / s)) / gamma`, `deg` = supports per row, `s` = support sizes),
  * tries `alpha + d`, and keeps it only where the objective increased (per group, on the
- * device); the damping `mu` shrinks after a success and grows after a failure. Ascent is
+ * device; near the optimum also where the value holds to float32 rounding and the gradient
+ * shrinks); the damping `mu` shrinks after a success and grows after a failure. Ascent is
  * therefore monotone; the `mu I` term also moves rows that sit in no support (their row of `H`
  * is zero) along the gradient. Nothing is read back except one scalar every `checkEvery`
  * iterations to test convergence (relative change of the value).
@@ -125,7 +126,14 @@ export function newtonSemidual(
     const trial = tf.add(alpha, d) as tf.Tensor2D;
     d.dispose();
     const evT = evalSemidual(trial, costT, a, b, k, gamma);
-    const acc = tf.greater(evT.value, ev.value);
+    // Accept an increase of the value; near the optimum, where float32 cannot resolve the value's
+    // change any more, also accept a step that keeps the value (to rounding) and shrinks the gradient.
+    const acc = tf.tidy(() => {
+      const slack = tf.mul(tf.maximum(tf.abs(ev.value), 1), 5e-7);
+      const flat = tf.greaterEqual(evT.value, tf.sub(ev.value, slack));
+      const shrinks = tf.less(tf.sum(tf.square(evT.grad), 1), tf.sum(tf.square(ev.grad), 1));
+      return tf.logicalOr(tf.greater(evT.value, ev.value), tf.logicalAnd(flat, shrinks));
+    });
     const next = selectEval(acc, evT, ev);
     const alphaN = tf.tidy(() => tf.where(tf.broadcastTo(tf.reshape(acc, [groups, 1]), alpha.shape), trial, alpha)) as tf.Tensor2D;
     const muN = tf.tidy(() => {
@@ -138,7 +146,7 @@ export function newtonSemidual(
     ev = next;
     alpha = alphaN;
     mu = muN;
-    if (it % checkEvery === 0 || it === maxIterations) {
+    if (it % checkEvery === 0) {
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(ev.value, checkValue)), tf.maximum(tf.abs(ev.value), 1))));
       const change = rel.dataSync()[0];
       rel.dispose();

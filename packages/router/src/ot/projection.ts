@@ -179,7 +179,7 @@ export function kSparseSimplexProjection(x: tf.Tensor, k: number, options: Proje
  *
  * @example
  * ```ts
- * sparsemax(tf.tensor1d([1, 0.2, 0.1])); // [1, 0, 0]: 1 - 0.2 >= 1, the top entry takes all
+ * sparsemax(tf.tensor1d([1, 0.2, 0.1])); // tau = (1 + 0.2 - 1) / 2 = 0.1: [0.9, 0.1, 0]
  * ```
  */
 export function sparsemax(x: tf.Tensor, options: ProjectionOptions = {}): tf.Tensor {
