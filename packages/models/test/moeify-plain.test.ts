@@ -6,8 +6,6 @@ import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose} from '../../router/test/helpers/backends';
 import {findMlps, moeify, moeLayers, moeMetrics, moeParameterCount} from '../src';
 import {randomizeWeights, roundTrip, uniformTensor} from './helpers';
-// D's router is not in the routers barrel yet; importing it registers 'sparse-ot'.
-import '../../router/src/routers/sparse-ot';
 
 /** tokens [t, d] -> two pre-LN residual MLP blocks -> mean pool -> dense(2). */
 function plainModel(): tf.LayersModel {

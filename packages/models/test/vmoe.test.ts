@@ -4,9 +4,7 @@ import {
   auxiliaryLoss, moeify, moeifyParameterCount, moeLayers, moeMetrics, moeParameterCount, vit, ViTConfig, vmoe,
   vmoeParameterCount, VMoEConfig,
 } from '../src';
-import {routerNames} from '../src/router-api';
-// D's router is not in the routers barrel yet; importing it registers 'sparse-ot'.
-import '../../router/src/routers/sparse-ot';
+import {routerNames} from '@tfjs-moe/router';
 import {mlpReference} from './reference';
 import {randomizeWeights, roundTrip, uniformTensor} from './helpers';
 
