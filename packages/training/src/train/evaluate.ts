@@ -55,7 +55,7 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
     const {xs, ys} = b as Batch;
     const [pred, loss] = tf.tidy(() => {
       const logits = model.apply(xs, {training: false}) as tf.Tensor2D;
-      const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, tf.Reduction.SUM);
+      const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, 0, tf.Reduction.SUM);
       return [tf.argMax(logits, 1), l];
     });
     const p = pred.dataSync();

@@ -1,0 +1,209 @@
+/**
+ * Side-by-side comparison of routers at the same budget (same data, steps, batch size, schedule
+ * and seeds): held-out accuracy, load balance, throughput and the fraction of the backend's
+ * measured matMul peak that training reaches.
+ */
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
+import {ConfigError} from '@tfjs-moe/router';
+import {atomicWriteFile} from './io/file-io';
+import {GRADIENT_CHOICES, ROUTER_CHOICES, resolveModelSpec, type GradientChoice, type ModelSpec, type RouterChoice} from './model-factory';
+import {runTraining, type RunOptions} from './run';
+
+/** One contender: a router, and for sparse-OT a gradient mode. Written `router` or `sparse-ot:<gradient>`. */
+export interface Variant {
+  router: RouterChoice;
+  gradient?: GradientChoice;
+}
+
+/** The default contenders: dense ViT, top-k, expert choice, Sinkhorn, sparse OT in each gradient mode. */
+export const DEFAULT_VARIANTS = 'dense,topk,expert-choice,sinkhorn,sparse-ot:softmax,sparse-ot:implicit,sparse-ot:unrolled';
+
+/** Parses `'dense,topk,sparse-ot:implicit'` into variants (typed errors for unknown names). */
+export function parseVariants(list: string): Variant[] {
+  return list.split(',').map((item) => {
+    const [router, gradient] = item.trim().split(':');
+    if (!(ROUTER_CHOICES as readonly string[]).includes(router)) {
+      throw new ConfigError('router', `one of ${ROUTER_CHOICES.map((r) => `'${r}'`).join(', ')}`, router);
+    }
+    if (gradient !== undefined && !(GRADIENT_CHOICES as readonly string[]).includes(gradient)) {
+      throw new ConfigError('gradient', `one of ${GRADIENT_CHOICES.map((r) => `'${r}'`).join(', ')}`, gradient);
+    }
+    return {router: router as RouterChoice, ...(gradient ? {gradient: gradient as GradientChoice} : {})};
+  });
+}
+
+/** The display name of a variant. */
+export function variantName(v: Variant): string {
+  return v.router === 'sparse-ot' ? `sparse-ot:${v.gradient ?? 'softmax'}` : v.router;
+}
+
+/**
+ * Multiply-add FLOPs (2 per multiply-add) of one forward pass of one image through the model of
+ * `spec`, counting matMuls only: patch embedding, attention projections and products, MLPs (or
+ * expert slots: `experts x capacity` tokens per group instead of every token once), router and
+ * head. A training step costs about 3 times this (forward + two backward matMuls).
+ */
+export function forwardFlopsPerImage(spec: ModelSpec, input: {height: number; width: number; channels: number; numClasses: number}): number {
+  const s = resolveModelSpec(spec);
+  const preset = {'mnist-tiny': {p: 7, d: 64, depth: 4, h: 128}, 'mnist-small': {p: 4, d: 64, depth: 4, h: 128}, 'cifar-tiny': {p: 4, d: 96, depth: 6, h: 192}}[s.preset];
+  const p = s.patchSize ?? preset.p;
+  const d = s.hiddenSize ?? preset.d;
+  const depth = s.depth ?? preset.depth;
+  const h = s.mlpDim ?? preset.h;
+  const patches = (input.height / p) * (input.width / p);
+  const T = patches + 1;
+  let flops = 2 * patches * p * p * input.channels * d + 2 * d * input.numClasses;
+  for (let b = 0; b < depth; b++) {
+    flops += 2 * T * d * 3 * d + 2 * 2 * T * T * d + 2 * T * d * d;
+    const moeBlock = s.router !== 'dense' && b % 2 === 1;
+    if (!moeBlock) {
+      flops += 2 * 2 * T * d * h;
+    } else {
+      const S = Math.min(s.groupSize ?? T, s.groupSize && s.groupSize > T ? s.groupSize : T);
+      const capacity = Math.min(S, Math.ceil((S * s.capacityFactor) / s.experts));
+      const slotsPerToken = (s.experts * capacity) / S;
+      flops += 2 * 2 * T * slotsPerToken * d * h + 2 * T * d * s.experts;
+    }
+  }
+  return flops;
+}
+
+/**
+ * The backend's matMul peak in GFLOP/s: the best of square float32 matMuls of sizes 256 and 512
+ * (2 n^3 FLOPs each), median of 3 after a warmup.
+ */
+export async function matMulPeakGflops(sizes: number[] = [256, 512]): Promise<number> {
+  let best = 0;
+  for (const n of sizes) {
+    const a = tf.randomNormal([n, n]);
+    const b = tf.randomNormal([n, n]);
+    const times: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const t0 = performance.now();
+      const c = tf.matMul(a, b);
+      await c.data();
+      c.dispose();
+      if (i > 0) times.push(performance.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    best = Math.max(best, (2 * n ** 3) / (times[1] * 1e6));
+    tf.dispose([a, b]);
+  }
+  return best;
+}
+
+/** One (variant, seed) run of a comparison. */
+export interface CompareRun {
+  variant: string;
+  seed: number;
+  accuracy: number;
+  /** Largest max/mean load over the MoE layers, averaged over training (1 for dense). */
+  maxOverMean: number;
+  /** Largest dropped fraction over the MoE layers, averaged over training (0 for dense). */
+  droppedFraction: number;
+  /** Same two at inference, on the held-out data. */
+  evalMaxOverMean: number;
+  evalDroppedFraction: number;
+  /** Training throughput (median over logged intervals after the first). */
+  imagesPerSecond: number;
+  /** Training FLOP/s (3 x forward FLOPs per image x images/s) over the matMul peak. */
+  fractionOfPeak: number;
+  seconds: number;
+}
+
+/** Options of {@link compareRouters}. */
+export interface CompareOptions extends Omit<RunOptions, 'router' | 'gradient' | 'out' | 'resume'> {
+  /** Contenders. Default {@link DEFAULT_VARIANTS}. */
+  variants?: Variant[];
+  /** Seeds; every variant runs once per seed. Default [0, 1, 2]. */
+  seeds?: number[];
+  /** Output folder: one sub-folder per run, plus `compare.md` and `compare.json`. Default `'runs/compare'`. */
+  out?: string;
+  /** Called after every run. */
+  onRun?: (run: CompareRun) => void;
+}
+
+function median(v: number[]): number {
+  if (!v.length) return NaN;
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function meanStd(v: number[]): [number, number] {
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
+  return [m, sd];
+}
+
+/**
+ * Trains every variant once per seed at the same budget and writes a markdown table
+ * (`compare.md`, mean ± sample standard deviation over seeds, and min-max of accuracy) and the
+ * raw runs (`compare.json`) into `out`.
+ *
+ * @example
+ * ```ts
+ * const {table} = await compareRouters({variants: parseVariants('dense,topk,sparse-ot'), seeds: [0, 1], steps: 100});
+ * console.log(table);
+ * ```
+ */
+export async function compareRouters(options: CompareOptions = {}): Promise<{runs: CompareRun[]; table: string; peakGflops: number}> {
+  const variants = options.variants ?? parseVariants(DEFAULT_VARIANTS);
+  const seeds = options.seeds ?? [0, 1, 2];
+  const out = options.out ?? path.join('runs', 'compare');
+  const runs: CompareRun[] = [];
+  let peak = 0;
+  let backend = '';
+  for (const v of variants) {
+    for (const seed of seeds) {
+      const {variants: _v, seeds: _s, onRun: _o, ...rest} = options;
+      const run = await runTraining({...rest, router: v.router, gradient: v.gradient, seed, out: path.join(out, `${variantName(v)}-s${seed}`.replace(':', '-')), report: options.report ?? false});
+      backend = run.backend;
+      if (peak === 0) peak = await matMulPeakGflops();
+      const r = run.result;
+      const layersTrain = Object.values(r.trainBalance);
+      const layersEval = Object.values(r.final.balance);
+      const speeds = r.history.slice(1).map((h) => h.imagesPerSecond);
+      const ips = median(speeds.length ? speeds : r.history.map((h) => h.imagesPerSecond));
+      const [, height, width, channels] = r.model.inputs[0].shape as number[];
+      const numClasses = r.model.outputs[0].shape[1] as number;
+      const flops = 3 * forwardFlopsPerImage({...rest, router: v.router, gradient: v.gradient}, {height, width, channels, numClasses});
+      const cr: CompareRun = {
+        variant: variantName(v),
+        seed,
+        accuracy: r.final.accuracy,
+        maxOverMean: layersTrain.length ? Math.max(...layersTrain.map((s) => s.maxOverMean)) : 1,
+        droppedFraction: layersTrain.length ? Math.max(...layersTrain.map((s) => s.droppedFraction)) : 0,
+        evalMaxOverMean: layersEval.length ? Math.max(...layersEval.map((s) => s.maxOverMean)) : 1,
+        evalDroppedFraction: layersEval.length ? Math.max(...layersEval.map((s) => s.droppedFraction)) : 0,
+        imagesPerSecond: ips,
+        fractionOfPeak: (flops * ips) / (peak * 1e9),
+        seconds: run.seconds,
+      };
+      r.model.dispose();
+      runs.push(cr);
+      options.onRun?.(cr);
+    }
+  }
+  const lines = [
+    `Backend ${backend}, matMul peak ${peak.toFixed(1)} GFLOP/s; ${seeds.length} seed(s) (${seeds.join(', ')}); mean ± sample std over seeds, accuracy range in brackets.`,
+    '',
+    '| model | held-out accuracy | train max/mean load | train dropped | eval max/mean | eval dropped | images/s | % of matMul peak |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  for (const v of variants) {
+    const rs = runs.filter((r) => r.variant === variantName(v));
+    const f = (sel: (r: CompareRun) => number, digits: number, scale = 1): string => {
+      const [m, sd] = meanStd(rs.map((r) => scale * sel(r)));
+      return `${m.toFixed(digits)} ± ${sd.toFixed(digits)}`;
+    };
+    const accs = rs.map((r) => 100 * r.accuracy);
+    lines.push(
+      `| ${variantName(v)} | ${f((r) => r.accuracy, 2, 100)}% [${Math.min(...accs).toFixed(2)}, ${Math.max(...accs).toFixed(2)}] | ${f((r) => r.maxOverMean, 2)} | ${f((r) => r.droppedFraction, 2, 100)}% | ${f((r) => r.evalMaxOverMean, 2)} | ${f((r) => r.evalDroppedFraction, 2, 100)}% | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.fractionOfPeak, 1, 100)}% |`,
+    );
+  }
+  const table = lines.join('\n');
+  atomicWriteFile(path.join(out, 'compare.md'), table + '\n');
+  atomicWriteFile(path.join(out, 'compare.json'), JSON.stringify({peakGflops: peak, backend, runs}, null, 2));
+  return {runs, table, peakGflops: peak};
+}

@@ -1,0 +1,134 @@
+/** The models the CLI trains: the dense ViT or a V-MoE with any router, sized from the data. */
+import * as tf from '@tensorflow/tfjs';
+import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
+import {vit, vmoe, type ViTPresetName} from '@tfjs-moe/models';
+
+/** Routers the CLI offers; `'dense'` is the plain ViT (no experts). */
+export const ROUTER_CHOICES = ['sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense'] as const;
+/** A router choice. */
+export type RouterChoice = (typeof ROUTER_CHOICES)[number];
+/** Gradient modes of the sparse-OT router. */
+export const GRADIENT_CHOICES = ['softmax', 'implicit', 'unrolled'] as const;
+/** A gradient mode. */
+export type GradientChoice = (typeof GRADIENT_CHOICES)[number];
+
+/** What model to train. Every field has a default. */
+export interface ModelSpec {
+  /** Routing rule of every MoE block, or `'dense'`. Default `'sparse-ot'`. */
+  router?: RouterChoice;
+  /** Sparse-OT only: how gradients reach the router. Default `'softmax'`. */
+  gradient?: GradientChoice;
+  /** Experts per MoE block. Default 4. */
+  experts?: number;
+  /** Capacity factor in training (> 0). Default 1.25. */
+  capacityFactor?: number;
+  /** Capacity factor at evaluation. Default: `capacityFactor`. */
+  evalCapacityFactor?: number;
+  /**
+   * Tokens per routing group. Default: one image's tokens (per-example groups). A group larger
+   * than one image's tokens switches to `'flat'` grouping (tokens of several images routed
+   * together, as V-MoE trains); inference stays per-example only without it.
+   */
+  groupSize?: number;
+  /** ViT preset. Default `'mnist-tiny'` (patch 7: 16 patches + class token, d 64, depth 4). */
+  preset?: ViTPresetName;
+  /** Encoder depth override. */
+  depth?: number;
+  /** Model width override. */
+  hiddenSize?: number;
+  /** MLP / expert hidden width override. */
+  mlpDim?: number;
+  /** Attention heads override. */
+  numHeads?: number;
+  /** Patch size override. */
+  patchSize?: number;
+}
+
+/** A {@link ModelSpec} with defaults filled in and every field checked. */
+export type ResolvedModelSpec = Required<Pick<ModelSpec, 'router' | 'gradient' | 'experts' | 'capacityFactor' | 'preset'>> & ModelSpec;
+
+/**
+ * Checks a model spec and fills in defaults. Errors name the field and echo the value, e.g.
+ * `Expected router to be one of 'sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense', but got "switch".`
+ *
+ * @example
+ * ```ts
+ * resolveModelSpec({router: 'topk', capacityFactor: 1.0}).experts; // 4
+ * ```
+ */
+export function resolveModelSpec(spec: ModelSpec = {}): ResolvedModelSpec {
+  const router = spec.router ?? 'sparse-ot';
+  if (!(ROUTER_CHOICES as readonly string[]).includes(router)) {
+    throw new ConfigError('router', `one of ${ROUTER_CHOICES.map((r) => `'${r}'`).join(', ')}`, router);
+  }
+  const gradient = spec.gradient ?? 'softmax';
+  if (!(GRADIENT_CHOICES as readonly string[]).includes(gradient)) {
+    throw new ConfigError('gradient', `one of ${GRADIENT_CHOICES.map((r) => `'${r}'`).join(', ')}`, gradient);
+  }
+  if (gradient !== 'softmax' && router !== 'sparse-ot') {
+    throw new ConfigError('gradient', `'softmax' for router '${router}' (implicit and unrolled are sparse-ot modes)`, gradient);
+  }
+  const experts = spec.experts ?? 4;
+  if (!Number.isInteger(experts) || experts < 1) throw new InvalidArgumentError('experts', 'a positive integer', experts);
+  const capacityFactor = spec.capacityFactor ?? 1.25;
+  if (typeof capacityFactor !== 'number' || !Number.isFinite(capacityFactor) || capacityFactor <= 0) {
+    throw new InvalidArgumentError('capacityFactor', 'a finite number > 0', capacityFactor);
+  }
+  if (spec.evalCapacityFactor !== undefined && !(spec.evalCapacityFactor > 0)) {
+    throw new InvalidArgumentError('evalCapacityFactor', 'a finite number > 0', spec.evalCapacityFactor);
+  }
+  if (spec.groupSize !== undefined && (!Number.isInteger(spec.groupSize) || spec.groupSize < 1)) {
+    throw new InvalidArgumentError('groupSize', 'a positive integer', spec.groupSize);
+  }
+  return {...spec, router, gradient, experts, capacityFactor, preset: spec.preset ?? 'mnist-tiny'};
+}
+
+/** The data shape a model is built for. */
+export interface InputSpec {
+  height: number;
+  width: number;
+  channels: number;
+  numClasses: number;
+}
+
+/**
+ * Builds the model of `spec` for `input`: a ViT (`router: 'dense'`) or a V-MoE with MoE blocks
+ * every other block; outputs logits `<float32>[batch, numClasses]` (linear head).
+ *
+ * @example
+ * ```ts
+ * const model = buildModel({router: 'sparse-ot', experts: 4}, {height: 28, width: 28, channels: 1, numClasses: 10});
+ * ```
+ */
+export function buildModel(spec: ModelSpec, input: InputSpec): tf.LayersModel {
+  const s = resolveModelSpec(spec);
+  const vitPart = {
+    preset: s.preset,
+    imageSize: [input.height, input.width] as [number, number],
+    channels: input.channels,
+    numClasses: input.numClasses,
+    headActivation: 'linear' as const,
+    ...(s.depth !== undefined ? {depth: s.depth} : {}),
+    ...(s.hiddenSize !== undefined ? {hiddenSize: s.hiddenSize} : {}),
+    ...(s.mlpDim !== undefined ? {mlpDim: s.mlpDim} : {}),
+    ...(s.numHeads !== undefined ? {numHeads: s.numHeads} : {}),
+    ...(s.patchSize !== undefined ? {patchSize: s.patchSize} : {}),
+  };
+  if (s.router === 'dense') return vit({...vitPart, name: 'vit'});
+  const patch = s.patchSize ?? ({'mnist-tiny': 7, 'mnist-small': 4, 'cifar-tiny': 4} as const)[s.preset];
+  const tokensPerImage = (input.height / patch) * (input.width / patch) + 1;
+  const flat = s.groupSize !== undefined && s.groupSize > tokensPerImage;
+  const router = s.router === 'sparse-ot' ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true} : s.router;
+  return vmoe({
+    ...vitPart,
+    name: 'vmoe',
+    moe: {
+      numExperts: s.experts,
+      router,
+      capacityFactor: s.capacityFactor,
+      ...(s.evalCapacityFactor !== undefined ? {evalCapacityFactor: s.evalCapacityFactor} : {}),
+      ...(s.groupSize !== undefined ? {groupSize: s.groupSize} : {}),
+      ...(flat ? {groupingMode: 'flat' as const} : {}),
+    },
+  });
+}

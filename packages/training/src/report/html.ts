@@ -1,0 +1,180 @@
+/**
+ * A self-contained HTML report of a training run: summary tables and SVG charts (loss and
+ * accuracy curves, per-expert load over training for each MoE layer, class x expert heatmaps),
+ * rendered from vega-lite specs to SVG in Node (no browser, no network, no scripts in the page).
+ */
+import type {LoadBalanceStats} from '../metrics/load-balance';
+import type {EvalRecord, StepRecord} from '../train/trainer';
+
+/** What a report shows. */
+export interface ReportData {
+  /** Page title. */
+  title: string;
+  /** The run's settings, shown as a table. */
+  config: Record<string, unknown>;
+  /** Logged training steps. */
+  history: StepRecord[];
+  /** Held-out evaluations (the last is the final one). */
+  evals: EvalRecord[];
+  /** Load statistics per MoE layer averaged over training. */
+  trainBalance: Record<string, LoadBalanceStats>;
+  /** Class names for the heatmap rows (default 0..n-1). */
+  classNames?: readonly string[];
+  /** Free-form lines (machine, backend, timings). */
+  notes?: string[];
+}
+
+type VegaLiteSpec = Record<string, unknown>;
+
+// vega and vega-lite are ES modules; a real dynamic import (kept out of reach of CommonJS
+// transpilation) loads them from this CommonJS package.
+const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<any>;
+
+/**
+ * Renders a vega-lite spec to an SVG string in Node.
+ *
+ * @example
+ * ```ts
+ * const svg = await renderSvg({data: {values: [{x: 1, y: 2}]}, mark: 'point', encoding: {...}});
+ * ```
+ */
+export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
+  const [vega, vl] = await Promise.all([importEsm('vega'), importEsm('vega-lite')]);
+  const view = new vega.View(vega.parse(vl.compile(spec as any).spec), {renderer: 'none'});
+  const svg = (await view.toSVG()) as string;
+  view.finalize();
+  return svg;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function fmt(v: number | undefined, digits = 3): string {
+  return v === undefined || Number.isNaN(v) ? '–' : v.toFixed(digits);
+}
+
+/** The vega-lite specs of a report, by chart id (exported for tests and custom pages). */
+export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
+  const specs: Record<string, VegaLiteSpec> = {};
+  const curves: Array<Record<string, unknown>> = [];
+  for (const r of data.history) {
+    curves.push({step: r.step, metric: 'loss', series: 'train', value: r.loss});
+    curves.push({step: r.step, metric: 'accuracy', series: 'train', value: r.accuracy});
+  }
+  for (const e of data.evals) {
+    curves.push({step: e.step, metric: 'loss', series: 'held-out', value: e.loss});
+    curves.push({step: e.step, metric: 'accuracy', series: 'held-out', value: e.accuracy});
+  }
+  for (const metric of ['loss', 'accuracy']) {
+    specs[metric] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: metric === 'loss' ? 'Loss' : 'Accuracy',
+      width: 420,
+      height: 220,
+      data: {values: curves.filter((c) => c.metric === metric)},
+      mark: {type: 'line', point: true},
+      encoding: {
+        x: {field: 'step', type: 'quantitative', title: 'step'},
+        y: {field: 'value', type: 'quantitative', title: metric, ...(metric === 'accuracy' ? {scale: {domain: [0, 1]}} : {})},
+        color: {field: 'series', type: 'nominal', title: null},
+      },
+    };
+  }
+  const layers = new Set<string>();
+  for (const r of data.history) Object.keys(r.balance).forEach((l) => layers.add(l));
+  for (const layer of layers) {
+    const rows: Array<Record<string, unknown>> = [];
+    for (const r of data.history) {
+      const s = r.balance[layer];
+      if (!s) continue;
+      s.tokensPerExpert.forEach((load, e) => rows.push({step: r.step, expert: `e${e}`, load}));
+    }
+    specs[`load-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: tokens per expert (per group) during training`,
+      width: 420,
+      height: 220,
+      data: {values: rows},
+      mark: 'line',
+      encoding: {
+        x: {field: 'step', type: 'quantitative'},
+        y: {field: 'load', type: 'quantitative', title: 'tokens per expert'},
+        color: {field: 'expert', type: 'nominal'},
+      },
+    };
+  }
+  const final = data.evals[data.evals.length - 1];
+  for (const [layer, s] of Object.entries(final?.balance ?? {})) {
+    if (!s.classExpert) continue;
+    const rows: Array<Record<string, unknown>> = [];
+    s.classExpert.forEach((row, c) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      row.forEach((count, e) =>
+        rows.push({class: data.classNames?.[c] ?? String(c), expert: `e${e}`, count, share: total ? count / total : 0}),
+      );
+    });
+    specs[`classes-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: share of each class's tokens per expert (held-out)`,
+      data: {values: rows},
+      mark: 'rect',
+      width: {step: 28},
+      height: {step: 20},
+      encoding: {
+        x: {field: 'expert', type: 'nominal', sort: null},
+        y: {field: 'class', type: 'nominal', sort: null},
+        color: {field: 'share', type: 'quantitative', scale: {scheme: 'blues'}},
+        tooltip: [{field: 'count', type: 'quantitative'}],
+      },
+    };
+  }
+  return specs;
+}
+
+function balanceTable(title: string, stats: Record<string, LoadBalanceStats>): string {
+  const names = Object.keys(stats);
+  if (!names.length) return '';
+  const rows = names.map((n) => {
+    const s = stats[n];
+    return `<tr><td>${escapeHtml(n)}</td><td>${fmt(s.min, 2)} / ${fmt(s.mean, 2)} / ${fmt(s.max, 2)}</td><td>${fmt(s.maxOverMean, 3)}</td><td>${fmt(s.cv, 3)}</td><td>${fmt(100 * s.droppedFraction, 2)}%</td><td>${fmt(s.expertsPerToken.mean, 2)}</td><td>${fmt(s.normalizedEntropy, 3)}</td><td>${s.importance ? s.importance.map((v) => v.toFixed(2)).join(' ') : '–'}</td><td>${fmt(s.otMarginalError, 4)}</td><td>${fmt(s.solverIterations, 1)}</td></tr>`;
+  });
+  return `<h3>${escapeHtml(title)}</h3><table><tr><th>layer</th><th>tokens/expert min / mean / max</th><th>max/mean</th><th>CV</th><th>dropped</th><th>experts/token</th><th>entropy (norm.)</th><th>importance</th><th>OT marginal error</th><th>solver iters</th></tr>${rows.join('')}</table>`;
+}
+
+/**
+ * Builds the report page: one HTML string with inline CSS and inline SVG, no external resources.
+ *
+ * @example
+ * ```ts
+ * fs.writeFileSync('report.html', await renderReport({title: 'run', config, history, evals, trainBalance}));
+ * ```
+ */
+export async function renderReport(data: ReportData): Promise<string> {
+  const specs = reportSpecs(data);
+  const svgs: Record<string, string> = {};
+  for (const [id, spec] of Object.entries(specs)) svgs[id] = await renderSvg(spec);
+  const final = data.evals[data.evals.length - 1];
+  const configRows = Object.entries(data.config)
+    .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(typeof v === 'string' ? v : JSON.stringify(v))}</td></tr>`)
+    .join('');
+  const chart = (id: string): string => (svgs[id] ? `<figure id="${escapeHtml(id)}">${svgs[id]}</figure>` : '');
+  const loadCharts = Object.keys(svgs).filter((k) => k.startsWith('load-')).map(chart).join('');
+  const heatmaps = Object.keys(svgs).filter((k) => k.startsWith('classes-')).map(chart).join('');
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(data.title)}</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}figure{display:inline-block;margin:0.5em}</style>
+</head><body>
+<h1>${escapeHtml(data.title)}</h1>
+<p><b>Held-out accuracy: ${final ? (100 * final.accuracy).toFixed(2) : '–'}%</b> on ${final?.examples ?? 0} examples (loss ${fmt(final?.loss)}).</p>
+${(data.notes ?? []).map((n) => `<p>${escapeHtml(n)}</p>`).join('')}
+<h2>Training curves</h2>${chart('loss')}${chart('accuracy')}
+<h2>Load balance</h2>
+${balanceTable('Training (averaged over logged steps)', data.trainBalance)}
+${balanceTable('Held-out (inference)', final?.balance ?? {})}
+${loadCharts}
+<h2>Expert specialization</h2>${heatmaps || '<p>No MoE layers.</p>'}
+<h2>Settings</h2><table>${configRows}</table>
+</body></html>
+`;
+}
