@@ -68,6 +68,13 @@ export interface MoEArgs extends LayerArgs {
   kernelInitializer?: InitializerLike;
   /** Initializer of the expert biases. Default `'zeros'`. */
   biasInitializer?: InitializerLike;
+  /**
+   * How the experts' matMuls run: `'batched'` (default) as one batched `[E, n, d] x [E, d, h]`
+   * matMul per layer, or `'per-expert'` as E separate 2-D matMuls (faster on backends whose
+   * batched matMul is slow per FLOP, such as tfjs-wasm with few, large experts; see
+   * bench/RESULTS-moe.md). Both give the same numbers.
+   */
+  expertMatMul?: 'batched' | 'per-expert';
 }
 
 /**
@@ -114,6 +121,7 @@ export class MoE extends tf.layers.Layer {
   readonly useBias: boolean;
   readonly kernelInitializer: Initializer;
   readonly biasInitializer: Initializer;
+  readonly expertMatMul: 'batched' | 'per-expert';
   /** `<float32>[E, d, h]`. */
   kernelIn: tf.LayerVariable | null = null;
   /** `<float32>[E, h]`. */
@@ -148,6 +156,7 @@ export class MoE extends tf.layers.Layer {
     this.useBias = args.useBias ?? true;
     this.kernelInitializer = resolveInitializer(args.kernelInitializer ?? 'glorotUniform', 'kernelInitializer');
     this.biasInitializer = resolveInitializer(args.biasInitializer ?? 'zeros', 'biasInitializer');
+    this.expertMatMul = assertOneOf('expertMatMul', args.expertMatMul ?? 'batched', ['batched', 'per-expert'] as const, ctx);
     this.addLoss(() => (this.lastAux && !this.lastAux.isDisposed ? this.lastAux : tf.scalar(0)));
   }
 
@@ -232,6 +241,7 @@ export class MoE extends tf.layers.Layer {
 
   /** Runs every expert on its slots: `<float32>[E, n, d]` -> `<float32>[E, n, d]`. */
   private experts(xe: tf.Tensor): tf.Tensor {
+    if (this.expertMatMul === 'per-expert') return this.expertsOneByOne(xe);
     const E = this.numExperts;
     let hidden = tf.matMul(xe as tf.Tensor3D, (this.kernelIn as tf.LayerVariable).read() as tf.Tensor3D);
     if (this.biasIn) hidden = tf.add(hidden, tf.reshape(this.biasIn.read(), [E, 1, this.hiddenDim]));
@@ -239,6 +249,27 @@ export class MoE extends tf.layers.Layer {
     let y = tf.matMul(hidden, (this.kernelOut as tf.LayerVariable).read() as tf.Tensor3D);
     if (this.biasOut) y = tf.add(y, tf.reshape(this.biasOut.read(), [E, 1, -1]));
     return y;
+  }
+
+  /** Same as {@link MoE.experts}, with one 2-D matMul pair per expert. */
+  private expertsOneByOne(xe: tf.Tensor): tf.Tensor {
+    const E = this.numExperts;
+    const [, n, d] = xe.shape as number[];
+    const h = this.hiddenDim;
+    const xs = tf.split(xe, E, 0);
+    const w1 = tf.split((this.kernelIn as tf.LayerVariable).read(), E, 0);
+    const w2 = tf.split((this.kernelOut as tf.LayerVariable).read(), E, 0);
+    const b1 = this.biasIn ? tf.split(this.biasIn.read(), E, 0) : null;
+    const b2 = this.biasOut ? tf.split(this.biasOut.read(), E, 0) : null;
+    const outs = xs.map((x, e) => {
+      let hidden = tf.matMul(tf.reshape(x, [n, d]) as tf.Tensor2D, tf.reshape(w1[e], [d, h]) as tf.Tensor2D);
+      if (b1) hidden = tf.add(hidden, tf.reshape(b1[e], [1, h]));
+      hidden = this.activationFn.apply(hidden) as tf.Tensor2D;
+      let y = tf.matMul(hidden, tf.reshape(w2[e], [h, d]) as tf.Tensor2D);
+      if (b2) y = tf.add(y, tf.reshape(b2[e], [1, d]));
+      return y;
+    });
+    return tf.stack(outs);
   }
 
   private replaceLast(aux: tf.Scalar | null, metrics: RoutingMetrics | null): void {
@@ -291,6 +322,7 @@ export class MoE extends tf.layers.Layer {
       useBias: this.useBias,
       kernelInitializer: serializeInitializer(this.kernelInitializer),
       biasInitializer: serializeInitializer(this.biasInitializer),
+      expertMatMul: this.expertMatMul,
     };
   }
 

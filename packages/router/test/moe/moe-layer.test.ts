@@ -68,6 +68,16 @@ describeBackends('MoE layer', (backend) => {
     r.dispose();
   });
 
+  it("expertMatMul 'per-expert' equals 'batched', forward and backward", () => {
+    const a = makeLayer({activation: 'gelu', router: {name: 'topk', k: 2}});
+    const b = makeLayer({activation: 'gelu', router: {name: 'topk', k: 2}, expertMatMul: 'per-expert'});
+    b.setWeights(a.getWeights());
+    const x = seeded([B, T, D], 15);
+    const grad = (l: MoE) => tf.grad((xx: tf.Tensor) => tf.sum(tf.square(l.apply(xx, {training: true}) as tf.Tensor)))(x);
+    expectAllClose((b.apply(x) as tf.Tensor).dataSync(), (a.apply(x) as tf.Tensor).dataSync(), 1e-5);
+    expectAllClose(grad(b).dataSync(), grad(a).dataSync(), 1e-4, 1e-4);
+  });
+
   it('demand above capacity shows as drops; dropless inference keeps every token', () => {
     const layer = makeLayer({capacityFactor: 1.0, dropless: true});
     // Router kernel with a huge column 0 on an all-positive input: every token asks for expert 0.
