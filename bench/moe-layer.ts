@@ -37,6 +37,13 @@ const ROUTERS: {label: string; spec: RouterSpec}[] = [
   {label: 'sparse-ot (unrolled grad)', spec: {name: 'sparse-ot', gradient: 'unrolled'}},
 ];
 
+/** MoE layer variants timed against the dense FFN: router and expert matMul mode. */
+const VARIANTS: [RouterSpec, 'batched' | 'per-expert'][] = [
+  [{name: 'topk'}, 'batched'],
+  [{name: 'topk'}, 'per-expert'],
+  [{name: 'sparse-ot'}, 'batched'],
+];
+
 /** FLOPs of one forward+backward of a d -> h -> d FFN on n tokens: 3 x (2 matMuls of 2 n d h). */
 function ffnStepFlops(n: number, d: number, h: number): number {
   return 3 * 2 * 2 * n * d * h;
@@ -83,15 +90,15 @@ async function benchBackend(backend: string): Promise<void> {
   const moeMs: Record<number, number> = {};
   for (const E of sizes.experts) {
     for (const cf of [1.0, 1.25]) {
-      for (const spec of [{name: 'topk'}, {name: 'sparse-ot'}] as RouterSpec[]) {
-        const layer = moe({numExperts: E, hiddenDim: h, router: spec, capacityFactor: cf, activation: 'gelu'});
+      for (const [spec, expertMatMul] of VARIANTS) {
+        const layer = moe({numExperts: E, hiddenDim: h, router: spec, capacityFactor: cf, activation: 'gelu', expertMatMul});
         layer.build([null, sizes.patches, d]);
         const step = () => {
           const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
           return [value, ...Object.values(grads)];
         };
         const ms = await timeMs(step, reps, 1);
-        const name = (spec as {name: string}).name;
+        const name = `${(spec as {name: string}).name}${expertMatMul === 'per-expert' ? ' (per-expert matMul)' : ''}`;
         if (cf === 1.0 && name === 'sparse-ot') moeMs[E] = ms;
         const dropped = layer.lastMetrics?.droppedFraction as number;
         console.log(`| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / denseMs).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`);
