@@ -156,12 +156,26 @@ export function resolveViTConfig(config: ViTConfigLike, defaultName = 'vit'): Re
   };
 }
 
-/** Number of patch tokens (without the class token) of a resolved config. */
+/**
+ * Number of patch tokens (without the class token) of a resolved config.
+ *
+ * @example
+ * ```ts
+ * numPatches(resolveViTConfig('mnist-small')); // 49
+ * ```
+ */
 export function numPatches(config: ResolvedViTConfig): number {
   return (config.imageSize[0] / config.patchSize) * (config.imageSize[1] / config.patchSize);
 }
 
-/** Sequence length inside the encoder: patches, plus 1 with a class token. */
+/**
+ * Sequence length inside the encoder: patches, plus 1 with a class token.
+ *
+ * @example
+ * ```ts
+ * sequenceLength(resolveViTConfig('mnist-tiny')); // 17
+ * ```
+ */
 export function sequenceLength(config: ResolvedViTConfig): number {
   return numPatches(config) + (config.classifier === 'token' ? 1 : 0);
 }

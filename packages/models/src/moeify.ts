@@ -38,7 +38,14 @@ export interface MoeifyOptions extends MoEBlockOptions {
   seed?: number;
 }
 
-/** The `MlpBlock` layers of a model, in layer order. */
+/**
+ * The `MlpBlock` layers of a model, in layer order.
+ *
+ * @example
+ * ```ts
+ * mlpBlocks(vit('mnist-tiny')).length; // 4
+ * ```
+ */
 export function mlpBlocks(model: tf.LayersModel): MlpBlock[] {
   return model.layers.filter((l): l is MlpBlock => l instanceof MlpBlock);
 }
@@ -127,7 +134,14 @@ export function findMlps(model: tf.LayersModel): FoundMlp[] {
   return found;
 }
 
-/** The name a replaced MLP's MoE layer gets: `block3_mlp` -> `block3_moe`, else `<name>_moe`. */
+/**
+ * The name a replaced MLP's MoE layer gets: `block3_mlp` -> `block3_moe`, else `<name>_moe`.
+ *
+ * @example
+ * ```ts
+ * moeNameFor('block3_mlp'); // 'block3_moe'
+ * ```
+ */
 export function moeNameFor(mlpName: string): string {
   return mlpName.endsWith('_mlp') ? `${mlpName.slice(0, -4)}_moe` : `${mlpName}_moe`;
 }

@@ -9,7 +9,14 @@ import {classToken, positionEmbedding, tokenPooling} from './layers/tokens';
 import {multiHeadSelfAttention} from './layers/attention';
 import {mlpBlock} from './layers/mlp';
 
-/** Layer names inside a ViT / V-MoE built here, for the `i`-th (0-based) encoder block. */
+/**
+ * Layer names inside a ViT / V-MoE built here, for the `i`-th (0-based) encoder block.
+ *
+ * @example
+ * ```ts
+ * model.getLayer(blockLayerNames(1).moe); // the MoE layer of block 1 of a vmoe
+ * ```
+ */
 export const blockLayerNames = (i: number) => ({
   /** LayerNormalization before attention. */
   norm1: `block${i}_norm1`,
@@ -27,7 +34,14 @@ export const blockLayerNames = (i: number) => ({
   add2: `block${i}_add2`,
 });
 
-/** Derives the seed of one layer from the model seed (undefined stays undefined). */
+/**
+ * Derives the seed of one layer from the model seed (undefined stays undefined).
+ *
+ * @example
+ * ```ts
+ * layerSeed({seed: 1}, 5); // 1014
+ * ```
+ */
 export function layerSeed(config: {seed?: number}, index: number): number | undefined {
   return config.seed === undefined ? undefined : config.seed * 1009 + index;
 }

@@ -56,6 +56,12 @@ export function resolveVMoEConfig(config: VMoEConfigLike): ResolvedVMoEConfig {
 /**
  * The arguments of the MoE layer of one block: the user's options, with `hiddenDim` and
  * `activation` defaulting to the dense MLP's.
+ *
+ * @example
+ * ```ts
+ * moeLayerArgs({numExperts: 4}, {hiddenDim: 128, activation: 'gelu'}, 'block1_moe');
+ * // {numExperts: 4, hiddenDim: 128, activation: 'gelu', name: 'block1_moe'}
+ * ```
  */
 export function moeLayerArgs(options: MoEBlockOptions, mlp: {hiddenDim: number; activation: string}, name: string): MoEArgs {
   return {
@@ -139,13 +145,28 @@ export function seedMoEWeights(layer: MoE, seed: number, parts: {experts?: boole
   });
 }
 
-/** True unless the user chose the router's kernel initializer (or passed a Router instance). */
+/**
+ * True unless the user chose the router's kernel initializer (or passed a Router instance).
+ *
+ * @example
+ * ```ts
+ * routerUsesDefaultInit('topk'); // true
+ * routerUsesDefaultInit({name: 'topk', kernelInitializer: 'zeros'}); // false
+ * ```
+ */
 export function routerUsesDefaultInit(router: unknown): boolean {
   if (router instanceof tf.layers.Layer) return false;
   return !(router != null && typeof router === 'object' && (router as {kernelInitializer?: unknown}).kernelInitializer !== undefined);
 }
 
-/** The MoE layers of a model, in layer order. */
+/**
+ * The MoE layers of a model, in layer order.
+ *
+ * @example
+ * ```ts
+ * moeLayers(vmoe({preset: 'mnist-tiny', moe: {numExperts: 4}})).map((l) => l.name); // ['block1_moe', 'block3_moe']
+ * ```
+ */
 export function moeLayers(model: tf.LayersModel): MoE[] {
   return model.layers.filter((l): l is MoE => l instanceof MoE);
 }
