@@ -2,7 +2,7 @@
 // TopKRouter on the same tokens, forward and forward+backward, plus a small training comparison
 // of the gradient modes.
 //
-//   npx tsx bench/router.ts [--quick] [--backends=wasm,cpu] [--skip-training] [--skip-timing]
+//   npx tsx bench/router.ts [--quick] [--backends=wasm,cpu] [--skip-training] [--skip-timing] [--only=<name part>]
 //
 // Config (issue 3): 2048 tokens (32 images x 64 patches), d = 192, E in {8, 32}, routed in
 // groups of 256 tokens (8 groups), capacity factor 1.0 and 1.25. --quick: 512 tokens, E = 8 only,
@@ -20,6 +20,8 @@ const GROUP = 256;
 const EXPERTS = QUICK ? [8] : [8, 32];
 const FACTORS = QUICK ? [1.0] : [1.0, 1.25];
 const REPS = QUICK ? 2 : 5;
+/** `--only=<text>`: run only the variants whose name contains the text. */
+const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? '';
 
 interface Variant {
   name: string;
@@ -70,7 +72,7 @@ async function timing(backend: string, peak: number): Promise<string[]> {
     for (const cf of FACTORS) {
       let topF = NaN;
       let topB = NaN;
-      for (const v of VARIANTS) {
+      for (const v of VARIANTS.filter((x) => x.name.includes(ONLY) || x.name.startsWith('topk'))) {
         const router = v.make(experts);
         router.build(tokens.shape);
         const capacity = router.computeCapacity(GROUP, cf);
@@ -134,7 +136,7 @@ async function training(backend: string): Promise<string[]> {
   lines.push(`\n### Training comparison on ${backend} (${steps} Adam steps, batch ${batch} x ${tokensPer} tokens, d ${d}, E ${clusters}; eval MSE on 3 held-out batches)\n`);
   lines.push('| router | cf | eval MSE at step 0 | eval MSE after training | dropped (eval) | ms / step |');
   lines.push('|---|---|---|---|---|---|');
-  for (const v of variants) {
+  for (const v of variants.filter((x) => x.name.includes(ONLY))) {
     tf.util.seedrandom?.('router-bench'); // no-op where absent; weights below use seeded initializers
     const layer = moe({
       numExperts: clusters, hiddenDim: 32, router: v.router() as never, capacityFactor: v.cf, activation: 'relu',

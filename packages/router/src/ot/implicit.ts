@@ -125,9 +125,17 @@ export function stopGradient<T extends tf.Tensor>(x: T): T {
 
 const identityNoGrad = noGrad((x: tf.Tensor) => x.clone());
 
+/**
+ * Floor of `r^T r`, `r^T z` and `p^T A p` (for a right-hand side scaled to unit norm) below
+ * which CG freezes: under autodiff the squares of smaller denominators underflow in float32
+ * (tfjs differentiates `a / b` as `-a / b^2`), and `0 * inf` turns a frozen step into NaN.
+ */
+const CG_ABS_FLOOR = 1e-18;
+
 /** 1 where CG should keep stepping: residual above its floor and positive curvature. */
 const cgActive = noGrad((rr: tf.Tensor, stopAt: tf.Tensor, pap: tf.Tensor) =>
-  tf.cast(tf.logicalAnd(tf.greater(rr, stopAt), tf.greater(pap, 0)), 'float32'));
+  tf.cast(tf.logicalAnd(tf.greater(rr, tf.maximum(stopAt, CG_ABS_FLOOR)), tf.greater(pap, CG_ABS_FLOOR)), 'float32'));
+
 
 /** 1 where x > 0, as a constant. */
 const positiveMask = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));
@@ -191,11 +199,15 @@ export function conjugateGradient(
   const project = options.project ?? ((v: tf.Tensor2D) => v.clone());
   const applyPrecond = (r: tf.Tensor2D): tf.Tensor2D => project((precond ? tf.mul(precond, r) : r) as tf.Tensor2D);
   return tf.tidy(() => {
+    // CG's iterates are homogeneous of degree 1 in the right-hand side: solve for rhs / |rhs|
+    // and scale back, so that the floors below are relative and nothing underflows.
+    const norm = tf.sqrt(tf.add(tf.sum(tf.square(rhs), 1, true), 1e-30));
+    const unit = tf.div(rhs, norm) as tf.Tensor2D;
     let x = tf.zerosLike(rhs) as tf.Tensor2D;
-    let r = project(rhs);
+    let r = project(unit);
     let p = applyPrecond(r);
     let rz = dot(r, p);
-    const stopAt = tf.mul(dot(rhs, rhs), tol * tol);
+    const stopAt = tf.mul(dot(unit, unit), tol * tol);
     for (let it = 0; it < iterations; it++) {
       const next = tf.tidy(() => {
         const ap = apply(p);
@@ -209,7 +221,7 @@ export function conjugateGradient(
         const r1 = tf.sub(r, tf.mul(step, ap)) as tf.Tensor2D;
         const z1 = applyPrecond(r1);
         const rz1 = dot(r1, z1);
-        const rzPos = positiveMask(rz);
+        const rzPos = cgActive(rz, tf.zerosLike(rz), tf.onesLike(rz)); // 1 where rz > floor
         const safeRz = tf.add(tf.mul(rzPos, rz), tf.sub(1, rzPos));
         const beta = tf.div(tf.mul(active, rz1), safeRz);
         const p1 = tf.add(z1, tf.mul(beta, p)) as tf.Tensor2D;
@@ -221,7 +233,7 @@ export function conjugateGradient(
       p = next.p1;
       rz = next.rz1;
     }
-    return x;
+    return tf.mul(x, norm) as tf.Tensor2D;
   });
 }
 
