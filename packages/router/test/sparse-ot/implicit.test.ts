@@ -248,6 +248,35 @@ describeBackends('implicit VJP of the plan', () => {
     tf.dispose([cost, w, plan, alpha, rowG, colG]);
   });
 
+  test('scale: the VJP is linear in the upstream gradient, also for tiny upstream values (1e-12)', () => {
+    // CG solves for the unit-norm right-hand side and scales back, so a tiny loss scale neither
+    // freezes CG at an absolute floor nor underflows.
+    const cost = negSoftmaxCost(12, 3, 23);
+    const w = tf.randomNormal([12, 3], 0, 1, 'float32', 24);
+    const r = solveSparseOT(cost, {k: 6});
+    const g = sparseOTPlanVJP(r.plan, w);
+    const tiny = sparseOTPlanVJP(r.plan, tf.mul(w, 1e-12));
+    expectAllClose(flat(tf.mul(tiny, 1e12)), flat(g), 1e-5, 1e-4);
+    tf.dispose([cost, w, g, tiny]);
+    r.dispose();
+  });
+
+  test('fixed-support regime (m 64, n 4, k 20): autodiff through unrolled steps warm-started at the solver potentials is finite', () => {
+    // Regression: a rejected line-search step (size 0) multiplied a CG derivative whose
+    // denominators had underflowed, and 0 * inf gave NaN.
+    const cost = tf.tidy(() => tf.neg(tf.softmax(tf.randomNormal([4, 64, 4], 0, 0.1, 'float32', 2))));
+    const w = tf.randomNormal([4, 64, 4], 0, 1, 'float32', 9);
+    const r = solveSparseOT(cost, {k: 20, gamma: 1});
+    const g = tf.grad((c: tf.Tensor) => {
+      const u = unrolledSparseOT(c, {k: 20, gamma: 1, init: r.alpha, iterations: 3});
+      u.alpha.dispose();
+      return tf.sum(tf.mul(u.plan, w));
+    })(cost);
+    expect(flat(g).every(Number.isFinite)).toBe(true);
+    tf.dispose([cost, w, g]);
+    r.dispose();
+  });
+
   test('no leaks: the VJP and a gradient through sparseOTPlanImplicit', async () => {
     const cost = negSoftmaxCost(12, 3, 20);
     const w = tf.randomNormal([12, 3], 0, 1, 'float32', 21);
