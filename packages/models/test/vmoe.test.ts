@@ -90,7 +90,16 @@ describeBackends('vmoe', () => {
     await expectNoLeaks(() => {
       (model.predict(x) as tf.Tensor).dispose();
     }, 5);
-    x.dispose();
+    // training-mode calls with a gradient: the layer keeps only its last metrics and aux loss
+    const labels = tf.oneHot([0, 1], 3);
+    await expectNoLeaks(() => {
+      const {value, grads} = tf.variableGrads(() => tf.add(
+        tf.losses.softmaxCrossEntropy(labels, tf.log(model.apply(x, {training: true}) as tf.Tensor)),
+        auxiliaryLoss(model),
+      ) as tf.Scalar);
+      tf.dispose([value, ...Object.values(grads)]);
+    }, 5);
+    tf.dispose([x, labels]);
     model.dispose();
   });
 });
