@@ -1,11 +1,12 @@
 /**
  * `solveSparseOT`: validates the problem, runs the chosen solver on the chosen formulation and
  * packs the result. The pieces live apart: problem.ts (validation, marginals, feasibility),
- * semidual.ts / dual.ts (objectives and plans), adam.ts / newton.ts (solvers), result.ts.
+ * semidual.ts / dual.ts (objectives and plans), adam.ts / newton.ts / alternating.ts (solvers), result.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../errors';
 import {adamAscent} from './adam';
+import {alternatingSemidual} from './alternating';
 import {evalDual} from './dual';
 import {newtonSemidual} from './newton';
 import {buildProblem, readInit, type OTProblem} from './problem';
@@ -55,11 +56,14 @@ function startingPotentials(problem: OTProblem, options: SparseOTOptions): {alph
  * at most k tokens) or per row (`'row'`: a token goes to at most k experts), through its
  * (semi-)dual relaxation. Batched problems (`[groups, m, n]`) are solved together.
  *
- * Solvers: `'newton'` (default; damped Newton steps on the support with matrix-free conjugate
- * gradients, see newton.ts) and `'adam'` (the released V-MoE reference: learning rate 1e-2,
- * 20 steps from zero). With `formulation: 'dual'`, `'adam'` ascends `(alpha, beta)` jointly;
- * `'newton'` solves the semi-dual (whose optimum has the same value) and returns the dual pair
- * it implies, `beta_j = -gamma b_j tau_j`; `value` is then the dual objective at that pair.
+ * Solvers (see {@link SolverName}): `'auto'` (default) picks `'alternating'` when k is below the
+ * bounded side's size (exact block ascent on a lifted dual with closed-form row potentials, see
+ * alternating.ts) and `'newton'` otherwise (damped Newton steps on the support with matrix-free
+ * conjugate gradients, see newton.ts); `'adam'` is the released V-MoE reference (learning rate
+ * 1e-2, 20 steps from zero). With `formulation: 'dual'`, `'adam'` ascends `(alpha, beta)`
+ * jointly; the other solvers solve the semi-dual (whose optimum has the same value) and return
+ * the dual pair it implies, `beta_j = -gamma b_j tau_j`; `value` is then the dual objective at
+ * that pair.
  *
  * For k < m the relaxation's plan can break the row marginals even at the optimum;
  * `marginalError`, `meanRowError` and `droppedFraction` report it, and `feasible` says whether
@@ -82,17 +86,21 @@ function startingPotentials(problem: OTProblem, options: SparseOTOptions): {alph
  */
 export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): SparseOTResult {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'an object with at least k', options, CONTEXT);
-  const solver = assertOneOf('solver', options.solver ?? 'newton', ['newton', 'adam'] as const, CONTEXT);
+  const solverOpt = assertOneOf('solver', options.solver ?? 'auto', ['auto', 'alternating', 'newton', 'adam'] as const, CONTEXT);
   const formulation = assertOneOf('formulation', options.formulation ?? 'semidual', ['semidual', 'dual'] as const, CONTEXT);
   const learningRate = assertPositiveNumber('learningRate', options.learningRate ?? 1e-2, CONTEXT);
-  const maxIterations = assertPositiveInt('maxIterations', options.maxIterations ?? (solver === 'adam' ? 20 : 30), CONTEXT);
+  const maxIterationsOpt = options.maxIterations === undefined ? undefined : assertPositiveInt('maxIterations', options.maxIterations, CONTEXT);
   const tolerance = options.tolerance ?? 1e-5;
   if (typeof tolerance !== 'number' || !(tolerance >= 0) || !Number.isFinite(tolerance)) {
     throw new InvalidArgumentError('tolerance', 'a finite number >= 0', tolerance, CONTEXT);
   }
   const cgIterations = assertPositiveInt('cgIterations', options.cgIterations ?? 10, CONTEXT);
-  const checkEvery = assertPositiveInt('checkEvery', options.checkEvery ?? 5, CONTEXT);
+  const checkEveryOpt = options.checkEvery === undefined ? undefined : assertPositiveInt('checkEvery', options.checkEvery, CONTEXT);
   const problem = buildProblem(cost, options, CONTEXT);
+  // 'auto': block ascent at capacity (k < rows of the bounded side), Newton where the objective is smooth.
+  const solver = solverOpt === 'auto' ? (problem.k < problem.mi ? 'alternating' : 'newton') : solverOpt;
+  const maxIterations = maxIterationsOpt ?? {adam: 20, newton: 30, alternating: 10}[solver];
+  const checkEvery = checkEveryOpt ?? (solver === 'alternating' ? 2 : 5);
   let start: {alpha: tf.Tensor2D | undefined; beta: tf.Tensor2D | undefined} = {alpha: undefined, beta: undefined};
   try {
     start = startingPotentials(problem, options);
@@ -105,7 +113,7 @@ export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): Sparse
       rel.dispose();
       return r <= tolerance;
     };
-    if (formulation === 'semidual' || solver === 'newton') {
+    if (formulation === 'semidual' || solver !== 'adam') {
       let alpha: tf.Tensor2D;
       let ev;
       let iterations: number;
@@ -121,6 +129,9 @@ export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): Sparse
         converged = judge(ev.value, run.lastValue);
         run.lastValue?.dispose();
         iterations = maxIterations;
+      } else if (solver === 'alternating') {
+        const run = alternatingSemidual(problem, alpha0, {maxIterations, tolerance, checkEvery});
+        ({alpha, ev, iterations, converged} = run);
       } else {
         const run = newtonSemidual(problem, alpha0, {maxIterations, tolerance, cgIterations, checkEvery});
         ({alpha, ev, iterations, converged} = run);

@@ -11,12 +11,17 @@ export type Sparsity = 'column' | 'row';
 export type Formulation = 'semidual' | 'dual';
 
 /**
- * Solver of the (semi-)dual. `'adam'` reproduces the released V-MoE reference (learning rate
- * 1e-2, 20 iterations from zero). `'newton'` is the fast default: damped (Levenberg-Marquardt)
- * Newton steps on the support, solved matrix-free by preconditioned conjugate gradients (see
- * `newton.ts`).
+ * Solver of the (semi-)dual.
+ * - `'auto'` (default): `'alternating'` when k is below the size of the side it bounds (the
+ *   routing case, where the objective has kinks), `'newton'` otherwise (smooth objective).
+ * - `'alternating'`: exact block ascent on a lifted dual in which the row potentials have a
+ *   closed-form best response to 2n column variables (see `alternating.ts`); each iteration costs
+ *   one semi-dual evaluation plus a sort of n entries per row.
+ * - `'newton'`: damped (Levenberg-Marquardt) Newton steps on the support, solved matrix-free by
+ *   preconditioned conjugate gradients (see `newton.ts`); fast when k >= m.
+ * - `'adam'`: reproduces the released V-MoE reference (learning rate 1e-2, 20 iterations from zero).
  */
-export type SolverName = 'adam' | 'newton';
+export type SolverName = 'auto' | 'alternating' | 'newton' | 'adam';
 
 /** Marginal weights: a number (the same for every entry), an array, or a tensor. */
 export type MarginalLike = number | number[] | Float32Array | tf.Tensor;
@@ -35,11 +40,11 @@ export interface SparseOTOptions {
   sparsity?: Sparsity;
   /** Default `'semidual'`. */
   formulation?: Formulation;
-  /** Default `'newton'`. */
+  /** Default `'auto'` (see {@link SolverName}). */
   solver?: SolverName;
   /** Adam learning rate. Default 1e-2. */
   learningRate?: number;
-  /** Iteration budget. Default 20 for `'adam'`, 30 for `'newton'`. */
+  /** Iteration budget. Default 20 for `'adam'`, 30 for `'newton'`, 10 for `'alternating'`. */
   maxIterations?: number;
   /**
    * Convergence tolerance on the change of the objective value, relative to `max(1, |value|)`.
@@ -55,7 +60,7 @@ export interface SparseOTOptions {
   init?: {alpha?: tf.Tensor; beta?: tf.Tensor};
   /** Newton solver only: conjugate-gradient iterations per Newton step. Default 10. */
   cgIterations?: number;
-  /** Read the objective back to test convergence every this many iterations. Default 5. */
+  /** Read the objective back to test convergence every this many iterations. Default 5 (`'alternating'`: 2). */
   checkEvery?: number;
 }
 

@@ -1,0 +1,172 @@
+/**
+ * The `'alternating'` solver: exact block ascent on a lifted dual of k-sparse OT, in which the
+ * row potentials have a closed-form best response.
+ *
+ * The lift. For any vector v, the sum of its k largest entries is
+ * `min_lambda (k lambda + sum_i [v_i - lambda]_+)`. Applied to `v_i = [s_i]_+^2 / (2 gamma)`
+ * this turns the dual `D(alpha, beta) = <alpha, a> + <beta, b> - sum_j f_k(alpha + beta_j - C[:, j])`
+ * into a maximization over `(alpha, beta, lambda)` of
+ *
+ *   `L = <alpha, a> + <beta, b> - k sum_j lambda_j - sum_ij [[s_ij]_+^2 / (2 gamma) - lambda_j]_+`,
+ *   `s_ij = alpha_i + beta_j - C_ij`,
+ *
+ * which is jointly concave and, for fixed column variables `(beta, lambda)`, SEPARABLE over rows.
+ * Writing `ell_j = sqrt(2 gamma lambda_j)` (the smallest `s` column j admits), row i solves a
+ * one-dimensional concave problem whose derivative `a_i - sum_{j : s_ij > ell_j} s_ij / gamma`
+ * is piecewise linear and decreasing with downward jumps `ell_j / gamma` at the entry points
+ * `e_ij = ell_j - beta_j + C_ij`. Sorting a row's n entry points gives its maximizer exactly:
+ * with `R` the number of entry points at which the left derivative is still positive,
+ * `alpha_i = max(e_(R), (gamma a_i - sum_{r <= R} (beta - C_i)_(r)) / R)`. See {@link rowBestResponseLifted}.
+ *
+ * For fixed alpha the best `(beta, lambda)` is what one semi-dual evaluation already yields:
+ * `beta_j = -gamma b_j tau_j` (the projection threshold) and `lambda_j` = the k-th largest
+ * `[s_ij]_+^2 / (2 gamma)`, i.e. `ell_j = gamma * (smallest positive plan entry of column j)`
+ * when column j is full (k entries in its support) and 0 otherwise.
+ *
+ * One iteration = one semi-dual evaluation (top-k over `[groups, n, m]`, as an Adam step) plus
+ * one row best response (a sort of n entries per row and a few elementwise ops). Both blocks
+ * are exact maximizations of `L`, so `L` never decreases. Why it is fast on routing problems:
+ * at capacity the optimum is LP-like (at capacity factor 1 it is an assignment whose row
+ * potentials are `alpha_i = min_j (C_ij - g_j)` for n column prices g), i.e. the hard part
+ * lives in the 2n column variables, and every block step moves all m row potentials to their
+ * exact response instead of by a step size. Block ascent on a non-smooth function can stop
+ * short of the optimum (it does, at a few 1e-2 relative to Adam-20's gap, on some problems at
+ * capacity factor 1.25: see bench/RESULTS-ot.md); the iterate with the best semi-dual value is
+ * returned.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {betaFromTau, evalSemidual, type SemidualEval} from './semidual';
+import type {OTProblem} from './problem';
+
+/** Settings of {@link alternatingSemidual}. */
+export interface AlternatingConfig {
+  /** Block iterations (row best responses) at most. Default 10. */
+  maxIterations?: number;
+  /** Stop when the best value changed by less than `tolerance * max(1, |value|)` since the last check. */
+  tolerance?: number;
+  /** Read the best value back every this many iterations. Default 2. */
+  checkEvery?: number;
+}
+
+/**
+ * The column block of the lifted dual at given row potentials, from their semi-dual evaluation:
+ * `beta_j = -gamma b_j tau_j` and the entry level `ell_j` (in units of `s = alpha + beta - C`):
+ * `gamma` times the smallest positive plan entry of column j if its support is full (k entries),
+ * else 0.
+ *
+ * @param ev The evaluation at the row potentials (internal layout).
+ * @param b `<float32>[groups, n]`
+ * @returns `beta`, `ell`: `<float32>[groups, n]` each.
+ */
+export function columnBlock(ev: SemidualEval, b: tf.Tensor2D, k: number, gamma: number): {beta: tf.Tensor2D; ell: tf.Tensor2D} {
+  return tf.tidy(() => {
+    const beta = betaFromTau(ev.tau, b, gamma);
+    const count = tf.sum(ev.support, 2);
+    const positive = tf.greater(ev.planT, 0);
+    const big = tf.scalar(3.0e38);
+    const minPos = tf.min(tf.where(positive, ev.planT, tf.broadcastTo(big, ev.planT.shape)), 2);
+    const full = tf.logicalAnd(tf.greaterEqual(count, k - 0.5), tf.less(minPos, 1e38));
+    const ell = tf.where(full, tf.mul(minPos, gamma), tf.zerosLike(minPos)) as tf.Tensor2D;
+    return {beta, ell};
+  });
+}
+
+/**
+ * The exact row best response of the lifted dual (see the file comment): for each row i the
+ * maximizer over `alpha_i` of
+ * `a_i alpha_i - sum_j [[alpha_i + beta_j - C_ij]_+^2 / (2 gamma) - ell_j^2 / (2 gamma)]_+`.
+ * Rows with `a_i = 0` are put one unit (`gamma`) below their first entry point.
+ *
+ * @param beta `<float32>[groups, n]` @param ell `<float32>[groups, n]`, >= 0
+ * @param costT `<float32>[groups, n, m]` @param a `<float32>[groups, m]`
+ * @returns `<float32>[groups, m]`
+ */
+export function rowBestResponseLifted(
+  beta: tf.Tensor2D, ell: tf.Tensor2D, costT: tf.Tensor3D, a: tf.Tensor2D, gamma: number,
+): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [groups, n, m] = costT.shape;
+    // Entry points e_ij = ell_j - beta_j + C_ij, one row per token: [groups * m, n].
+    const shift = tf.reshape(tf.sub(ell, beta), [groups, n, 1]);
+    const entry = tf.reshape(tf.transpose(tf.add(costT, shift), [0, 2, 1]), [groups * m, n]);
+    const sorted = tf.topk(tf.neg(entry), n, true);
+    const es = tf.reshape(tf.neg(sorted.values), [groups, m, n]);
+    // ell at the sorted positions (flat gather with a per-group offset): W = beta_j - C_ij = ell_j - e_ij.
+    const offset = tf.reshape(tf.range(0, groups * n, n, 'int32'), [groups, 1, 1]);
+    const flatIdx = tf.add(tf.reshape(sorted.indices, [groups, m, n]), offset);
+    const ellSorted = tf.gather(tf.reshape(ell, [groups * n]), flatIdx);
+    const w = tf.sub(ellSorted, es);
+    const csIncl = tf.cumsum(w, 2);
+    const csExcl = tf.sub(csIncl, w);
+    const r = tf.reshape(tf.range(1, n + 1, 1, 'float32'), [1, 1, n]);
+    const ga = tf.mul(tf.reshape(a, [groups, m, 1]), gamma);
+    // Left derivative (times gamma) at the r-th entry point, with r - 1 columns active.
+    const dLeft = tf.sub(tf.sub(ga, tf.mul(tf.sub(r, 1), es)), csExcl);
+    const count = tf.sum(tf.cast(tf.greater(dLeft, 0), 'float32'), 2, true);
+    const pick = tf.cast(tf.equal(r, count), 'float32');
+    const eR = tf.sum(tf.mul(pick, es), 2, true);
+    const csR = tf.sum(tf.mul(pick, csIncl), 2, true);
+    const stationary = tf.div(tf.sub(ga, csR), tf.maximum(count, 1));
+    const first = tf.slice(es, [0, 0, 0], [groups, m, 1]);
+    const alpha = tf.where(tf.greater(count, 0), tf.maximum(eR, stationary), tf.sub(first, gamma));
+    return tf.reshape(alpha, [groups, m]) as tf.Tensor2D;
+  });
+}
+
+/**
+ * Maximizes the semi-dual of `problem` by exact block ascent on the lifted dual, from `alpha0`
+ * (`<float32>[groups, m]`, not consumed). Returns the row potentials with the best semi-dual
+ * value seen (per group) and their evaluation (the caller owns both), the iterations run and
+ * whether the best value converged. Nothing is read back except one scalar every `checkEvery`
+ * iterations and one at the end.
+ */
+export function alternatingSemidual(
+  problem: OTProblem, alpha0: tf.Tensor2D, config: AlternatingConfig = {},
+): {alpha: tf.Tensor2D; ev: SemidualEval; iterations: number; converged: boolean} {
+  const {costT, a, b, k, gamma} = problem;
+  const maxIterations = config.maxIterations ?? 10;
+  const tolerance = config.tolerance ?? 1e-5;
+  const checkEvery = config.checkEvery ?? 2;
+  let alpha = tf.clone(alpha0);
+  let ev = evalSemidual(alpha, costT, a, b, k, gamma);
+  let bestAlpha = tf.clone(alpha);
+  let bestValue = tf.clone(ev.value);
+  let checkValue = tf.clone(ev.value);
+  let iterations = 0;
+  let converged = false;
+  for (let it = 1; it <= maxIterations; it++) {
+    iterations = it;
+    const {beta, ell} = columnBlock(ev, b, k, gamma);
+    const next = rowBestResponseLifted(beta, ell, costT, a, gamma);
+    tf.dispose([beta, ell, alpha, ev.planT, ev.support, ev.tau, ev.grad, ev.value]);
+    alpha = next;
+    ev = evalSemidual(alpha, costT, a, b, k, gamma);
+    const better = tf.greater(ev.value, bestValue);
+    const bestAlphaN = tf.tidy(() => tf.where(tf.broadcastTo(tf.reshape(better, [-1, 1]), alpha.shape), alpha, bestAlpha)) as tf.Tensor2D;
+    const bestValueN = tf.where(better, ev.value, bestValue) as tf.Tensor1D;
+    tf.dispose([better, bestAlpha, bestValue]);
+    bestAlpha = bestAlphaN;
+    bestValue = bestValueN;
+    if (it % checkEvery === 0 || it === maxIterations) {
+      const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, checkValue)), tf.maximum(tf.abs(bestValue), 1))));
+      const change = rel.dataSync()[0];
+      rel.dispose();
+      checkValue.dispose();
+      checkValue = tf.clone(bestValue);
+      if (change <= tolerance) {
+        converged = true;
+        break;
+      }
+    }
+  }
+  // One read-back: is the last iterate the best in every group? Then its evaluation is reused.
+  const lastIsBest = tf.tidy(() => tf.all(tf.greaterEqual(ev.value, bestValue)));
+  const reuse = lastIsBest.dataSync()[0] === 1;
+  tf.dispose([lastIsBest, checkValue, bestValue]);
+  if (reuse) {
+    bestAlpha.dispose();
+    return {alpha, ev, iterations, converged};
+  }
+  tf.dispose([alpha, ev.planT, ev.support, ev.tau, ev.grad, ev.value]);
+  return {alpha: bestAlpha, ev: evalSemidual(bestAlpha, costT, a, b, k, gamma), iterations, converged};
+}
