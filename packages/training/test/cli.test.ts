@@ -1,0 +1,137 @@
+import {execFileSync} from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import {main} from '../src/cli/main';
+import {buildModel, resolveModelSpec} from '../src/model-factory';
+import {forwardFlopsPerImage, parseVariants} from '../src/compare';
+import {formatProgress} from '../src/report/progress';
+import type {ReportData} from '../src/report/html';
+
+async function runCli(args: string[]): Promise<{code: number; stderr: string; stdout: string}> {
+  const err = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+  const out = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  try {
+    const code = await main(args);
+    return {code, stderr: err.mock.calls.map((c) => c.join(' ')).join('\n'), stdout: out.mock.calls.map((c) => c.join(' ')).join('\n')};
+  } finally {
+    err.mockRestore();
+    out.mockRestore();
+  }
+}
+
+describe('tfjs-moe CLI: bad input', () => {
+  it('rejects an unknown router', async () => {
+    const r = await runCli(['train', '--router', 'switch', '--backend', 'cpu', '--quiet']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`tfjs-moe train: Expected router to be one of 'sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense', but got "switch".`);
+  });
+
+  it('rejects a capacity factor <= 0', async () => {
+    for (const cf of ['0', '-1']) {
+      const r = await runCli(['train', `--capacity-factor=${cf}`, '--backend', 'cpu', '--quiet']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`tfjs-moe train: Expected capacityFactor to be a finite number > 0, but got ${cf}.`);
+    }
+    const r = await runCli(['train', '--capacity-factor', 'lots', '--quiet']);
+    expect(r.stderr).toBe('tfjs-moe train: Expected --capacity-factor to be a number, but got "lots".');
+  });
+
+  it('rejects a missing data folder, and a gradient mode on a router without one', async () => {
+    const r = await runCli(['train', '--data', '/no/such/folder', '--router', 'topk', '--backend', 'cpu', '--quiet', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'))]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`tfjs-moe train: Expected data to be 'digits', 'synthetic', an existing folder of images or a .npy/.json file, but got "/no/such/folder".`);
+    expect(() => resolveModelSpec({router: 'topk', gradient: 'implicit'})).toThrow(
+      `Expected gradient to be 'softmax' for router 'topk' (implicit and unrolled are sparse-ot modes), but got "implicit".`,
+    );
+    expect(() => parseVariants('dense,moe')).toThrow(`Expected router to be one of 'sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense', but got "moe".`);
+  });
+
+  it('rejects --resume without a run, and eval of a folder without a model', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'));
+    const r = await runCli(['train', '--resume', '--out', dir, '--backend', 'cpu', '--quiet']);
+    expect(r.stderr).toBe(`tfjs-moe train: Expected resume to be a run folder holding run.json (from an earlier tfjs-moe train --out ${dir}), but got "${dir}".`);
+    const e = await runCli(['eval', '--model', dir, '--backend', 'cpu']);
+    expect(e.stderr).toBe(`tfjs-moe eval: Expected model to be a folder holding model.json and weights.bin, but got "${dir}".`);
+  });
+
+  it('prints usage for no command and for unknown flags', async () => {
+    expect((await runCli([])).code).toBe(2);
+    const r = await runCli(['train', '--routr', 'topk']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("Unknown option '--routr'");
+  });
+});
+
+describe('model factory and FLOP count', () => {
+  it('builds the dense ViT and the V-MoE with linear heads', () => {
+    const input = {height: 28, width: 28, channels: 1, numClasses: 10};
+    const dense = buildModel({router: 'dense'}, input);
+    const moe = buildModel({router: 'topk', experts: 4}, input);
+    expect(dense.outputs[0].shape).toEqual([null, 10]);
+    expect(moe.layers.map((l) => l.name).filter((n) => n.endsWith('_moe'))).toEqual(['block1_moe', 'block3_moe']);
+    dense.dispose();
+    moe.dispose();
+  });
+
+  it('counts matMul FLOPs by the ViT formula', () => {
+    const input = {height: 28, width: 28, channels: 1, numClasses: 10};
+    // mnist-tiny: 16 patches of 7x7, T = 17, d 64, h 128, depth 4.
+    // patch embed 2*16*49*64 = 100352; head 2*64*10 = 1280;
+    // per block: qkv 2*17*64*192 = 417792, scores+values 4*17*17*64 = 73984, out 2*17*64*64 = 139264,
+    // MLP 4*17*64*128 = 557056 -> 1188096 per block, x 4 = 4752384. Total 4854016.
+    expect(forwardFlopsPerImage({router: 'dense'}, input)).toBe(4854016);
+    // top-k with 4 experts, capacity factor 1.25: capacity ceil(17*1.25/4) = 6 -> 24 slots for 17 tokens;
+    // an MoE block's MLP costs 4*24*64*128 = 786432 plus the router 2*17*64*4 = 8704 instead of 557056.
+    expect(forwardFlopsPerImage({router: 'topk', experts: 4, capacityFactor: 1.25}, input)).toBe(4854016 + 2 * (786432 + 8704 - 557056));
+  });
+});
+
+describe('progress line', () => {
+  it('shows step, loss, accuracy, balance and speed', () => {
+    const line = formatProgress(
+      {type: 'step', step: 50, epoch: 0, loss: 1.2345, crossEntropy: 1.2, auxLoss: 0.03, accuracy: 0.5, learningRate: 1e-3, gradNorm: 1, imagesPerSecond: 321.4,
+        balance: {a: {maxOverMean: 1.5, droppedFraction: 0.02} as never, b: {maxOverMean: 1.1, droppedFraction: 0.05} as never}},
+      100,
+      65,
+      10,
+    );
+    expect(line).toBe('[#####.....]  50/100 loss 1.234 acc 0.500 bal 1.50 drop 5.0% | 321 img/s ETA 1m05s');
+  });
+});
+
+describe('HTML report', () => {
+  it('is one self-contained page with SVG charts for curves, per-expert load and class x expert', () => {
+    const stats = (loads: number[]) => ({
+      numExperts: 2, tokensPerExpert: loads, min: Math.min(...loads), mean: 1, max: Math.max(...loads), maxOverMean: Math.max(...loads), cv: 0.1,
+      loadHistogram: [0, 0, 2, 0, 0, 0], droppedFraction: 0.01, expertsPerToken: {min: 0, mean: 1, max: 1},
+    });
+    const data: ReportData = {
+      title: 'test <run>',
+      config: {router: 'sparse-ot', steps: 20},
+      history: [10, 20].map((step) => ({type: 'step', step, epoch: 0, loss: 2 / step, crossEntropy: 2 / step, auxLoss: 0, accuracy: step / 25, learningRate: 1e-3, gradNorm: 1, imagesPerSecond: 100,
+        balance: {block1_moe: stats([0.9, 1.1])}})),
+      evals: [{type: 'eval', step: 20, final: true, accuracy: 0.75, loss: 0.5, examples: 40, perClassAccuracy: [0.8, 0.7],
+        balance: {block1_moe: {...stats([1, 1]), classExpert: [[30, 4], [5, 25]]}}}],
+      trainBalance: {block1_moe: stats([0.95, 1.05])},
+      classNames: ['cat', 'dog'],
+    };
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'report-'));
+    fs.writeFileSync(path.join(dir, 'in.json'), JSON.stringify(data));
+    const tsx = path.join(__dirname, '../../../node_modules/.bin/tsx');
+    execFileSync(tsx, [path.join(__dirname, 'helpers/render-report.ts'), path.join(dir, 'in.json'), path.join(dir, 'out.html')]);
+    const html = fs.readFileSync(path.join(dir, 'out.html'), 'utf8');
+    expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
+    expect(html).toContain('<title>test &lt;run&gt;</title>');
+    expect(html).toContain('Held-out accuracy: 75.00%');
+    // Four charts: loss, accuracy, the layer's per-expert load, the layer's class x expert heatmap.
+    expect((html.match(/<svg/g) ?? []).length).toBe(4);
+    for (const id of ['loss', 'accuracy', 'load-block1_moe', 'classes-block1_moe']) expect(html).toContain(`<figure id="${id}">`);
+    // The heatmap has one cell per (class, expert): 2 x 2 rect marks with the class names on its axis.
+    const heat = html.slice(html.indexOf('<figure id="classes-block1_moe">'));
+    expect(heat).toContain('>cat<');
+    expect(heat).toContain('>dog<');
+    // Self-contained: no scripts and no external resources.
+    expect(html).not.toMatch(/<script|<link|src="http/);
+  }, 60000);
+});
