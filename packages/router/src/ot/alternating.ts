@@ -44,8 +44,10 @@ export interface AlternatingConfig {
   maxIterations?: number;
   /** Stop when the best value changed by less than `tolerance * max(1, |value|)` since the last check. */
   tolerance?: number;
-  /** Read the best value back every this many iterations. Default 2. */
+  /** Read the best value back every this many block iterations. Default 2. */
   checkEvery?: number;
+  /** Adam step after the block ascent stalls, in units of `gamma * mean(a)`. Default 3e-3. */
+  polishRate?: number;
 }
 
 /**
@@ -62,9 +64,8 @@ export function columnBlock(ev: SemidualEval, b: tf.Tensor2D, k: number, gamma: 
   return tf.tidy(() => {
     const beta = betaFromTau(ev.tau, b, gamma);
     const count = tf.sum(ev.support, 2);
-    const positive = tf.greater(ev.planT, 0);
-    const big = tf.scalar(3.0e38);
-    const minPos = tf.min(tf.where(positive, ev.planT, tf.broadcastTo(big, ev.planT.shape)), 2);
+    // Smallest positive entry per column (no broadcasting ops: they are slow on wasm).
+    const minPos = tf.min(tf.add(ev.planT, tf.mul(tf.cast(tf.lessEqual(ev.planT, 0), 'float32'), 3.0e38)), 2);
     const full = tf.logicalAnd(tf.greaterEqual(count, k - 0.5), tf.less(minPos, 1e38));
     const ell = tf.where(full, tf.mul(minPos, gamma), tf.zerosLike(minPos)) as tf.Tensor2D;
     return {beta, ell};
@@ -91,10 +92,11 @@ export function rowBestResponseLifted(
     const entry = tf.reshape(tf.transpose(tf.add(costT, shift), [0, 2, 1]), [groups * m, n]);
     const sorted = tf.topk(tf.neg(entry), n, true);
     const es = tf.reshape(tf.neg(sorted.values), [groups, m, n]);
-    // ell at the sorted positions (flat gather with a per-group offset): W = beta_j - C_ij = ell_j - e_ij.
-    const offset = tf.reshape(tf.range(0, groups * n, n, 'int32'), [groups, 1, 1]);
-    const flatIdx = tf.add(tf.reshape(sorted.indices, [groups, m, n]), offset);
-    const ellSorted = tf.gather(tf.reshape(ell, [groups * n]), flatIdx);
+    // ell at the sorted positions: W = beta_j - C_ij = ell_j - e_ij. A flat 1-D gather (a batched
+    // gather, or an int32 broadcast add, is several times slower on wasm); groups get an offset.
+    const flatIdx = groups === 1 ? sorted.indices : tf.add(sorted.indices, tf.reshape(
+      tf.tile(tf.reshape(tf.range(0, groups * n, n, 'int32'), [groups, 1]), [1, m]), [groups * m, 1]));
+    const ellSorted = tf.reshape(tf.gather(tf.reshape(ell, [groups * n]), flatIdx), [groups, m, n]);
     const w = tf.sub(ellSorted, es);
     const csIncl = tf.cumsum(w, 2);
     const csExcl = tf.sub(csIncl, w);
@@ -103,7 +105,7 @@ export function rowBestResponseLifted(
     // Left derivative (times gamma) at the r-th entry point, with r - 1 columns active.
     const dLeft = tf.sub(tf.sub(ga, tf.mul(tf.sub(r, 1), es)), csExcl);
     const count = tf.sum(tf.cast(tf.greater(dLeft, 0), 'float32'), 2, true);
-    const pick = tf.cast(tf.equal(r, count), 'float32');
+    const pick = tf.reshape(tf.oneHot(tf.reshape(tf.sub(tf.cast(count, 'int32'), tf.scalar(1, 'int32')), [groups * m]), n), [groups, m, n]);
     const eR = tf.sum(tf.mul(pick, es), 2, true);
     const csR = tf.sum(tf.mul(pick, csIncl), 2, true);
     const stationary = tf.div(tf.sub(ga, csR), tf.maximum(count, 1));
@@ -114,50 +116,96 @@ export function rowBestResponseLifted(
 }
 
 /**
- * Maximizes the semi-dual of `problem` by exact block ascent on the lifted dual, from `alpha0`
- * (`<float32>[groups, m]`, not consumed). Returns the row potentials with the best semi-dual
- * value seen (per group) and their evaluation (the caller owns both), the iterations run and
- * whether the best value converged. Nothing is read back except one scalar every `checkEvery`
- * iterations and one at the end.
+ * Maximizes the semi-dual of `problem` from `alpha0` (`<float32>[groups, m]`, not consumed):
+ * exact block ascent on the lifted dual until the best semi-dual value stalls (changes by at
+ * most `tolerance` relative over `checkEvery` iterations), then, for the rest of the iteration
+ * budget, Adam steps on the semi-dual from the best iterate with a cosine-decaying step
+ * `polishRate * gamma * mean(a)` (block ascent on a non-smooth function can stop at a point that
+ * is optimal for each block but not jointly; the Adam steps leave that point). Returns the row
+ * potentials with the best semi-dual value seen (per group) and their evaluation (the caller owns
+ * both), the iterations run (block and Adam) and whether the best value converged. Nothing is
+ * read back except one scalar every `checkEvery` block iterations and one at the end.
  */
 export function alternatingSemidual(
   problem: OTProblem, alpha0: tf.Tensor2D, config: AlternatingConfig = {},
 ): {alpha: tf.Tensor2D; ev: SemidualEval; iterations: number; converged: boolean} {
-  const {costT, a, b, k, gamma} = problem;
+  const {costT, a, b, k, gamma, aHost} = problem;
   const maxIterations = config.maxIterations ?? 10;
   const tolerance = config.tolerance ?? 1e-5;
   const checkEvery = config.checkEvery ?? 2;
+  let meanA = 0;
+  for (let i = 0; i < aHost.length; i++) meanA += aHost[i] / aHost.length;
+  const lr0 = (config.polishRate ?? 3e-3) * gamma * meanA;
   let alpha = tf.clone(alpha0);
   let ev = evalSemidual(alpha, costT, a, b, k, gamma);
   let bestAlpha = tf.clone(alpha);
   let bestValue = tf.clone(ev.value);
   let checkValue = tf.clone(ev.value);
-  let iterations = 0;
-  let converged = false;
-  for (let it = 1; it <= maxIterations; it++) {
-    iterations = it;
-    const {beta, ell} = columnBlock(ev, b, k, gamma);
-    const next = rowBestResponseLifted(beta, ell, costT, a, gamma);
-    tf.dispose([beta, ell, alpha, ev.planT, ev.support, ev.tau, ev.grad, ev.value]);
-    alpha = next;
-    ev = evalSemidual(alpha, costT, a, b, k, gamma);
+  const keepBest = (): void => {
     const better = tf.greater(ev.value, bestValue);
     const bestAlphaN = tf.tidy(() => tf.where(tf.broadcastTo(tf.reshape(better, [-1, 1]), alpha.shape), alpha, bestAlpha)) as tf.Tensor2D;
     const bestValueN = tf.where(better, ev.value, bestValue) as tf.Tensor1D;
     tf.dispose([better, bestAlpha, bestValue]);
     bestAlpha = bestAlphaN;
     bestValue = bestValueN;
-    if (it % checkEvery === 0 || it === maxIterations) {
+  };
+  const disposeEv = (): void => tf.dispose([ev.planT, ev.support, ev.tau, ev.grad, ev.value]);
+  let iterations = 0;
+  let stalled = false;
+  // Phase 1: exact block ascent.
+  while (iterations < maxIterations && !stalled) {
+    iterations++;
+    const {beta, ell} = columnBlock(ev, b, k, gamma);
+    const next = rowBestResponseLifted(beta, ell, costT, a, gamma);
+    tf.dispose([beta, ell, alpha]);
+    disposeEv();
+    alpha = next;
+    ev = evalSemidual(alpha, costT, a, b, k, gamma);
+    keepBest();
+    if (iterations % checkEvery === 0 || iterations === maxIterations) {
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, checkValue)), tf.maximum(tf.abs(bestValue), 1))));
       const change = rel.dataSync()[0];
       rel.dispose();
       checkValue.dispose();
       checkValue = tf.clone(bestValue);
-      if (change <= tolerance) {
-        converged = true;
-        break;
-      }
+      stalled = change <= tolerance;
     }
+  }
+  let converged = stalled;
+  // Phase 2: Adam from the best iterate for the rest of the budget.
+  const polish = maxIterations - iterations;
+  if (polish > 0) {
+    disposeEv();
+    alpha.dispose();
+    alpha = tf.clone(bestAlpha);
+    ev = evalSemidual(alpha, costT, a, b, k, gamma);
+    const before = tf.clone(bestValue);
+    let m1 = tf.zerosLike(alpha);
+    let m2 = tf.zerosLike(alpha);
+    for (let t = 1; t <= polish; t++) {
+      iterations++;
+      const lr = lr0 * 0.5 * (1 + Math.cos((Math.PI * (t - 1)) / polish));
+      const c1 = 1 - 0.9 ** t;
+      const c2 = 1 - 0.999 ** t;
+      const g = ev.grad;
+      const next = tf.tidy(() => {
+        const m1N = tf.add(tf.mul(m1, 0.9), tf.mul(g, 0.1)) as tf.Tensor2D;
+        const m2N = tf.add(tf.mul(m2, 0.999), tf.mul(tf.square(g), 0.001)) as tf.Tensor2D;
+        const step = tf.div(tf.div(m1N, c1), tf.add(tf.sqrt(tf.div(m2N, c2)), 1e-8));
+        return {m1N, m2N, alphaN: tf.add(alpha, tf.mul(step, lr)) as tf.Tensor2D};
+      });
+      tf.dispose([m1, m2, alpha]);
+      disposeEv();
+      m1 = next.m1N;
+      m2 = next.m2N;
+      alpha = next.alphaN;
+      ev = evalSemidual(alpha, costT, a, b, k, gamma);
+      keepBest();
+    }
+    tf.dispose([m1, m2]);
+    const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, before)), tf.maximum(tf.abs(bestValue), 1))));
+    converged = stalled && rel.dataSync()[0] <= tolerance;
+    tf.dispose([rel, before]);
   }
   // One read-back: is the last iterate the best in every group? Then its evaluation is reused.
   const lastIsBest = tf.tidy(() => tf.all(tf.greaterEqual(ev.value, bestValue)));
@@ -167,6 +215,7 @@ export function alternatingSemidual(
     bestAlpha.dispose();
     return {alpha, ev, iterations, converged};
   }
-  tf.dispose([alpha, ev.planT, ev.support, ev.tau, ev.grad, ev.value]);
+  alpha.dispose();
+  disposeEv();
   return {alpha: bestAlpha, ev: evalSemidual(bestAlpha, costT, a, b, k, gamma), iterations, converged};
 }
