@@ -169,6 +169,14 @@ export interface ConjugateGradientOptions {
    * a null direction (which CG would otherwise amplify without bound on a singular system).
    */
   project?: (v: tf.Tensor2D) => tf.Tensor2D;
+  /**
+   * `<float32>[g, 1]`: a group freezes once the Rayleigh quotient `p^T A p / p^T p` of its search
+   * direction falls below this. On a singular operator whose null space is not fully projected
+   * out (a support graph with several connected components), round-off leaves a residual in
+   * the null space that CG cannot reduce; its search directions then have almost no curvature,
+   * and the step `r^T z / p^T A p` would be astronomically large. Default: no floor.
+   */
+  minCurvature?: tf.Tensor2D;
 }
 
 /**
@@ -214,7 +222,10 @@ export function conjugateGradient(
         const pap = dot(p, ap);
         // The freeze decision is a constant for autodiff (CG may run inside a taped solver), and
         // the arithmetic below avoids tf.where so that no comparison lies on a taped path.
-        const active = cgActive(dot(r, r), stopAt, pap);
+        let active = cgActive(dot(r, r), stopAt, pap);
+        if (options.minCurvature) {
+          active = tf.mul(active, cgActive(pap, tf.mul(options.minCurvature, dot(p, p)), tf.onesLike(pap)));
+        }
         const inactive = tf.sub(1, active);
         const step = tf.div(tf.mul(active, rz), tf.add(tf.mul(active, pap), inactive));
         const x1 = tf.add(x, tf.mul(step, p)) as tf.Tensor2D;
@@ -308,6 +319,13 @@ function centerOn(on: tf.Tensor2D): (v: tf.Tensor2D) => tf.Tensor2D {
   return (v) => tf.tidy(() => tf.mul(on, tf.sub(v, tf.div(tf.sum(tf.mul(on, v), 1, true), count))) as tf.Tensor2D);
 }
 
+/**
+ * Curvature floor of CG on a support Laplacian: 1e-6 of its largest diagonal entry, as a
+ * constant. Directions of smaller Rayleigh quotient are round-off in the null space: the
+ * preconditioned operator's nonzero eigenvalues on these bipartite supports are not below it.
+ */
+const curvatureFloor = noGrad((diag: tf.Tensor) => tf.mul(tf.max(diag, 1, true), 1e-6));
+
 /** `M v`: `[g, m, n] x [g, n] -> [g, m]`. */
 function mulMask(mask: tf.Tensor3D, v: tf.Tensor2D): tf.Tensor2D {
   return tf.squeeze(tf.matMul(mask, tf.expandDims(v, 2)), [2]) as tf.Tensor2D;
@@ -352,6 +370,7 @@ export function solveSupportSystem(
       tolerance,
       preconditioner: safeInverse(diagQ as tf.Tensor2D),
       project: centerOn(positiveMask(size) as tf.Tensor2D),
+      minCurvature: curvatureFloor(diagQ as tf.Tensor2D),
     });
     const wRow = tf.mul(degInv, tf.sub(rRow, tf.mul(sign, mulMask(mask, wCol)))) as tf.Tensor2D;
     return [wRow, wCol];
@@ -366,6 +385,7 @@ export function solveSupportSystem(
     tolerance,
     preconditioner: safeInverse(diagH as tf.Tensor2D),
     project: centerOn(positiveMask(deg) as tf.Tensor2D),
+    minCurvature: curvatureFloor(diagH as tf.Tensor2D),
   });
   const wCol = tf.mul(sizeInv, tf.sub(rCol, tf.mul(sign, mulMaskT(mask, wRow)))) as tf.Tensor2D;
   return [wRow, wCol];

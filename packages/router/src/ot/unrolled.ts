@@ -87,7 +87,7 @@ function projectionSupport(x: tf.Tensor3D, k: number): tf.Tensor3D {
     const [g, m, n] = xs.shape as [number, number, number];
     const kk = Math.min(k, m);
     const cols = tf.transpose(xs, [0, 2, 1]); // [g, n, m]
-    const top = tf.topk(cols, kk, true).values; // [g, n, kk], sorted descending
+    const {values: top, indices} = tf.topk(cols, kk, true); // [g, n, kk], sorted descending
     // Sparsemax threshold on the sorted top values: rho = max{r : 1 + r v_r > sum_{l<=r} v_l}.
     const cums = tf.cumsum(top, 2);
     const ranks = tf.reshape(tf.range(1, kk + 1, 1, 'float32'), [1, 1, kk]);
@@ -95,8 +95,13 @@ function projectionSupport(x: tf.Tensor3D, k: number): tf.Tensor3D {
     const rho = tf.max(tf.mul(tf.cast(ok, 'float32'), ranks), 2, true); // [g, n, 1], >= 1
     const cumAtRho = tf.sum(tf.mul(cums, tf.cast(tf.equal(ranks, rho), 'float32')), 2, true);
     const tau = tf.div(tf.sub(cumAtRho, 1), rho); // [g, n, 1]
-    const kth = tf.slice(top, [0, 0, kk - 1], [g, n, 1]);
-    const keep = tf.logicalAnd(tf.greater(cols, tau), tf.greaterEqual(cols, kth));
+    // Exactly the k entries topk chose (ties broken by the lowest index, as lax.top_k does),
+    // scattered into a [g, n, m] mask; then those above the threshold.
+    const gi = tf.tile(tf.reshape(tf.range(0, g, 1, 'int32'), [g, 1, 1]), [1, n, kk]);
+    const ni = tf.tile(tf.reshape(tf.range(0, n, 1, 'int32'), [1, n, 1]), [g, 1, kk]);
+    const coords = tf.reshape(tf.stack([gi, ni, indices], 3), [g * n * kk, 3]);
+    const inTop = tf.scatterND(coords, tf.ones([g * n * kk]), [g, n, m]);
+    const keep = tf.logicalAnd(tf.greater(cols, tau), tf.greater(inTop, 0));
     return tf.transpose(tf.cast(keep, 'float32'), [0, 2, 1]);
   })(x) as tf.Tensor3D;
 }
@@ -114,7 +119,7 @@ const sameSupport = noGrad((p: tf.Tensor, q: tf.Tensor) =>
  */
 const pickStep = noGrad((values: tf.Tensor, current: tf.Tensor, same: tf.Tensor, candidates: tf.Tensor) => {
   const slack = tf.mul(1e-6, tf.add(1, tf.abs(current)));
-  const better = tf.greater(values, tf.add(current, slack));
+  const better = tf.logicalAnd(tf.greater(values, tf.add(current, slack)), tf.isFinite(values));
   const tie = tf.logicalAnd(tf.greaterEqual(values, tf.sub(current, slack)), tf.greater(same, 0));
   const acceptable = tf.cast(tf.logicalOr(better, tie), 'float32');
   const first = tf.argMax(acceptable, 1); // argMax returns the first maximum

@@ -91,6 +91,31 @@ describeBackends('kSparseProjectionFixedSupport', () => {
   });
 });
 
+interface ProjectionCase {
+  name: string;
+  k: number;
+  radius: number;
+  x: number[][];
+  y: number[][];
+}
+
+const projections = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'projection.json'), 'utf8')) as {cases: ProjectionCase[]};
+
+describeBackends('kSparseProjectionFixedSupport vs exact float64 projections (fixtures/projection.json)', () => {
+  // The fixture projects rows onto {y >= 0, sum y = radius, ||y||_0 <= k}; ours projects columns
+  // onto the unit simplex, so we feed x^T / radius and compare radius * y^T. The supports are
+  // unambiguous by construction (margins >= 1e-6), so float32 finds the same ones; values
+  // compare at float32 precision (1e-6 absolute on entries <= radius 4, plus 1e-5 relative).
+  for (const c of projections.cases) {
+    test(`${c.name} (k ${c.k}, radius ${c.radius})`, () => {
+      const x = tf.tidy(() => tf.expandDims(tf.div(tf.transpose(tf.tensor2d(c.x)), c.radius), 0)) as tf.Tensor3D;
+      const y = tf.tidy(() => tf.transpose(tf.squeeze(tf.mul(kSparseProjectionFixedSupport(x, c.k), c.radius), [0])));
+      expectAllClose(y.arraySync() as number[][], c.y, 1e-6, 1e-5);
+      tf.dispose([x, y]);
+    });
+  }
+});
+
 describeBackends('implicit VJP of the plan', () => {
   // Tolerances. The VJP is a float32 computation of a linear solve whose condition number on
   // these supports is below ~1e2: entries of size ~1 carry relative errors ~1e2 * 6e-8 plus CG's
