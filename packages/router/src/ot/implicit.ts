@@ -370,7 +370,7 @@ export function solveSupportSystem(
       tolerance,
       preconditioner: safeInverse(diagQ as tf.Tensor2D),
       project: centerOn(positiveMask(size) as tf.Tensor2D),
-      minCurvature: curvatureFloor(diagQ as tf.Tensor2D),
+      minCurvature: curvatureFloor(diagQ) as tf.Tensor2D,
     });
     const wRow = tf.mul(degInv, tf.sub(rRow, tf.mul(sign, mulMask(mask, wCol)))) as tf.Tensor2D;
     return [wRow, wCol];
@@ -385,7 +385,7 @@ export function solveSupportSystem(
     tolerance,
     preconditioner: safeInverse(diagH as tf.Tensor2D),
     project: centerOn(positiveMask(deg) as tf.Tensor2D),
-    minCurvature: curvatureFloor(diagH as tf.Tensor2D),
+    minCurvature: curvatureFloor(diagH) as tf.Tensor2D,
   });
   const wCol = tf.mul(sizeInv, tf.sub(rCol, tf.mul(sign, mulMaskT(mask, wRow)))) as tf.Tensor2D;
   return [wRow, wCol];
