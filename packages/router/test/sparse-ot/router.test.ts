@@ -8,6 +8,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {ConfigError, InvalidArgumentError} from '../../src/errors';
+import {solveSparseOT} from '../../src/ot/solve';
 import {getRouterClass} from '../../src/routers/registry';
 import {SparseOTRouter, sparseOTRouter, type SparseOTRouterArgs} from '../../src/routers/sparse-ot';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
@@ -23,6 +24,7 @@ interface PaperCase {
   gates: number[][][];
   tokenIndices: number[][][];
   combineWeights: number[][][];
+  plan: number[][][];
 }
 
 const fixture = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'paper_router.json'), 'utf8')) as {cases: PaperCase[]};
@@ -65,6 +67,36 @@ describeBackends('SparseOTRouter', () => {
         logits.dispose();
       });
     }
+  });
+
+  test("dispatch 'support' (paper solver otherwise): the fixture's top-capacity slots, emptied where the plan is 0", () => {
+    // Oracle: paper_router.json's tokenIndices with every slot whose token has plan value 0 in
+    // that expert's column replaced by -1 (the padded cases have columns with 6 of 8 positive).
+    for (const c of fixture.cases.filter((x) => x.name.includes('padded'))) {
+      const router = identityRouter(c.experts, {preset: 'paper', dispatch: 'support'});
+      const logits = tf.tensor3d(c.logits);
+      const r = router.route(logits, {training: false, capacity: c.capacity});
+      const expected = c.tokenIndices.map((group, g) => group.map((slots, e) => slots.map((t) => (c.plan[g][t][e] > 0 ? t : -1))));
+      expect(expected.flat(2).filter((t) => t < 0).length).toBeGreaterThan(0);
+      expect(r.expertIndices.arraySync()).toEqual(expected);
+      r.dispose();
+      logits.dispose();
+    }
+  });
+
+  test("cost 'negative-logits': the router solves on -logits (same tokens as solveSparseOT(-logits) directly)", () => {
+    // The router must hand -L itself to the solver: compare with the top `capacity` tokens of
+    // each column of solveSparseOT(-L) (Adam-20), which is what the paper dispatch takes.
+    const c = fixture.cases[0];
+    const router = identityRouter(c.experts, {preset: 'paper', cost: 'negative-logits'});
+    const logits = tf.tensor3d(c.logits);
+    const r = router.route(logits, {training: false, capacity: c.capacity});
+    const direct = solveSparseOT(tf.neg(logits), {k: c.capacity, solver: 'adam', maxIterations: 20, learningRate: 1e-2, gamma: 1});
+    const top = tf.topk(tf.transpose(direct.plan, [0, 2, 1]), c.capacity).indices;
+    expect(r.expertIndices.arraySync()).toEqual(top.arraySync());
+    tf.dispose([logits, top]);
+    direct.dispose();
+    r.dispose();
   });
 
   test('the paper preset resolves to semi-dual, gamma 1, Adam 1e-2 x 20, capacity multiple of 4, top-capacity dispatch', () => {
