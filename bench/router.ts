@@ -12,6 +12,8 @@ import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBa
 import {moe} from '../packages/router/src/moe-layer';
 import type {Router} from '../packages/router/src/routers/router';
 import {sparseOTRouter, type SparseOTRouterArgs} from '../packages/router/src/routers/sparse-ot';
+import {solveSparseOT} from '../packages/router/src/ot/solve';
+import {sparseOTPlanVJP} from '../packages/router/src/ot/implicit';
 import {topKRouter} from '../packages/router/src/routers/top-k';
 
 const TOKENS = QUICK ? 512 : 2048;
@@ -95,6 +97,27 @@ async function timing(backend: string, peak: number): Promise<string[]> {
         for (const wt of router.weights) wt.dispose();
       }
     }
+  }
+  // The implicit VJP alone (CG on the experts' Schur complement vs on the tokens), on the plan
+  // of the default solve at capacity factor 1.
+  lines.push(`\n| E | implicit VJP alone: CG on experts (ms) | CG on tokens (ms) | Newton solve (ms) |`);
+  lines.push('|---|---|---|---|');
+  for (const experts of EXPERTS) {
+    const capacity = Math.ceil(GROUP / experts);
+    const cost = tf.tidy(() => tf.neg(tf.softmax(tf.randomNormal([groups, GROUP, experts], 0, 1, 'float32', 9))));
+    const solveMs = await timeMs(() => {
+      const r = solveSparseOT(cost, {k: capacity});
+      tf.dispose([r.alpha, r.beta, r.value].filter((t): t is tf.Tensor => t != null));
+      return r.plan;
+    }, REPS, 1);
+    const r = solveSparseOT(cost, {k: capacity});
+    const up = tf.randomNormal(r.plan.shape, 0, 1, 'float32', 10);
+    const expertsMs = await timeMs(() => sparseOTPlanVJP(r.plan, up), REPS, 1);
+    const tokensMs = await timeMs(() => sparseOTPlanVJP(r.plan, up, {space: 'tokens'}), REPS, 1);
+    lines.push(`| ${experts} | ${expertsMs.toFixed(1)} | ${tokensMs.toFixed(1)} | ${solveMs.toFixed(1)} |`);
+    console.log(lines[lines.length - 1]);
+    tf.dispose([cost, up]);
+    r.dispose();
   }
   tokens.dispose();
   return lines;
