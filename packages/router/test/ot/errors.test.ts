@@ -48,7 +48,7 @@ describe('solveSparseOT input validation', () => {
 
   it('unknown solver or formulation', () => {
     expect(() => solveSparseOT(C, {k: 1, solver: 'lbfgs' as never})).toThrow(
-      "solveSparseOT: Expected solver to be one of 'newton', 'adam', but got \"lbfgs\".");
+      "solveSparseOT: Expected solver to be one of 'auto', 'alternating', 'newton', 'adam', but got \"lbfgs\".");
     expect(() => solveSparseOT(C, {k: 1, formulation: 'primal' as never})).toThrow(
       "solveSparseOT: Expected formulation to be one of 'semidual', 'dual', but got \"primal\".");
   });
