@@ -13,8 +13,8 @@ import * as tf from '@tensorflow/tfjs';
 import {measureRouting, type LoadBalanceStats} from './load-balance';
 import {findMoELayers} from './moe-layers';
 
-/** What the probe needs from an MoE layer (`@tfjs-moe/router`'s `MoE`). */
-interface ProbeableMoE {
+/** What the probe needs from an MoE layer (`@tfjs-moe/router`'s `MoE`): its grouping, capacity and router. */
+export interface ProbeableMoE {
   name: string;
   groupingMode: 'per-example' | 'flat';
   groupSize: number | undefined;
@@ -35,21 +35,36 @@ function isProbeable(layer: unknown): layer is ProbeableMoE {
   return typeof l.capacityFor === 'function' && typeof l.router?.route === 'function' && typeof l.groupingMode === 'string';
 }
 
-const prefixCache = new WeakMap<tf.LayersModel, {layers: ProbeableMoE[]; prefix: tf.LayersModel} | null>();
+/**
+ * A model's probe: a model with the same inputs whose outputs are the original model's output
+ * followed by the input of every probeable MoE layer (one forward pass gives both).
+ */
+export interface RoutingProbe {
+  /** The MoE layers, in order of the extra outputs. */
+  layers: ProbeableMoE[];
+  /** `inputs -> [model output, ...MoE layer inputs]`, sharing the model's layers and weights. */
+  model: tf.LayersModel;
+}
 
-function prefixModel(model: tf.LayersModel): {layers: ProbeableMoE[]; prefix: tf.LayersModel} | null {
-  if (prefixCache.has(model)) return prefixCache.get(model)!;
+const probeCache = new WeakMap<tf.LayersModel, RoutingProbe | null>();
+
+/**
+ * The {@link RoutingProbe} of `model` (cached per model), or null when the model has no
+ * probeable MoE layer or is not a functional graph.
+ */
+export function routingProbe(model: tf.LayersModel): RoutingProbe | null {
+  if (probeCache.has(model)) return probeCache.get(model)!;
   const layers = findMoELayers(model).filter(isProbeable) as unknown as ProbeableMoE[];
-  let entry: {layers: ProbeableMoE[]; prefix: tf.LayersModel} | null = null;
+  let entry: RoutingProbe | null = null;
   if (layers.length > 0) {
     try {
       const outputs = layers.map((l) => (Array.isArray(l.input) ? l.input[0] : l.input));
-      entry = {layers, prefix: tf.model({inputs: model.inputs, outputs})};
+      entry = {layers, model: tf.model({inputs: model.inputs, outputs: [...model.outputs, ...outputs]})};
     } catch {
       entry = null; // not a functional graph (e.g. a layer used twice): per-token probing is unavailable
     }
   }
-  prefixCache.set(model, entry);
+  probeCache.set(model, entry);
   return entry;
 }
 
@@ -108,44 +123,50 @@ function groupTensor(x: tf.Tensor3D, mode: 'per-example' | 'flat', S: number, G:
  * ```
  */
 export function probeRouting(model: tf.LayersModel, images: tf.Tensor, labels: tf.Tensor1D, numClasses: number): Record<string, LoadBalanceStats> {
-  const entry = prefixModel(model);
-  if (!entry) return {};
-  const out: Record<string, LoadBalanceStats> = {};
-  const inputs = entry.prefix.predict(images) as tf.Tensor | tf.Tensor[];
-  const list = Array.isArray(inputs) ? inputs : [inputs];
-  const y = labels.dataSync();
+  const probe = routingProbe(model);
+  if (!probe) return {};
+  const outs = probe.model.predict(images) as tf.Tensor[];
   try {
-    entry.layers.forEach((layer, i) => {
-      const x = list[i] as tf.Tensor3D;
-      const [batch, tokens] = x.shape;
-      const {S, G, example, real, pad} = groupLayout(batch, tokens, layer.groupingMode, layer.groupSize);
-      const grouped = groupTensor(x, layer.groupingMode, S, G, pad);
-      const mask = pad > 0 ? tf.tensor2d(Float32Array.from(real), [G, S]) : undefined;
-      const r = layer.router.route(grouped, {mask, training: false, capacity: layer.capacityFor(S, false)});
-      const kernel = layer.router.kernel?.read();
-      const gates = kernel
-        ? tf.tidy(() => tf.softmax(tf.matMul(tf.reshape(grouped, [G * S, -1]), kernel as tf.Tensor2D)))
-        : undefined;
-      const indices = r.expertIndices.dataSync();
-      const stats = measureRouting({
-        expertIndices: indices,
-        shape: r.expertIndices.shape as [number, number, number],
-        groupSize: S,
-        gates: gates?.dataSync(),
-        tokenMask: real,
-        tokenClasses: Int32Array.from(example, (e) => y[e]),
-        numClasses,
-      });
-      for (const [key, name] of [['otMarginalError', 'meanRowViolation'], ['solverIterations', 'solverIterations'], ['suboptimality', 'suboptimality']] as const) {
-        const t = r.metrics[name];
-        if (t && t.size === 1) stats[key] = t.dataSync()[0];
-      }
-      r.dispose();
-      tf.dispose([grouped, ...(mask ? [mask] : []), ...(gates ? [gates] : [])]);
-      out[layer.name] = stats;
-    });
+    return measureProbe(probe, outs.slice(model.outputs.length), labels, numClasses);
   } finally {
-    tf.dispose(list);
+    tf.dispose(outs);
   }
+}
+
+/**
+ * Measures the routing of each probe layer given that layer's inputs (from the probe model's
+ * extra outputs) and the images' labels. The caller keeps ownership of `layerInputs`.
+ */
+export function measureProbe(probe: RoutingProbe, layerInputs: tf.Tensor[], labels: tf.Tensor1D, numClasses: number): Record<string, LoadBalanceStats> {
+  const out: Record<string, LoadBalanceStats> = {};
+  const y = labels.dataSync();
+  probe.layers.forEach((layer, i) => {
+    const x = layerInputs[i] as tf.Tensor3D;
+    const [batch, tokens] = x.shape;
+    const {S, G, example, real, pad} = groupLayout(batch, tokens, layer.groupingMode, layer.groupSize);
+    const grouped = groupTensor(x, layer.groupingMode, S, G, pad);
+    const mask = pad > 0 ? tf.tensor2d(Float32Array.from(real), [G, S]) : undefined;
+    const r = layer.router.route(grouped, {mask, training: false, capacity: layer.capacityFor(S, false)});
+    const kernel = layer.router.kernel?.read();
+    const gates = kernel
+      ? tf.tidy(() => tf.softmax(tf.matMul(tf.reshape(grouped, [G * S, -1]), kernel as tf.Tensor2D)))
+      : undefined;
+    const stats = measureRouting({
+      expertIndices: r.expertIndices.dataSync(),
+      shape: r.expertIndices.shape as [number, number, number],
+      groupSize: S,
+      gates: gates?.dataSync(),
+      tokenMask: real,
+      tokenClasses: Int32Array.from(example, (e) => y[e]),
+      numClasses,
+    });
+    for (const [key, name] of [['otMarginalError', 'meanRowViolation'], ['solverIterations', 'solverIterations'], ['suboptimality', 'suboptimality']] as const) {
+      const t = r.metrics[name];
+      if (t && t.size === 1) stats[key] = t.dataSync()[0];
+    }
+    r.dispose();
+    tf.dispose([grouped, ...(mask ? [mask] : []), ...(gates ? [gates] : [])]);
+    out[layer.name] = stats;
+  });
   return out;
 }

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import {datasetSize, subset, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStats} from '../metrics/moe-layers';
-import {probeRouting} from '../metrics/probe';
+import {measureProbe, routingProbe} from '../metrics/probe';
 import {seededPermutation} from '../rng';
 
 /** Options of {@link evaluate}. */
@@ -12,8 +12,12 @@ export interface EvaluateOptions {
   batchSize?: number;
   /** Use at most this many examples: a fixed (seed 0) random subset, so every class shows up. Default: all. */
   maxExamples?: number;
-  /** Measure per-token routing (class x expert counts, entropy) with {@link probeRouting}. Default true. */
-  probe?: boolean;
+  /**
+   * Measure per-token routing (class x expert counts, entropy) on the first this many examples
+   * (`probeRouting`; it re-runs each MoE layer's router, so it costs extra time). 0 turns it off.
+   * Default 512.
+   */
+  probeExamples?: number;
 }
 
 /** Held-out results. */
@@ -51,13 +55,20 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
   const classTotal = new Array<number>(ds.numClasses).fill(0);
   const classCorrect = new Array<number>(ds.numClasses).fill(0);
   const stats: Record<string, LoadBalanceStats[]> = {};
+  const probe = (options.probeExamples ?? 512) > 0 ? routingProbe(model) : null;
+  let probed = 0;
   await toTfDataset(data, {batchSize}).forEachAsync((b) => {
     const {xs, ys} = b as Batch;
+    const useProbe = probe !== null && probed < (options.probeExamples ?? 512);
+    const outputs = useProbe ? (probe.model.apply(xs, {training: false}) as tf.Tensor[]) : [model.apply(xs, {training: false}) as tf.Tensor];
+    const logits = outputs[0] as tf.Tensor2D;
     const [pred, loss] = tf.tidy(() => {
-      const logits = model.apply(xs, {training: false}) as tf.Tensor2D;
       const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, 0, tf.Reduction.SUM);
       return [tf.argMax(logits, 1), l];
     });
+    const layerStats = useProbe ? measureProbe(probe, outputs.slice(1), ys, ds.numClasses) : readLayerStats(model);
+    if (useProbe) probed += ys.shape[0];
+    tf.dispose(outputs);
     const p = pred.dataSync();
     const y = ys.dataSync();
     lossSum += loss.dataSync()[0];
@@ -68,8 +79,6 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
         classCorrect[y[i]]++;
       }
     }
-    const probed = options.probe === false ? {} : probeRouting(model, xs, ys, ds.numClasses);
-    const layerStats = Object.keys(probed).length ? probed : readLayerStats(model);
     for (const [name, s] of Object.entries(layerStats)) (stats[name] ??= []).push(s);
     tf.dispose([pred, loss, xs, ys]);
   });
