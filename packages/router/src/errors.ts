@@ -82,10 +82,19 @@ export function assertPositiveNumber(argument: string, value: unknown, context?:
   return value;
 }
 
-/** Throws {@link InvalidArgumentError} unless `value` is one of `choices`. */
-export function assertOneOf<T extends string>(argument: string, value: unknown, choices: readonly T[], context?: string): T {
+/**
+ * Throws {@link InvalidArgumentError} (or the subclass `errorClass`, e.g. {@link ConfigError})
+ * unless `value` is one of `choices`.
+ */
+export function assertOneOf<T extends string>(
+  argument: string,
+  value: unknown,
+  choices: readonly T[],
+  context?: string,
+  errorClass: typeof InvalidArgumentError = InvalidArgumentError,
+): T {
   if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
-    throw new InvalidArgumentError(argument, `one of ${choices.map((c) => `'${c}'`).join(', ')}`, value, context);
+    throw new errorClass(argument, `one of ${choices.map((c) => `'${c}'`).join(', ')}`, value, context);
   }
   return value as T;
 }
