@@ -19,7 +19,9 @@ export async function buildBundle(options: {minify?: boolean} = {}): Promise<str
     platform: 'browser',
     target: 'es2022',
     sourcemap: true,
-    keepNames: true, // the webgpu patch recognizes tfjs's TransposeProgram by its class name
+    // No keepNames: its __name() helper would end up in the function that tfjs-backend-wasm
+    // stringifies into its pthread workers, where __name is undefined (wasm with threads fails).
+    keepNames: false,
     minify: options.minify ?? false,
     logLevel: 'warning',
     alias: {

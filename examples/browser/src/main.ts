@@ -14,6 +14,7 @@ import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';
 import {patchWebGPUTranspose} from './webgpu-patch';
+import {InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from './inference-bench';
 
 setWasmPaths('/wasm/');
 patchWebGPUTranspose();
@@ -233,6 +234,11 @@ async function main(): Promise<void> {
     $('error').hidden = true;
     void switchBackend(select.value).catch((e) => showError((e as Error).message));
   });
+  if (modelUrl === 'none') {
+    // Benchmark pages (`?model=none`) build their own models through moeDemo.benchmark.
+    setStatus('ready', 'ready (no model loaded)');
+    return;
+  }
   setStatus('loading', 'loading model…');
   model = await loadModelChecked(modelUrl);
   const shape = model.inputs[0].shape;
@@ -251,10 +257,27 @@ const ready = main().catch((e) => {
   throw e;
 });
 
+/**
+ * Runs the inference benchmark (dense ViT vs V-MoEs built from seeds) on `backend` in this page;
+ * `bench/inference.ts` calls it through playwright-core.
+ */
+async function benchmark(backend: string, options: InferenceBenchOptions = {}): Promise<InferenceBenchResult> {
+  await switchBackend(backend);
+  setStatus('busy', `benchmarking on ${backend}…`);
+  try {
+    return await runInferenceBenchmark(options);
+  } finally {
+    setStatus('ready', 'ready');
+  }
+}
+
 (window as unknown as {moeDemo: unknown}).moeDemo = {
   ready,
   switchBackend,
   predict,
   predictAndRender,
+  benchmark,
+  /** The page's tfjs, for diagnostics from the test or the console. */
+  tf,
   get heldOut() { return heldOut; },
 };

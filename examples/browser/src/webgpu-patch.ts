@@ -17,8 +17,9 @@ export function patchWebGPUTranspose(): void {
   proto.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
     const program = args[0] as {shaderKey?: string; getUserCode(): string};
     const inputs = args[1] as Array<{dtype: string}>;
-    if (program?.shaderKey?.startsWith('transpose_') && inputs?.[0]?.dtype === 'int32' &&
-        program.constructor?.name === 'TransposeProgram') {
+    // Only the general TransposeProgram has a shader key `transpose_<perm>` (the shared-memory
+    // one is 'transposeShared'); its class name is not used, so the bundle may rename classes.
+    if (program?.shaderKey?.startsWith('transpose_') && inputs?.[0]?.dtype === 'int32') {
       const userCode = program.getUserCode.bind(program);
       program.getUserCode = () => userCode()
         .replace('setOutputAtIndex(flatIndex, A[', 'setOutputAtIndex(flatIndex, f32(A[')

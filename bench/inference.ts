@@ -1,0 +1,127 @@
+/**
+ * Inference benchmark (issue 5 §4): latency per image (batch 1) and throughput (batch 32) of the
+ * dense ViT and of V-MoEs of the same size (top-1 and sparse-OT routing, 4 experts in every other
+ * block, per-example routing), on every backend in Node and in headless Chromium, each given as a
+ * ratio to the dense ViT on the same backend in the same run and as a fraction of that backend's
+ * matMul peak.
+ *
+ *   npx tsx bench/inference.ts [--quick] [--backends=cpu,wasm,webgpu] [--browser=wasm,webgl,webgpu|none]
+ *                              [--preset=mnist-tiny] [--depth=4] [--experts=4] [--reps=5]
+ *
+ * Node: cpu, wasm, and webgpu through Dawn (`setupBackend('webgpu')`; without a GPU, Dawn's
+ * OpenGL backend on Mesa llvmpipe). Chromium: the example page (`?model=none`) runs the same code
+ * (`examples/browser/src/inference-bench.ts`) through `window.moeDemo.benchmark`; webgl and
+ * webgpu there run on SwiftShader when the machine has no GPU. The peak in Node comes from
+ * `bench/common.ts`'s `measureMatMulPeak`; in the page from the same measurement in
+ * inference-bench.ts (`matMulPeak`).
+ *
+ * Models are built from seeds (timing does not depend on training, except through the number of
+ * sparse-OT solver iterations; see RESULTS-browser.md).
+ */
+import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend} from './common';
+import {formatInferenceTable, InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from '../examples/browser/src/inference-bench';
+import {releaseWebGPU, setupBackend} from '../packages/training/src/backend';
+import '../packages/router/src/routers/sparse-ot';
+import {buildBundle} from '../examples/browser/scripts/build';
+import {launchChromium} from '../examples/browser/scripts/chromium';
+import {startServer} from '../examples/browser/scripts/server';
+
+const arg = (name: string): string | undefined =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+
+const OPTIONS: InferenceBenchOptions = {
+  preset: (arg('preset') ?? 'mnist-tiny') as InferenceBenchOptions['preset'],
+  depth: Number(arg('depth') ?? (QUICK ? 2 : 4)),
+  numExperts: Number(arg('experts') ?? 4),
+  batches: (arg('batches') ?? (QUICK ? '1,8' : '1,32')).split(',').map(Number),
+  reps: Number(arg('reps') ?? (QUICK ? 3 : 5)),
+  warmup: 2,
+};
+
+async function node(backend: string): Promise<InferenceBenchResult> {
+  if (backend === 'webgpu') {
+    // Dawn reads EGL_PLATFORM when it starts; without a GPU it needs the surfaceless platform.
+    process.env.EGL_PLATFORM ??= 'surfaceless';
+    const setup = await setupBackend('webgpu');
+    console.log(`webgpu adapter: ${JSON.stringify(setup.adapter)}`);
+  }
+  await selectBackend(backend);
+  const peakGflops = await measureMatMulPeak();
+  return runInferenceBenchmark({...OPTIONS, peakGflops});
+}
+
+async function chromium(backends: string[]): Promise<Array<{where: string; result: InferenceBenchResult}>> {
+  await buildBundle({minify: true});
+  const server = await startServer({port: 0});
+  const browser = await launchChromium();
+  const out: Array<{where: string; result: InferenceBenchResult}> = [];
+  try {
+    const version = browser.context.browser()?.version() ?? '?';
+    for (const backend of backends) {
+      const page = await browser.context.newPage();
+      page.setDefaultTimeout(600000);
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(`${server.url}?backend=${backend}&model=none`);
+      await page.waitForFunction(() => ['ready', 'error'].includes(document.getElementById('status')?.dataset.state ?? ''));
+      const active = await page.locator('#active-backend').textContent();
+      if (active !== backend) {
+        console.log(`Chromium ${backend}: not active (page says ${active}; ${await page.locator('#error').textContent()})`);
+        await page.close();
+        continue;
+      }
+      const adapter = backend === 'webgpu' ? await page.evaluate(async () => {
+        const a = await (navigator as any).gpu?.requestAdapter();
+        const i = a?.info;
+        return i ? `${i.vendor} ${i.architecture} ${i.device} ${i.description}`.trim() : 'unknown';
+      }) : backend === 'webgl' ? await page.evaluate(() => {
+        const gl = document.createElement('canvas').getContext('webgl2');
+        const ext = gl?.getExtension('WEBGL_debug_renderer_info');
+        return ext ? String(gl!.getParameter(ext.UNMASKED_RENDERER_WEBGL)) : 'unknown';
+      }) : 'n/a';
+      const t0 = Date.now();
+      const result = await page.evaluate(async ([b, o]) => {
+        const demo = (window as unknown as {moeDemo: {benchmark(b: string, o: unknown): Promise<unknown>}}).moeDemo;
+        return demo.benchmark(b as string, o);
+      }, [backend, OPTIONS] as const) as InferenceBenchResult;
+      console.log(`Chromium ${version} ${backend} (${adapter}): ${((Date.now() - t0) / 1000).toFixed(0)} s` +
+        (errors.length ? `; page errors: ${errors.join(' | ')}` : ''));
+      out.push({where: `Chromium ${version}`, result});
+      await page.close();
+    }
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  console.log(machineDescription());
+  console.log(`settings: ${JSON.stringify(OPTIONS)}${QUICK ? ' (--quick)' : ''}`);
+  const rows: Array<{where: string; result: InferenceBenchResult}> = [];
+  for (const backend of backendsFromArgs(['cpu', 'wasm', 'webgpu'])) {
+    const t0 = Date.now();
+    try {
+      rows.push({where: `Node ${process.version}`, result: await node(backend)});
+      console.log(`Node ${backend}: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    } catch (e) {
+      console.log(`Node ${backend}: not run: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  await releaseWebGPU();
+  const browserArg = arg('browser') ?? 'wasm,webgl,webgpu';
+  if (browserArg !== 'none') {
+    try {
+      rows.push(...await chromium(browserArg.split(',')));
+    } catch (e) {
+      console.log(`Chromium: not run: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  console.log('\n' + formatInferenceTable(rows));
+}
+
+main().then(() => process.exit(0), (e) => {
+  console.error(e);
+  process.exit(1);
+});
