@@ -146,7 +146,7 @@ async function training(backend: string): Promise<string[]> {
     return {x: tf.reshape(x, [batch, tokensPer, d]) as tf.Tensor3D, y: tf.reshape(y, [batch, tokensPer, d]) as tf.Tensor3D};
   });
   const evalSets = [0, 1, 2].map((i) => sample(1000 + 10 * i));
-  const variants: Array<{name: string; cf: number; router: () => Router | string}> = [
+  const variants: Array<{name: string; cf: number; router: () => Router | string; frozenRouter?: boolean}> = [
     {name: 'topk (Switch)', cf: 1.25, router: () => topKRouter({numExperts: clusters})},
     {name: 'ot softmax', cf: 1.0, router: () => sparseOTRouter({numExperts: clusters})},
     {name: 'ot softmax', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters})},
@@ -154,6 +154,10 @@ async function training(backend: string): Promise<string[]> {
     {name: 'ot implicit, gamma 1', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit'})},
     {name: 'ot implicit, gamma 4', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit', gamma: 4})},
     {name: 'ot unrolled, gamma 1', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'unrolled'})},
+    // Controls: the router kernel stays at its initial value, only the experts train. The gap to
+    // the rows above is what the router's gradient contributes.
+    {name: 'ot softmax, router frozen', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters}), frozenRouter: true},
+    {name: 'ot implicit, gamma 1, router frozen', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit'}), frozenRouter: true},
   ];
   const lines: string[] = [];
   lines.push(`\n### Training comparison on ${backend} (${steps} Adam steps, batch ${batch} x ${tokensPer} tokens, d ${d}, E ${clusters}; eval MSE on 3 held-out batches)\n`);
@@ -185,7 +189,9 @@ async function training(backend: string): Promise<string[]> {
     };
     const start = evalLoss();
     const opt = tf.train.adam(1e-2);
-    const trainable = layer.trainableWeights.map((w) => w.read() as tf.Variable);
+    const trainable = layer.trainableWeights
+      .filter((w) => !(v.frozenRouter && w.name.includes('router/kernel')))
+      .map((w) => w.read() as tf.Variable);
     const t0 = performance.now();
     for (let step = 0; step < steps; step++) {
       const s = sample(step);
