@@ -38,9 +38,9 @@ const otVariant = (name: string, args: Partial<SparseOTRouterArgs>): Variant => 
 const VARIANTS: Variant[] = [
   {name: 'topk (Switch, k=1)', make: (experts) => topKRouter({numExperts: experts})},
   otVariant("ot paper (Adam-20, softmax)", {preset: 'paper'}),
-  otVariant('ot softmax (Newton)', {gradient: 'softmax'}),
-  otVariant('ot implicit (Newton + CG VJP)', {gradient: 'implicit'}),
-  otVariant('ot unrolled (Newton + 3 unrolled steps)', {gradient: 'unrolled'}),
+  otVariant('ot softmax (default solver)', {gradient: 'softmax'}),
+  otVariant('ot implicit (default solver + CG VJP)', {gradient: 'implicit'}),
+  otVariant('ot unrolled (default solver + 3 unrolled Newton steps)', {gradient: 'unrolled'}),
 ];
 
 /** One forward routing call; returns the tensors to sync on. */
@@ -100,7 +100,7 @@ async function timing(backend: string, peak: number): Promise<string[]> {
   }
   // The implicit VJP alone (CG on the experts' Schur complement vs on the tokens), on the plan
   // of the default solve at capacity factor 1.
-  lines.push(`\n| E | implicit VJP alone: CG on experts (ms) | CG on tokens (ms) | Newton solve (ms) |`);
+  lines.push(`\n| E | implicit VJP alone: CG on experts (ms) | CG on tokens (ms) | default solve (ms) |`);
   lines.push('|---|---|---|---|');
   for (const experts of EXPERTS) {
     const capacity = Math.ceil(GROUP / experts);

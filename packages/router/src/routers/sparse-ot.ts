@@ -100,7 +100,10 @@ export interface SparseOTRouterArgs extends RouterArgs {
   gamma?: number;
   /** Default `'semidual'`. */
   formulation?: Formulation;
-  /** Default `'newton'` (`'adam'` with the paper preset). */
+  /**
+   * Default `'auto'`, the OT core's default (`'alternating'` below k = m, `'newton'` at k >= m);
+   * `'adam'` with the paper preset.
+   */
   solver?: SolverName;
   /** Solver iteration budget. Default: the solver's (20 for Adam, 30 for Newton). */
   maxIterations?: number;
@@ -164,7 +167,7 @@ function resolve(args: SparseOTRouterArgs, numExperts: number): ResolvedConfig {
     gradient: assertOneOf('gradient', args.gradient ?? 'softmax', ['softmax', 'implicit', 'unrolled'] as const, CLASS),
     gamma: assertPositiveNumber('gamma', args.gamma ?? 1, CLASS),
     formulation: assertOneOf('formulation', args.formulation ?? 'semidual', ['semidual', 'dual'] as const, CLASS),
-    solver: assertOneOf('solver', args.solver ?? (paper ? 'adam' : 'newton'), ['adam', 'newton'] as const, CLASS),
+    solver: assertOneOf('solver', args.solver ?? (paper ? 'adam' : 'auto'), ['auto', 'alternating', 'newton', 'adam'] as const, CLASS),
     maxIterations,
     learningRate: assertPositiveNumber('learningRate', args.learningRate ?? 1e-2, CLASS),
     capacityMultipleOf: assertPositiveInt('capacityMultipleOf', args.capacityMultipleOf ?? (paper ? 4 : 1), CLASS),

@@ -109,13 +109,14 @@ describeBackends('SparseOTRouter', () => {
 
   describe('capacity and balance', () => {
     // Random logits, groups of 64 tokens, 8 experts: capacity 8 (cf 1.0) and 10 (cf 1.25).
-    // Dropped fractions measured with the default solver (Newton, 30 iterations) on these logits
-    // (std 2, seed 31), the same on cpu and wasm and in both modes: cf 1.0 -> 0.0156 (2 of 128
-    // tokens, mean row violation 0.111), cf 1.25 -> 0 (mean row violation 0.194). The bounds
-    // allow 4 more dropped tokens at cf 1.0 (6 / 128 = 0.047) and 2 at cf 1.25 (2 / 128 = 0.016),
-    // since the plan at a kink depends on the solver's last iterate.
-    for (const [cf, bound] of [[1.0, 0.047], [1.25, 0.016]] as const) {
-      test(`capacity factor ${cf}: no expert exceeds capacity, no duplicates, dropped fraction <= ${bound}`, () => {
+    // Dropped fractions measured with the default solver ('auto' = alternating block ascent for
+    // k < m, 10 iterations) on these logits (std 2, seed 31), in both gradient modes:
+    // cf 1.0 -> 3 of 128 tokens on cpu, 5 of 128 on wasm (0.023 / 0.039; mean row violation
+    // 0.05 / 0.08: the plan at a kink depends on float rounding); cf 1.25 -> 1 of 128 on both
+    // (0.0078; mean row violation 0.19). The bounds allow 2 more dropped tokens than the worst
+    // measurement: 7 / 128 at cf 1.0, 3 / 128 at cf 1.25.
+    for (const [cf, bound] of [[1.0, 7 / 128], [1.25, 3 / 128]] as const) {
+      test(`capacity factor ${cf}: no expert exceeds capacity, no duplicates, dropped fraction <= ${bound.toFixed(4)}`, () => {
         const router = identityRouter(8);
         const capacity = router.computeCapacity(64, cf);
         expect(capacity).toBe(cf === 1 ? 8 : 10);
