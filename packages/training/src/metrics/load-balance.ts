@@ -10,6 +10,8 @@ import {InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
 export interface LoadBalanceStats {
   /** Number of experts. */
   numExperts: number;
+  /** Real tokens measured (when known); {@link mergeStats} weights by it. */
+  tokens?: number;
   /** Tokens kept by each expert, per group (mean over groups), `[experts]`. */
   tokensPerExpert: number[];
   /** Smallest entry of `tokensPerExpert`. */
@@ -154,6 +156,7 @@ export function measureRouting(r: RoutingArrays): LoadBalanceStats {
   const tokensPerExpert = kept.map((k) => k / Math.max(1, groups));
   const stats: LoadBalanceStats = {
     numExperts: experts,
+    tokens: real,
     tokensPerExpert,
     ...loadSummary(tokensPerExpert),
     loadHistogram: loadHistogram(tokensPerExpert),
@@ -226,23 +229,35 @@ export function statsFromMetrics(values: Record<string, number | number[] | unde
 }
 
 /**
- * Averages several {@link LoadBalanceStats} of one layer (e.g. the batches of an epoch), weighting
- * each equally; class x expert counts are summed. OT fields are averaged where present.
+ * Averages several {@link LoadBalanceStats} of one layer (e.g. the batches of an epoch), weighted
+ * by their token counts when every entry has one (then the result equals measuring all batches at
+ * once), else equally; class x expert counts are summed. OT fields are averaged where present.
  */
 export function mergeStats(list: readonly LoadBalanceStats[]): LoadBalanceStats {
   if (list.length === 0) throw new InvalidArgumentError('stats', 'a non-empty list', list);
-  const n = list.length;
   const E = list[0].numExperts;
-  const avg = (f: (s: LoadBalanceStats) => number): number => list.reduce((a, s) => a + f(s), 0) / n;
+  const weighted = list.every((s) => s.tokens !== undefined);
+  const w = list.map((s) => (weighted ? s.tokens! : 1));
+  const wSum = w.reduce((a, b) => a + b, 0) || 1;
+  const avg = (f: (s: LoadBalanceStats) => number): number => list.reduce((a, s, i) => a + w[i] * f(s), 0) / wSum;
   const avgVec = (f: (s: LoadBalanceStats) => number[] | undefined): number[] | undefined =>
-    list.every((s) => f(s)) ? Array.from({length: E}, (_, e) => list.reduce((a, s) => a + f(s)![e], 0) / n) : undefined;
+    list.every((s) => f(s)) ? Array.from({length: E}, (_, e) => list.reduce((a, s, i) => a + w[i] * f(s)![e], 0) / wSum) : undefined;
   const avgOpt = (f: (s: LoadBalanceStats) => number | undefined): number | undefined => {
-    const vals = list.map(f).filter((v): v is number => v !== undefined);
-    return vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : undefined;
+    let num = 0;
+    let den = 0;
+    list.forEach((s, i) => {
+      const v = f(s);
+      if (v !== undefined) {
+        num += w[i] * v;
+        den += w[i];
+      }
+    });
+    return den > 0 ? num / den : undefined;
   };
   const tokensPerExpert = avgVec((s) => s.tokensPerExpert)!;
   const out: LoadBalanceStats = {
     numExperts: E,
+    ...(weighted ? {tokens: wSum} : {}),
     tokensPerExpert,
     ...loadSummary(tokensPerExpert),
     loadHistogram: loadHistogram(tokensPerExpert),
