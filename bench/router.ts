@@ -2,7 +2,8 @@
 // TopKRouter on the same tokens, forward and forward+backward, plus a small training comparison
 // of the gradient modes.
 //
-//   npx tsx bench/router.ts [--quick] [--backends=wasm,cpu] [--skip-training] [--skip-timing] [--only=<name part>]
+//   npx tsx bench/router.ts [--quick] [--backends=wasm,cpu] [--skip-training] [--skip-timing]
+//                           [--skip-warm-start] [--only=<name part>]
 //
 // Config (issue 3): 2048 tokens (32 images x 64 patches), d = 192, E in {8, 32}, routed in
 // groups of 256 tokens (8 groups), capacity factor 1.0 and 1.25. --quick: 512 tokens, E = 8 only,
@@ -213,6 +214,54 @@ async function training(backend: string): Promise<string[]> {
   return lines;
 }
 
+/**
+ * Warm start: a sequence of batches of fresh tokens through one router kernel (as in training),
+ * each solved cold (from zero) and warm (from the previous batch's per-expert potentials, averaged
+ * over groups, as `warmStart: true` does). Reports the iterations the default solver ran and the
+ * semi-dual value reached, both with the default budget and with a 3-iteration budget.
+ */
+async function warmStart(backend: string): Promise<string[]> {
+  const experts = 8;
+  const batches = QUICK ? 4 : 10;
+  const groups = TOKENS / GROUP;
+  const capacity = Math.ceil(GROUP / experts);
+  const kernel = tf.randomNormal([D, experts], 0, 1 / Math.sqrt(D), 'float32', 21);
+  const lines: string[] = [];
+  lines.push(`\n### Warm start on ${backend} (${batches} batches of ${TOKENS} tokens, groups of ${GROUP}, E ${experts}, capacity ${capacity})\n`);
+  lines.push('| budget | cold: mean iterations | warm: mean iterations | mean value warm - cold (per group) |');
+  lines.push('|---|---|---|---|');
+  for (const budget of [undefined, 3]) {
+    let beta: tf.Tensor | null = null;
+    let itCold = 0;
+    let itWarm = 0;
+    let gain = 0;
+    for (let t = 0; t < batches; t++) {
+      const cost = tf.tidy(() => tf.neg(tf.softmax(tf.reshape(tf.matMul(
+        tf.randomNormal([TOKENS, D], 0, 1, 'float32', 100 + t), kernel), [groups, GROUP, experts]))));
+      const opts = budget === undefined ? {k: capacity} : {k: capacity, maxIterations: budget};
+      const cold = solveSparseOT(cost, opts);
+      const init = beta ? tf.tile(tf.reshape(beta, [1, experts]), [groups, 1]) : undefined;
+      const warm = solveSparseOT(cost, init ? {...opts, init: {beta: init}} : opts);
+      if (t > 0) {
+        itCold += cold.iterations;
+        itWarm += warm.iterations;
+        gain += tf.tidy(() => tf.mean(tf.sub(warm.value, cold.value))).dataSync()[0];
+      }
+      const nextBeta = tf.mean(warm.beta as tf.Tensor, 0);
+      tf.dispose([cost, init, beta].filter((x): x is tf.Tensor => x != null));
+      beta = nextBeta;
+      cold.dispose();
+      warm.dispose();
+    }
+    tf.dispose(beta as tf.Tensor);
+    const n = batches - 1;
+    lines.push(`| ${budget ?? 'default'} | ${(itCold / n).toFixed(1)} | ${(itWarm / n).toFixed(1)} | ${(gain / n).toExponential(2)} |`);
+    console.log(lines[lines.length - 1]);
+  }
+  kernel.dispose();
+  return lines;
+}
+
 async function main(): Promise<void> {
   console.log(`# bench/router.ts${QUICK ? ' --quick' : ''}\n\n${machineDescription()}`);
   const skipTiming = process.argv.includes('--skip-timing');
@@ -223,6 +272,7 @@ async function main(): Promise<void> {
     console.log(`\n${backend}: measured matMul peak ${peak.toFixed(2)} GFLOP/s`);
     if (!skipTiming) await timing(backend, peak);
     if (!skipTraining) await training(backend);
+    if (!process.argv.includes('--skip-warm-start')) await warmStart(backend);
   }
 }
 
