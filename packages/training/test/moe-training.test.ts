@@ -3,7 +3,8 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {useBackend} from '../../router/test/helpers/backends';
-import {findMoELayers, loadDigits, splitDataset, syntheticDataset, train, type StepRecord} from '../src';
+import {fileHandler, findMoELayers, loadDigits, splitDataset, syntheticDataset, train, type StepRecord} from '../src';
+import {main} from '../src/cli/main';
 import {buildModel, type ModelSpec} from '../src/model-factory';
 
 function tmpDir(): string {
@@ -105,5 +106,28 @@ describe('V-MoE training [cpu]', () => {
     const before = tf.memory().numTensors;
     await run();
     expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('saves a trained V-MoE with the file IO handler and loads it back with identical outputs; tfjs-moe eval reads it', async () => {
+    const data = splitDataset(syntheticDataset({examples: 60, numClasses: 4, height: 28, width: 28, seed: 5}), {seed: 0});
+    const r = await train({model: () => buildModel({...small, router: 'expert-choice'}, data.train), data, batchSize: 16, steps: 2, seed: 4});
+    const dir = path.join(tmpDir(), 'model');
+    await r.model.save(fileHandler(dir, {note: 'test'}));
+    expect(fs.readdirSync(dir).sort()).toEqual(['model.json', 'weights.bin']);
+    const loaded = await tf.loadLayersModel(fileHandler(dir));
+    const xs = tf.tensor4d(data.heldOut.images, [data.heldOut.labels.length, 28, 28, 1]);
+    const a = r.model.predict(xs) as tf.Tensor;
+    const b = loaded.predict(xs) as tf.Tensor;
+    expect(Array.from(await b.data())).toEqual(Array.from(await a.data()));
+    const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
+    const code = await main(['eval', '--model', dir, '--data', 'synthetic', '--backend', 'cpu']);
+    const printed = log.mock.calls.map((c) => c.join(' ')).join('\n');
+    log.mockRestore();
+    expect(code).toBe(0);
+    expect(printed).toMatch(/accuracy \d+\.\d\d%/);
+    expect(printed).toContain('block1_moe: max/mean');
+    tf.dispose([xs, a, b]);
+    disposeModel(r.model);
+    disposeModel(loaded);
   });
 });
