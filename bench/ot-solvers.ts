@@ -4,8 +4,8 @@
  * k = capacity rounded up to a multiple of 4, gamma = 1).
  *
  * The optimal value is computed once per problem in float64 (JS Float64Array), as the best of
- * (1) the alternating block ascent in float64 followed by a long decaying Adam ascent from its
- * answer and (2) a long decaying Adam ascent from zero; both numbers are printed, so the
+ * (1) the alternating block ascent in float64 (from the same two starts as the solver) followed
+ * by a long decaying Adam ascent from its answer and (2) a long decaying Adam ascent from zero; both numbers are printed, so the
  * reference's own uncertainty is visible (the suboptimality columns are upper bounds of the true
  * ones by at most the difference of the two when they disagree).
  *
@@ -34,10 +34,16 @@ function semidual64(alpha: Float64Array, C: Float64Array, m: number, n: number, 
   const ell = new Float64Array(n);
   let value = 0;
   for (let i = 0; i < m; i++) value += alpha[i];
-  const idx = Array.from({length: m}, (_, i) => i);
   const x = new Float64Array(m);
+  const idx: number[] = [];
   for (let j = 0; j < n; j++) {
     for (let i = 0; i < m; i++) x[i] = (alpha[i] - C[i * n + j]) / (gamma * b);
+    // The k largest entries: the k-th largest value by a native numeric sort, then those above
+    // it (and ties, lowest index first), sorted descending.
+    const kth = Float64Array.from(x).sort()[m - k];
+    idx.length = 0;
+    for (let i = 0; i < m; i++) if (x[i] > kth) idx.push(i);
+    for (let i = 0; i < m && idx.length < k; i++) if (x[i] === kth) idx.push(i);
     idx.sort((p, q) => x[q] - x[p]);
     let cs = 0;
     let rho = 0;
@@ -104,18 +110,25 @@ function adam64(C: Float64Array, m: number, n: number, k: number, gamma: number,
   return Math.max(best, semidual64(alpha, C, m, n, k, gamma).value);
 }
 
-/** The float64 reference optimum: best of (block ascent + long Adam) and (long Adam from zero). */
+/**
+ * The float64 reference optimum: best of (block ascent from zero and from alpha_i = min_j C_ij,
+ * 30 iterations each, then a long Adam ascent from the best iterate) and (a long Adam ascent
+ * from zero).
+ */
 function optimum64(C: Float64Array, m: number, n: number, k: number, gamma: number, steps: number): {opt: number; viaBlock: number; viaAdam: number} {
-  let alpha = new Float64Array(m);
-  let ev = semidual64(alpha, C, m, n, k, gamma);
-  let bestAlpha = alpha;
-  let bestValue = ev.value;
-  for (let it = 0; it < 30; it++) {
-    alpha = rowBestResponse64(C, m, n, ev.beta, ev.ell, gamma);
-    ev = semidual64(alpha, C, m, n, k, gamma);
-    if (ev.value > bestValue) {
-      bestValue = ev.value;
-      bestAlpha = alpha;
+  let bestAlpha = new Float64Array(m);
+  let bestValue = -Infinity;
+  const cheapest = new Float64Array(m).map((_, i) => Math.min(...Array.from({length: n}, (_, j) => C[i * n + j])));
+  for (const start of [new Float64Array(m), cheapest]) {
+    let alpha = start;
+    let ev = semidual64(alpha, C, m, n, k, gamma);
+    for (let it = 0; it <= 30; it++) {
+      if (ev.value > bestValue) {
+        bestValue = ev.value;
+        bestAlpha = alpha;
+      }
+      alpha = rowBestResponse64(C, m, n, ev.beta, ev.ell, gamma);
+      ev = semidual64(alpha, C, m, n, k, gamma);
     }
   }
   const viaBlock = Math.max(bestValue, adam64(C, m, n, k, gamma, bestAlpha, steps, 3e-3));
@@ -158,13 +171,13 @@ async function main(): Promise<void> {
   for (const backend of backendsFromArgs()) {
     await selectBackend(backend);
     const peak = await measureMatMulPeak();
-    console.log(`\n## backend ${tf.getBackend()}: matMul peak ${peak.toFixed(2)} GFLOP/s; each time is the median of 5 (m 256), 3 (m 1024) or 2 (m 4096) timed runs after a warm-up\n`);
+    console.log(`\n## backend ${tf.getBackend()}: matMul peak ${peak.toFixed(2)} GFLOP/s; each time is the fastest of 7 (m 256), 3 (m 1024) or 2 (m 4096) timed runs after a warm-up\n`);
     console.log('| m | n | cf | logits | k | Adam-20 subopt | Adam-20 ms | alt subopt @1/2/3/5/10 its | alt ms @1/2/3/5/10 | ratio A20/alt at equal time | time to A20 subopt (fraction of A20) | goal | Newton-10 subopt (ms) | drop A20/alt | mean row viol A20/alt | Adam GFLOP/s (% peak) | ref: block+Adam vs Adam |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
     for (const p of problems) {
       const {m, n, cf, kind, k} = p;
       const cost = tf.tensor2d(p.data, [m, n]);
-      const reps = QUICK ? 3 : m >= 4096 ? 2 : m >= 1024 ? 3 : 5;
+      const reps = QUICK ? 3 : m >= 4096 ? 2 : m >= 1024 ? 3 : 7;
       const run = (o: Record<string, unknown>): Run => {
         solveSparseOT(cost, {k, ...o}).dispose(); // warm-up
         const times: number[] = [];
@@ -177,8 +190,8 @@ async function main(): Promise<void> {
           out = {sub: p.ref.opt - v, ms: 0, drop: res.droppedFraction, row: res.meanRowError, its: res.iterations};
           res.dispose();
         }
-        times.sort((x, y) => x - y);
-        return {...out!, ms: times[Math.floor(times.length / 2)]};
+        // The fastest run: the machine is shared, and interference only ever adds time.
+        return {...out!, ms: Math.min(...times)};
       };
       const a20 = run({solver: 'adam'});
       const alt = altIts.map((it) => ({it, ...run({solver: 'alternating', maxIterations: it})}));

@@ -48,6 +48,8 @@ export interface AlternatingConfig {
   checkEvery?: number;
   /** Adam step after the block ascent stalls, in units of `gamma * mean(a)`. Default 3e-3. */
   polishRate?: number;
+  /** Also start from `alpha_i = min_j C_ij` (batched) and keep the better per group. Default true. */
+  multiStart?: boolean;
 }
 
 /**
@@ -115,35 +117,51 @@ export function rowBestResponseLifted(
   });
 }
 
+/** Row-wise `where`: rows of `x` where `mask` (`[rows]`) holds, rows of `y` elsewhere. */
+function whereRows(mask: tf.Tensor1D, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.where(tf.broadcastTo(tf.reshape(mask, [-1, 1]), x.shape), x, y) as tf.Tensor2D);
+}
+
 /**
- * Maximizes the semi-dual of `problem` from `alpha0` (`<float32>[groups, m]`, not consumed):
- * exact block ascent on the lifted dual until the best semi-dual value stalls (changes by at
- * most `tolerance` relative over `checkEvery` iterations), then, for the rest of the iteration
- * budget, Adam steps on the semi-dual from the best iterate with a cosine-decaying step
- * `polishRate * gamma * mean(a)` (block ascent on a non-smooth function can stop at a point that
- * is optimal for each block but not jointly; the Adam steps leave that point). Returns the row
- * potentials with the best semi-dual value seen (per group) and their evaluation (the caller owns
- * both), the iterations run (block and Adam) and whether the best value converged. Nothing is
- * read back except one scalar every `checkEvery` block iterations and one at the end.
+ * Maximizes the semi-dual of `problem` from `alpha0` (`<float32>[groups, m]`, not consumed).
+ *
+ * 1. Exact block ascent on the lifted dual from two starts at once, batched as extra groups:
+ *    `alpha0` and `alpha_i = min_j C_ij` (each row at its cheapest column). Block ascent stops at
+ *    a point that is optimal for each block but not jointly, and where it stops depends on the
+ *    start: from zero it is best at capacity factor 1, from the cheapest-column start mostly
+ *    better at 1.25 (measured in numpy, see bench/RESULTS-ot.md). `multiStart: false` runs
+ *    `alpha0` alone. The phase ends when the best value stalls (changes by at most `tolerance`
+ *    relative over `checkEvery` iterations) or the budget is spent.
+ * 2. For the rest of the iteration budget, Adam steps on the semi-dual from the best iterate of
+ *    each group, with a cosine-decaying step `polishRate * gamma * mean(a)`.
+ *
+ * Returns the row potentials with the best semi-dual value seen (per group) and their
+ * evaluation (the caller owns both), the iterations run (block and Adam) and whether the best
+ * value converged. Nothing is read back except one scalar every `checkEvery` block iterations.
  */
 export function alternatingSemidual(
   problem: OTProblem, alpha0: tf.Tensor2D, config: AlternatingConfig = {},
 ): {alpha: tf.Tensor2D; ev: SemidualEval; iterations: number; converged: boolean} {
-  const {costT, a, b, k, gamma, aHost} = problem;
+  const {costT, a, b, k, gamma, aHost, groups} = problem;
   const maxIterations = config.maxIterations ?? 10;
   const tolerance = config.tolerance ?? 1e-5;
   const checkEvery = config.checkEvery ?? 2;
+  const starts = config.multiStart === false ? 1 : 2;
   let meanA = 0;
   for (let i = 0; i < aHost.length; i++) meanA += aHost[i] / aHost.length;
   const lr0 = (config.polishRate ?? 3e-3) * gamma * meanA;
-  let alpha = tf.clone(alpha0);
-  let ev = evalSemidual(alpha, costT, a, b, k, gamma);
+  // The (possibly) multi-start problem: the groups repeated once per start.
+  const [cX, aX, bX] = starts === 1 ? [costT, a, b] : tf.tidy(() => [
+    tf.concat([costT, costT], 0) as tf.Tensor3D, tf.concat([a, a], 0) as tf.Tensor2D, tf.concat([b, b], 0) as tf.Tensor2D,
+  ] as const);
+  let alpha = starts === 1 ? tf.clone(alpha0) : tf.tidy(() => tf.concat([alpha0, tf.min(costT, 1)], 0) as tf.Tensor2D);
+  let ev = evalSemidual(alpha, cX, aX, bX, k, gamma);
   let bestAlpha = tf.clone(alpha);
   let bestValue = tf.clone(ev.value);
   let checkValue = tf.clone(ev.value);
   const keepBest = (): void => {
-    const better = tf.greater(ev.value, bestValue);
-    const bestAlphaN = tf.tidy(() => tf.where(tf.broadcastTo(tf.reshape(better, [-1, 1]), alpha.shape), alpha, bestAlpha)) as tf.Tensor2D;
+    const better = tf.greater(ev.value, bestValue) as tf.Tensor1D;
+    const bestAlphaN = whereRows(better, alpha, bestAlpha);
     const bestValueN = tf.where(better, ev.value, bestValue) as tf.Tensor1D;
     tf.dispose([better, bestAlpha, bestValue]);
     bestAlpha = bestAlphaN;
@@ -155,12 +173,12 @@ export function alternatingSemidual(
   // Phase 1: exact block ascent.
   while (iterations < maxIterations && !stalled) {
     iterations++;
-    const {beta, ell} = columnBlock(ev, b, k, gamma);
-    const next = rowBestResponseLifted(beta, ell, costT, a, gamma);
+    const {beta, ell} = columnBlock(ev, bX, k, gamma);
+    const next = rowBestResponseLifted(beta, ell, cX, aX, gamma);
     tf.dispose([beta, ell, alpha]);
     disposeEv();
     alpha = next;
-    ev = evalSemidual(alpha, costT, a, b, k, gamma);
+    ev = evalSemidual(alpha, cX, aX, bX, k, gamma);
     keepBest();
     if (iterations % checkEvery === 0 || iterations === maxIterations) {
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, checkValue)), tf.maximum(tf.abs(bestValue), 1))));
@@ -171,12 +189,24 @@ export function alternatingSemidual(
       stalled = change <= tolerance;
     }
   }
+  tf.dispose([alpha, checkValue]);
+  disposeEv();
+  if (starts > 1) {
+    // The better start per group.
+    const pick = tf.tidy(() => {
+      const v = tf.reshape(bestValue, [starts, groups]);
+      const firstWins = tf.greaterEqual(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])).reshape([groups]) as tf.Tensor1D;
+      const al = whereRows(firstWins, tf.slice(bestAlpha, [0, 0], [groups, -1]), tf.slice(bestAlpha, [groups, 0], [groups, -1]));
+      return {al, val: tf.maximum(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])).reshape([groups]) as tf.Tensor1D};
+    });
+    tf.dispose([bestAlpha, bestValue, cX, aX, bX]);
+    bestAlpha = pick.al;
+    bestValue = pick.val;
+  }
   let converged = stalled;
-  // Phase 2: Adam from the best iterate for the rest of the budget.
+  // Phase 2: Adam from the best iterate for the rest of the budget (original problem).
   const polish = maxIterations - iterations;
   if (polish > 0) {
-    disposeEv();
-    alpha.dispose();
     alpha = tf.clone(bestAlpha);
     ev = evalSemidual(alpha, costT, a, b, k, gamma);
     const before = tf.clone(bestValue);
@@ -202,20 +232,12 @@ export function alternatingSemidual(
       ev = evalSemidual(alpha, costT, a, b, k, gamma);
       keepBest();
     }
-    tf.dispose([m1, m2]);
+    tf.dispose([m1, m2, alpha]);
+    disposeEv();
     const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, before)), tf.maximum(tf.abs(bestValue), 1))));
     converged = stalled && rel.dataSync()[0] <= tolerance;
     tf.dispose([rel, before]);
   }
-  // One read-back: is the last iterate the best in every group? Then its evaluation is reused.
-  const lastIsBest = tf.tidy(() => tf.all(tf.greaterEqual(ev.value, bestValue)));
-  const reuse = lastIsBest.dataSync()[0] === 1;
-  tf.dispose([lastIsBest, checkValue, bestValue]);
-  if (reuse) {
-    bestAlpha.dispose();
-    return {alpha, ev, iterations, converged};
-  }
-  alpha.dispose();
-  disposeEv();
+  bestValue.dispose();
   return {alpha: bestAlpha, ev: evalSemidual(bestAlpha, costT, a, b, k, gamma), iterations, converged};
 }
