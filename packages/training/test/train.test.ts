@@ -144,6 +144,14 @@ describe('train [cpu]', () => {
     clean.model.dispose();
   });
 
+  it('rejects a model whose head already applies a softmax', async () => {
+    const softmaxHead = (): tf.LayersModel =>
+      tf.sequential({layers: [tf.layers.flatten({inputShape: [8, 8, 1]}), tf.layers.dense({units: 4, activation: 'softmax'})]});
+    await expect(train({model: softmaxHead, data: synth, steps: 1})).rejects.toThrow(
+      'Expected model output to be logits (a linear classifier head; the loss applies the softmax), but got "softmax".',
+    );
+  });
+
   it('pins the message of a failed write', async () => {
     const failing: FileSystem = {
       ...nodeFileSystem,

@@ -11,7 +11,7 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError} from '@tfjs-moe/router';
+import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
 import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
@@ -182,6 +182,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const logPath = options.outDir ? path.join(options.outDir, 'log.jsonl') : '';
 
   const model = withSeededRandom(deriveSeed(seed, 'init'), options.model);
+  const head = model.layers[model.layers.length - 1]?.getConfig().activation;
+  if (head === 'softmax' || head === 'sigmoid') {
+    model.dispose();
+    throw new ConfigError('model output', 'logits (a linear classifier head; the loss applies the softmax)', head);
+  }
   const variables = trainableVariables(model);
   const optimizer = new AdamW(variables, {weightDecay: options.weightDecay ?? 1e-4});
   let state: TrainerState = {seed, totalSteps: total, batchSize, history: [], evals: []};
