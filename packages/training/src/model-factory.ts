@@ -3,11 +3,25 @@ import * as tf from '@tensorflow/tfjs';
 import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
 import {vit, vmoe, type ViTPresetName} from '@tfjs-moe/models';
 
-/** Routers the CLI offers; `'dense'` is the plain ViT (no experts). */
+/**
+ * Routers the CLI offers; `'dense'` is the plain ViT (no experts).
+ *
+ * @example
+ * ```ts
+ * ROUTER_CHOICES.includes('topk'); // true
+ * ```
+ */
 export const ROUTER_CHOICES = ['sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense'] as const;
 /** A router choice. */
 export type RouterChoice = (typeof ROUTER_CHOICES)[number];
-/** Gradient modes of the sparse-OT router. */
+/**
+ * Gradient modes of the sparse-OT router.
+ *
+ * @example
+ * ```ts
+ * GRADIENT_CHOICES; // ['softmax', 'implicit', 'unrolled']
+ * ```
+ */
 export const GRADIENT_CHOICES = ['softmax', 'implicit', 'unrolled'] as const;
 /** A gradient mode. */
 export type GradientChoice = (typeof GRADIENT_CHOICES)[number];

@@ -191,7 +191,14 @@ function stripClasses(stats: Record<string, LoadBalanceStats>): Record<string, L
   return Object.fromEntries(Object.entries(stats).map(([k, s]) => [k, {...s}]));
 }
 
-/** Human-readable lines of a finished run: accuracy and each MoE layer's load balance. */
+/**
+ * Human-readable lines of a finished run: accuracy and each MoE layer's load balance.
+ *
+ * @example
+ * ```ts
+ * summaryLines(await runTraining({steps: 50})).forEach((l) => console.log(l));
+ * ```
+ */
 export function summaryLines(run: RunSummary): string[] {
   const r = run.result;
   const lines = [`held-out accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`];

@@ -173,7 +173,14 @@ async function compareCommand(values: Values): Promise<void> {
   console.log(table);
 }
 
-/** Runs the CLI with `argv` (without `node` and the script); returns the exit code. */
+/**
+ * Runs the CLI with `argv` (without `node` and the script); returns the exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await main(['train', '--router', 'topk', '--steps', '100']);
+ * ```
+ */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   let values: Values;

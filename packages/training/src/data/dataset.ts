@@ -35,7 +35,14 @@ export interface ImageDataset {
   readonly classNames?: readonly string[];
 }
 
-/** Number of examples in `ds`. */
+/**
+ * Number of examples in `ds`.
+ *
+ * @example
+ * ```ts
+ * datasetSize(loadDigits()); // 10000
+ * ```
+ */
 export function datasetSize(ds: ImageDataset): number {
   return ds.labels.length;
 }
@@ -43,6 +50,11 @@ export function datasetSize(ds: ImageDataset): number {
 /**
  * Checks a data set's internal consistency (sizes, label range) and returns it.
  * Throws {@link ShapeError} or {@link InvalidArgumentError} naming the field.
+ *
+ * @example
+ * ```ts
+ * validateDataset({name: 'x', images: new Float32Array(4), labels: Int32Array.of(0), height: 2, width: 2, channels: 1, numClasses: 1});
+ * ```
  */
 export function validateDataset(ds: ImageDataset): ImageDataset {
   const n = ds.labels.length;
@@ -62,7 +74,14 @@ export function validateDataset(ds: ImageDataset): ImageDataset {
   return ds;
 }
 
-/** The examples of `ds` at `indices`, in that order, as a new data set. */
+/**
+ * The examples of `ds` at `indices`, in that order, as a new data set.
+ *
+ * @example
+ * ```ts
+ * const firstTen = subset(ds, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+ * ```
+ */
 export function subset(ds: ImageDataset, indices: ArrayLike<number>, name = ds.name): ImageDataset {
   const per = ds.height * ds.width * ds.channels;
   const images = new Float32Array(indices.length * per);
@@ -141,7 +160,15 @@ export interface BatchOptions {
   dropRemainder?: boolean;
 }
 
-/** Number of batches in one epoch of `n` examples. */
+/**
+ * Number of batches in one epoch of `n` examples.
+ *
+ * @example
+ * ```ts
+ * batchesPerEpoch(10, 3, true); // 3
+ * batchesPerEpoch(10, 3); // 4
+ * ```
+ */
 export function batchesPerEpoch(n: number, batchSize: number, dropRemainder = false): number {
   return dropRemainder ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
@@ -150,6 +177,12 @@ export function batchesPerEpoch(n: number, batchSize: number, dropRemainder = fa
  * The example order of one epoch: a permutation seeded by `(seed, epoch)`, or the identity when
  * no seed is given. A resumed run recomputes it from the same numbers, which is what makes data
  * order part of the exactly-resumable state without storing it.
+ *
+ * @example
+ * ```ts
+ * batchOrder(5, {batchSize: 2}); // Int32Array [0, 1, 2, 3, 4]
+ * batchOrder(5, {batchSize: 2, seed: 1, epoch: 0}); // a seeded permutation
+ * ```
  */
 export function batchOrder(n: number, options: BatchOptions): Int32Array {
   if (options.seed === undefined) return Int32Array.from({length: n}, (_, i) => i);

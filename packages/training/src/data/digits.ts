@@ -5,7 +5,14 @@
 import {InvalidArgumentError} from '@tfjs-moe/router';
 import type {ImageDataset} from './dataset';
 
-/** Digit image side in pixels. */
+/**
+ * Digit image side in pixels.
+ *
+ * @example
+ * ```ts
+ * loadDigits().height === DIGIT_SIZE; // true
+ * ```
+ */
 export const DIGIT_SIZE = 28;
 
 let cache: ImageDataset | null = null;

@@ -25,7 +25,14 @@ export interface FileSystem {
   fsync?(target: string): void;
 }
 
-/** The real file system (Node's `fs`), with fsync of files and folders. */
+/**
+ * The real file system (Node's `fs`), with fsync of files and folders.
+ *
+ * @example
+ * ```ts
+ * atomicWriteFile('out/a.txt', 'hello', nodeFileSystem);
+ * ```
+ */
 export const nodeFileSystem: FileSystem = {
   writeFileSync: (f, d) => nodeFs.writeFileSync(f, d),
   appendFileSync: (f, d) => nodeFs.appendFileSync(f, d),
@@ -48,7 +55,14 @@ export const nodeFileSystem: FileSystem = {
   },
 };
 
-/** A write to disk failed; the previous file or folder at `target` is left as it was. */
+/**
+ * A write to disk failed; the previous file or folder at `target` is left as it was.
+ *
+ * @example
+ * ```ts
+ * try { atomicWriteFile('/read-only/x', 'y'); } catch (e) { if (e instanceof WriteError) console.error(e.target); }
+ * ```
+ */
 export class WriteError extends TfjsMoeError {
   /** The path that was to be written. */
   readonly target: string;
@@ -144,6 +158,11 @@ function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
 /**
  * Model artifacts as the two files of the tfjs layers format: `model.json` (topology, weights
  * manifest pointing at `weights.bin`, and `userDefinedMetadata`) and `weights.bin`.
+ *
+ * @example
+ * ```ts
+ * const files = artifactsToFiles(artifacts); // {'model.json': string, 'weights.bin': Uint8Array}
+ * ```
  */
 export function artifactsToFiles(artifacts: tf.io.ModelArtifacts): Record<string, string | Uint8Array> {
   const modelJson: Record<string, unknown> = {
@@ -158,7 +177,14 @@ export function artifactsToFiles(artifacts: tf.io.ModelArtifacts): Record<string
   return {'model.json': JSON.stringify(modelJson), 'weights.bin': weightBytes(artifacts)};
 }
 
-/** Reads the two files of {@link artifactsToFiles} from `dir`. */
+/**
+ * Reads the two files of {@link artifactsToFiles} from `dir`.
+ *
+ * @example
+ * ```ts
+ * const model = await tf.loadLayersModel(tf.io.fromMemory(readArtifacts('runs/sparse-ot/model')));
+ * ```
+ */
 export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.io.ModelArtifacts {
   const jsonPath = path.join(dir, 'model.json');
   if (!fs.existsSync(jsonPath)) throw new InvalidArgumentError('model', 'a folder holding model.json and weights.bin', dir);

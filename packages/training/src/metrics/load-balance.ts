@@ -51,10 +51,22 @@ export interface LoadBalanceStats {
 /**
  * Edges of the load histogram, as multiples of the mean load: bins [0, 0.5), [0.5, 0.8),
  * [0.8, 1.2), [1.2, 1.5), [1.5, 2), [2, inf). A balanced layer has every expert in the middle bin.
+ *
+ * @example
+ * ```ts
+ * LOAD_BIN_EDGES.length - 1; // 6 bins
+ * ```
  */
 export const LOAD_BIN_EDGES = [0, 0.5, 0.8, 1.2, 1.5, 2, Infinity] as const;
 
-/** Counts experts per load bin ({@link LOAD_BIN_EDGES}). */
+/**
+ * Counts experts per load bin ({@link LOAD_BIN_EDGES}).
+ *
+ * @example
+ * ```ts
+ * loadHistogram([0, 0.5, 1, 2.5]); // [1, 1, 1, 0, 0, 1] (mean 1)
+ * ```
+ */
 export function loadHistogram(tokensPerExpert: readonly number[]): number[] {
   const mean = tokensPerExpert.reduce((a, b) => a + b, 0) / Math.max(1, tokensPerExpert.length);
   const counts = new Array<number>(LOAD_BIN_EDGES.length - 1).fill(0);
@@ -71,7 +83,14 @@ export function loadHistogram(tokensPerExpert: readonly number[]): number[] {
   return counts;
 }
 
-/** min, mean, max, max/mean and coefficient of variation of per-expert loads. */
+/**
+ * min, mean, max, max/mean and coefficient of variation of per-expert loads.
+ *
+ * @example
+ * ```ts
+ * loadSummary([3, 1]); // {min: 1, mean: 2, max: 3, maxOverMean: 1.5, cv: 0.5}
+ * ```
+ */
 export function loadSummary(tokensPerExpert: readonly number[]): Pick<LoadBalanceStats, 'min' | 'mean' | 'max' | 'maxOverMean' | 'cv'> {
   const n = tokensPerExpert.length;
   const mean = tokensPerExpert.reduce((a, b) => a + b, 0) / Math.max(1, n);
@@ -232,6 +251,11 @@ export function statsFromMetrics(values: Record<string, number | number[] | unde
  * Averages several {@link LoadBalanceStats} of one layer (e.g. the batches of an epoch), weighted
  * by their token counts when every entry has one (then the result equals measuring all batches at
  * once), else equally; class x expert counts are summed. OT fields are averaged where present.
+ *
+ * @example
+ * ```ts
+ * const epoch = mergeStats(batches.map((b) => b['block1_moe']));
+ * ```
  */
 export function mergeStats(list: readonly LoadBalanceStats[]): LoadBalanceStats {
   if (list.length === 0) throw new InvalidArgumentError('stats', 'a non-empty list', list);
@@ -284,7 +308,14 @@ export function mergeStats(list: readonly LoadBalanceStats[]): LoadBalanceStats 
   return out;
 }
 
-/** A one-line summary for terminals: `max/mean 1.12 cv 0.08 drop 1.6%`. */
+/**
+ * A one-line summary for terminals: `max/mean 1.12 cv 0.08 drop 1.6%`.
+ *
+ * @example
+ * ```ts
+ * console.log(formatBalance(stats)); // 'max/mean 1.12 cv 0.08 drop 1.6%'
+ * ```
+ */
 export function formatBalance(s: LoadBalanceStats): string {
   return `max/mean ${s.maxOverMean.toFixed(2)} cv ${s.cv.toFixed(2)} drop ${(100 * s.droppedFraction).toFixed(1)}%`;
 }

@@ -10,7 +10,14 @@ export interface MoELayerLike {
   lastMetrics: Record<string, number | number[]> | null | undefined;
 }
 
-/** True when `layer` exposes routing metrics like the MoE layer does. */
+/**
+ * True when `layer` exposes routing metrics like the MoE layer does.
+ *
+ * @example
+ * ```ts
+ * model.layers.filter(isMoELayer).map((l) => l.name); // ['block1_moe', 'block3_moe']
+ * ```
+ */
 export function isMoELayer(layer: unknown): layer is MoELayerLike {
   return typeof layer === 'object' && layer !== null && 'lastMetrics' in layer;
 }
@@ -41,6 +48,12 @@ export function findMoELayers(model: tf.LayersModel | tf.layers.Layer): MoELayer
 /**
  * Load statistics of each MoE layer's last call, keyed by layer name (layers that have not run
  * yet are left out).
+ *
+ * @example
+ * ```ts
+ * model.predict(xs);
+ * readLayerStats(model)['block1_moe'].maxOverMean; // e.g. 1.08
+ * ```
  */
 export function readLayerStats(model: tf.LayersModel): Record<string, LoadBalanceStats> {
   const out: Record<string, LoadBalanceStats> = {};

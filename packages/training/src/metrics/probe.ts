@@ -51,6 +51,12 @@ const probeCache = new WeakMap<tf.LayersModel, RoutingProbe | null>();
 /**
  * The {@link RoutingProbe} of `model` (cached per model), or null when the model has no
  * probeable MoE layer or is not a functional graph.
+ *
+ * @example
+ * ```ts
+ * const probe = routingProbe(model);
+ * const [logits, ...moeInputs] = probe!.model.predict(xs) as tf.Tensor[];
+ * ```
  */
 export function routingProbe(model: tf.LayersModel): RoutingProbe | null {
   if (probeCache.has(model)) return probeCache.get(model)!;
@@ -136,6 +142,11 @@ export function probeRouting(model: tf.LayersModel, images: tf.Tensor, labels: t
 /**
  * Measures the routing of each probe layer given that layer's inputs (from the probe model's
  * extra outputs) and the images' labels. The caller keeps ownership of `layerInputs`.
+ *
+ * @example
+ * ```ts
+ * const stats = measureProbe(probe, moeInputs, ys, 10); // per layer, with classExpert
+ * ```
  */
 export function measureProbe(probe: RoutingProbe, layerInputs: tf.Tensor[], labels: tf.Tensor1D, numClasses: number): Record<string, LoadBalanceStats> {
   const out: Record<string, LoadBalanceStats> = {};

@@ -54,7 +54,14 @@ function fmt(v: number | undefined, digits = 3): string {
   return v === undefined || Number.isNaN(v) ? '–' : v.toFixed(digits);
 }
 
-/** The vega-lite specs of a report, by chart id (exported for tests and custom pages). */
+/**
+ * The vega-lite specs of a report, by chart id (exported for tests and custom pages).
+ *
+ * @example
+ * ```ts
+ * Object.keys(reportSpecs(data)); // ['loss', 'accuracy', 'load-block1_moe', 'classes-block1_moe', ...]
+ * ```
+ */
 export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
   const specs: Record<string, VegaLiteSpec> = {};
   const curves: Array<Record<string, unknown>> = [];

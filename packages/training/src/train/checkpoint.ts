@@ -36,12 +36,26 @@ export interface LoadedCheckpoint<T = unknown> extends CheckpointState<T> {
   path: string;
 }
 
-/** The folder name of the checkpoint after `step` steps. */
+/**
+ * The folder name of the checkpoint after `step` steps.
+ *
+ * @example
+ * ```ts
+ * checkpointName(100); // 'ckpt-00000100'
+ * ```
+ */
 export function checkpointName(step: number): string {
   return `ckpt-${String(step).padStart(8, '0')}`;
 }
 
-/** Captures a model's save artifacts in memory (model.save through a custom handler). */
+/**
+ * Captures a model's save artifacts in memory (model.save through a custom handler).
+ *
+ * @example
+ * ```ts
+ * const artifacts = await modelArtifacts(model); // topology, weight specs and weight data
+ * ```
+ */
 export async function modelArtifacts(model: tf.LayersModel): Promise<tf.io.ModelArtifacts> {
   let captured: tf.io.ModelArtifacts | undefined;
   await model.save(
@@ -96,7 +110,14 @@ export async function writeCheckpoint<T>(
   return path.join(dir, name);
 }
 
-/** True when `dir` holds a `latest.json` pointer. */
+/**
+ * True when `dir` holds a `latest.json` pointer.
+ *
+ * @example
+ * ```ts
+ * if (hasCheckpoint('runs/a/checkpoints')) console.log('resumable');
+ * ```
+ */
 export function hasCheckpoint(dir: string, fs: FileSystem = nodeFileSystem): boolean {
   return fs.existsSync(path.join(dir, 'latest.json'));
 }
@@ -144,6 +165,11 @@ export function readLatestCheckpoint<T = unknown>(dir: string, fs: FileSystem = 
 /**
  * Sets `model`'s weights (all of `model.weights`, in order) from saved artifacts, checking that
  * their number and shapes match.
+ *
+ * @example
+ * ```ts
+ * setWeightsFromArtifacts(freshModel, readLatestCheckpoint('runs/a/checkpoints').artifacts);
+ * ```
  */
 export function setWeightsFromArtifacts(model: tf.LayersModel, artifacts: tf.io.ModelArtifacts): void {
   const specs = artifacts.weightSpecs ?? [];

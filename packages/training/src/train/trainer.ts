@@ -147,7 +147,14 @@ function nonNegativeInt(name: string, v: number): number {
   return v;
 }
 
-/** The trainable variables of a model, in `model.trainableWeights` order. */
+/**
+ * The trainable variables of a model, in `model.trainableWeights` order.
+ *
+ * @example
+ * ```ts
+ * const opt = new AdamW(trainableVariables(model));
+ * ```
+ */
 export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
   return model.trainableWeights.map((w) => w.read() as tf.Variable);
 }
@@ -324,7 +331,14 @@ interface StepOutput {
   norm: tf.Scalar;
 }
 
-/** Sum of the model's auxiliary losses (each MoE layer's, via `addLoss`), `<float32>[]`. */
+/**
+ * Sum of the model's auxiliary losses (each MoE layer's, via `addLoss`), `<float32>[]`.
+ *
+ * @example
+ * ```ts
+ * const total = tf.add(crossEntropy, auxiliaryLoss(model)); // inside tf.variableGrads
+ * ```
+ */
 export function auxiliaryLoss(model: tf.LayersModel): tf.Scalar {
   const losses = model.calculateLosses();
   return (losses.length ? tf.addN(losses) : tf.scalar(0)) as tf.Scalar;
@@ -334,6 +348,13 @@ export function auxiliaryLoss(model: tf.LayersModel): tf.Scalar {
  * One optimization step: forward in training mode, loss = mean cross-entropy + auxWeight *
  * auxiliary losses, gradients of every trainable variable, global-norm clipping, AdamW update.
  * Returns the step's scalars as tensors (no value is read back).
+ *
+ * @example
+ * ```ts
+ * const out = trainStep(model, vars, opt, xs, ys, 1e-3, 1.0);
+ * console.log((await out.loss.data())[0]);
+ * tf.dispose(Object.values(out));
+ * ```
  */
 export function trainStep(
   model: tf.LayersModel,
