@@ -10,6 +10,7 @@ import * as path from 'path';
 import {semidualPlan, solveSparseOT} from '../../src/ot';
 import {rowBestResponseLifted} from '../../src/ot/alternating';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
+import {ascent64} from './helpers/float64';
 
 interface OTCase {
   name: string; m: number; n: number; k: number; gamma: number; C: number[][]; a: number[]; b: number[];
@@ -104,10 +105,10 @@ describeBackends('alternating solver', (backend) => {
   // k = 1 is left out: the semi-dual is then the unregularized one, where the block ascent stalls
   // and the Adam polish (steps in units of gamma) is too short (bench/RESULTS-ot.md).
   const eligible = cases.filter((c) => c.k >= 2);
-  const subset = backend === 'cpu' ? eligible.filter((_, i) => i % 2 === 0) : eligible.filter((_, i) => i % 6 === 0);
+  const subset = backend === 'cpu' ? eligible.filter((_, i) => i % 3 === 0) : eligible.filter((_, i) => i % 8 === 1);
   it.each(subset.map((c) => [c.name, c]))('reaches the reference semi-dual value: %s', (_name, c) => {
     const C = tf.tensor2d(c.C);
-    const r = solveSparseOT(C, {k: c.k, gamma: c.gamma, a: c.a, b: c.b, solver: 'alternating', maxIterations: 300});
+    const r = solveSparseOT(C, {k: c.k, gamma: c.gamma, a: c.a, b: c.b, solver: 'alternating', maxIterations: 200});
     const scale = Math.max(Math.abs(c.semidual.planCost), 1e-2);
     const value = r.value.dataSync()[0];
     expect(c.semidual.value - value).toBeLessThan(1e-3 * scale);
@@ -125,28 +126,21 @@ describeBackends('alternating solver', (backend) => {
     const n = 4;
     for (const [cf, scale] of [[1, 1], [1.25, 3]] as const) {
       const k = Math.ceil((m * cf) / n / 4) * 4;
-      const C = tf.tensor2d(routingCost(m, n, scale, 5 + k));
+      const cost = routingCost(m, n, scale, 5 + k);
+      const C = tf.tensor2d(cost);
       const alt = solveSparseOT(C, {k});
       expect(alt.iterations).toBeLessThanOrEqual(10);
       const adam = solveSparseOT(C, {k, solver: 'adam'});
-      // The oracle: a long, decaying Adam ascent (1300 steps) from the solver's own answer (so it is
-      // never below it; a run from zero found no better value when this test was written).
-      let best = -Infinity;
-      for (const init of [alt.alpha]) {
-        let r = solveSparseOT(C, {k, solver: 'adam', learningRate: 1e-2, maxIterations: 300, init: {alpha: init}});
-        for (const lr of [2e-3, 4e-4]) {
-          const next = solveSparseOT(C, {k, solver: 'adam', learningRate: lr, maxIterations: 500, init: {alpha: r.alpha}});
-          r.dispose();
-          r = next;
-        }
-        best = Math.max(best, r.value.dataSync()[0]);
-        r.dispose();
-      }
       const vAlt = alt.value.dataSync()[0];
+      // The oracle: float64 Adam ascents (3000 decaying steps) from zero and from the solver's answer.
+      const best = Math.max(
+        ascent64(cost, k, 1, new Float64Array(m), 3000, 1e-2),
+        ascent64(cost, k, 1, alt.alpha.dataSync(), 3000, 3e-3));
       const vAdam = adam.value.dataSync()[0];
-      // Measured: Adam-20's gaps 0.111 (cf 1) and 0.035 (cf 1.25); the block ascent's 0-2e-5 and 0.013.
+      // Measured: Adam-20's gaps 0.111 (cf 1) and 0.035 (cf 1.25); the solver's ~0 and 0.013.
       expect(best - vAlt).toBeLessThan((cf === 1 ? 0.01 : 0.5) * (best - vAdam));
-      expect(vAlt).toBeLessThanOrEqual(best + 1e-4 * Math.abs(best));
+      // float32 vs float64: the solver's value may exceed the float64 optimum only by rounding.
+      expect(vAlt).toBeLessThanOrEqual(best + 1e-5 * Math.abs(best));
       expect(maxColumnNnz(alt.plan.dataSync(), m, n)).toBeLessThanOrEqual(k);
       tf.dispose([C]);
       alt.dispose();
@@ -206,8 +200,8 @@ describeBackends('alternating solver', (backend) => {
   });
 
   it('does not leak tensors over 100 solves (block ascent and Adam polish, batched)', async () => {
-    const C = tf.tensor3d([routingCost(16, 4, 2, 1), routingCost(16, 4, 1, 2)]);
-    await expectNoLeaks(() => solveSparseOT(C, {k: 4, maxIterations: 6}).dispose(), 100);
+    const C = tf.tensor3d([routingCost(8, 4, 2, 1), routingCost(8, 4, 1, 2)]);
+    await expectNoLeaks(() => solveSparseOT(C, {k: 2, maxIterations: 4}).dispose(), 100);
     C.dispose();
   });
 });
