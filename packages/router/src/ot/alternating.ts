@@ -30,9 +30,13 @@
  * potentials are `alpha_i = min_j (C_ij - g_j)` for n column prices g), i.e. the hard part
  * lives in the 2n column variables, and every block step moves all m row potentials to their
  * exact response instead of by a step size. Block ascent on a non-smooth function can stop
- * short of the optimum (it does, at a few 1e-2 relative to Adam-20's gap, on some problems at
- * capacity factor 1.25: see bench/RESULTS-ot.md); the iterate with the best semi-dual value is
- * returned.
+ * short of the optimum: at a point optimal for each block but not jointly (the kink of
+ * `[.]_+` couples alpha_i, beta_j and lambda_j). It does so at capacity factor 1.25, at 0.1 to
+ * 0.8 of Adam-20's suboptimality (bench/RESULTS-ot.md), and there neither gradient nor Newton
+ * steps with a line search make progress from the stopping point. Mitigations, both measured
+ * to help: two starts batched as extra groups (where the ascent stops depends on the start),
+ * and Adam steps from the best iterate for the rest of the budget. The iterate with the best
+ * semi-dual value is returned.
  */
 import * as tf from '@tensorflow/tfjs';
 import {betaFromTau, evalSemidual, type SemidualEval} from './semidual';
@@ -40,7 +44,7 @@ import type {OTProblem} from './problem';
 
 /** Settings of {@link alternatingSemidual}. */
 export interface AlternatingConfig {
-  /** Block iterations (row best responses) at most. Default 10. */
+  /** Iterations at most: block iterations, then Adam steps for the rest once the block ascent stalls. Default 10. */
   maxIterations?: number;
   /** Stop when the best value changed by less than `tolerance * max(1, |value|)` since the last check. */
   tolerance?: number;
