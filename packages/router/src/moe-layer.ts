@@ -302,6 +302,12 @@ export class MoE extends tf.layers.Layer {
     this.replaceLast(null, null);
   }
 
+  /** Disposes the layer's weights (as tfjs layers do) and the tensors kept from the last call. */
+  override dispose(): ReturnType<tf.layers.Layer['dispose']> {
+    this.disposeLast();
+    return super.dispose();
+  }
+
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
     return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
   }

@@ -215,6 +215,17 @@ describeBackends('MoE layer', (backend) => {
     }, 50);
   });
 
+  it('a built, called and disposed model leaves no tensor behind (weights and last-call metrics)', () => {
+    const x = seeded([B, T, D], 14);
+    const before = tf.memory().numTensors;
+    const inp = tf.input({shape: [T, D]});
+    const model = tf.model({inputs: inp, outputs: moe({numExperts: E, hiddenDim: H, router: 'topk'}).apply(inp) as tf.SymbolicTensor});
+    tf.dispose(model.predict(x) as tf.Tensor);
+    model.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+  });
+
   for (const kind of ['sequential', 'functional'] as const) {
     it(`save + loadLayersModel round trip gives identical outputs (${kind})`, async () => {
       const make = (): tf.LayersModel => {
