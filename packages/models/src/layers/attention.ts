@@ -78,10 +78,18 @@ export class MultiHeadSelfAttention extends tf.layers.Layer {
       const [b, t] = x.shape;
       const h = this.numHeads;
       const dh = d / h;
-      const qkv = tf.add(tf.matMul(tf.reshape(x, [b * t, d]), this.qkvKernel.read()), this.qkvBias.read());
-      // [b*t, 3d] -> [b, t, 3, h, dh] -> [3, b, h, t, dh]
-      const heads = tf.transpose(tf.reshape(qkv, [b, t, 3, h, dh]), [2, 0, 3, 1, 4]);
-      const [q, k, v] = tf.unstack(heads, 0); // each [b, h, t, dh]
+      const flat = tf.reshape(x, [b * t, d]);
+      const kernel = this.qkvKernel.read();
+      const bias = this.qkvBias.read();
+      // q, k and v from column blocks of the fused [d, 3d] kernel: three 2-D matMuls. (Unstacking a
+      // rank-5 [b, t, 3, h, dh] tensor instead made its gradient dominate the step on wasm.)
+      const project = (part: number): tf.Tensor => {
+        const y = tf.add(tf.matMul(flat, tf.slice(kernel, [0, part * d], [d, d])), tf.slice(bias, [part * d], [d]));
+        return tf.transpose(tf.reshape(y, [b, t, h, dh]), [0, 2, 1, 3]); // [b, h, t, dh]
+      };
+      const q = project(0);
+      const k = project(1);
+      const v = project(2);
       const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(dh)); // [b, h, t, t]
       const attended = tf.matMul(tf.softmax(scores), v); // [b, h, t, dh]
       const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [b * t, d]);
