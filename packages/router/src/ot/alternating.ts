@@ -19,9 +19,9 @@
  * `alpha_i = max(e_(R), (gamma a_i - sum_{r <= R} (beta - C_i)_(r)) / R)`. See {@link rowBestResponseLifted}.
  *
  * For fixed alpha the best `(beta, lambda)` is what one semi-dual evaluation already yields:
- * `beta_j = -gamma b_j tau_j` (the projection threshold) and `lambda_j` = the k-th largest
- * `[s_ij]_+^2 / (2 gamma)`, i.e. `ell_j = gamma * (smallest positive plan entry of column j)`
- * when column j is full (k entries in its support) and 0 otherwise.
+ * `beta_j = -gamma b_j tau_j` (the projection threshold) and `lambda_j` between the (k+1)-th
+ * and the k-th largest `[s_ij]_+^2 / (2 gamma)` when column j is full (k entries in its
+ * support), 0 otherwise. See {@link columnBlock}.
  *
  * One iteration = one semi-dual evaluation (top-k over `[groups, n, m]`, as an Adam step) plus
  * one row best response (a sort of n entries per row and a few elementwise ops). Both blocks
@@ -58,22 +58,32 @@ export interface AlternatingConfig {
 
 /**
  * The column block of the lifted dual at given row potentials, from their semi-dual evaluation:
- * `beta_j = -gamma b_j tau_j` and the entry level `ell_j` (in units of `s = alpha + beta - C`):
- * `gamma` times the smallest positive plan entry of column j if its support is full (k entries),
- * else 0.
+ * `beta_j = -gamma b_j tau_j` and the entry level `ell_j` (in units of `s = alpha + beta - C`).
+ * For a full column (k entries in its support) every `lambda_j` between the (k+1)-th and the
+ * k-th largest `[s_ij]_+^2 / (2 gamma)` maximizes the lifted dual, i.e. every `ell_j` between
+ * `[s_(k+1)]_+` and `s_(k)`; the midpoint is taken (in numpy it stopped the block ascent at
+ * better points than either end on routing problems). A column that is not full has `ell_j = 0`.
  *
- * @param ev The evaluation at the row potentials (internal layout).
- * @param b `<float32>[groups, n]`
+ * @param ev The evaluation at `alpha` (internal layout).
+ * @param alpha `<float32>[groups, m]` @param costT `<float32>[groups, n, m]` @param b `<float32>[groups, n]`
  * @returns `beta`, `ell`: `<float32>[groups, n]` each.
  */
-export function columnBlock(ev: SemidualEval, b: tf.Tensor2D, k: number, gamma: number): {beta: tf.Tensor2D; ell: tf.Tensor2D} {
+export function columnBlock(
+  ev: SemidualEval, alpha: tf.Tensor2D, costT: tf.Tensor3D, b: tf.Tensor2D, k: number, gamma: number,
+): {beta: tf.Tensor2D; ell: tf.Tensor2D} {
   return tf.tidy(() => {
+    const [groups, , m] = costT.shape;
     const beta = betaFromTau(ev.tau, b, gamma);
     const count = tf.sum(ev.support, 2);
-    // Smallest positive entry per column (no broadcasting ops: they are slow on wasm).
+    // s_(k): gamma * the smallest positive plan entry of the column.
     const minPos = tf.min(tf.add(ev.planT, tf.mul(tf.cast(tf.lessEqual(ev.planT, 0), 'float32'), 3.0e38)), 2);
+    // s_(k+1): the largest alpha_i - C_ij off the support, plus beta_j.
+    const z = tf.sub(tf.reshape(alpha, [groups, 1, m]), costT);
+    const offMax = tf.add(tf.max(tf.sub(z, tf.mul(ev.support, 3.0e38)), 2), beta);
     const full = tf.logicalAnd(tf.greaterEqual(count, k - 0.5), tf.less(minPos, 1e38));
-    const ell = tf.where(full, tf.mul(minPos, gamma), tf.zerosLike(minPos)) as tf.Tensor2D;
+    const upper = tf.mul(minPos, gamma);
+    const lower = tf.minimum(tf.relu(offMax), upper);
+    const ell = tf.where(full, tf.mul(tf.add(upper, lower), 0.5), tf.zerosLike(minPos)) as tf.Tensor2D;
     return {beta, ell};
   });
 }
@@ -177,7 +187,7 @@ export function alternatingSemidual(
   // Phase 1: exact block ascent.
   while (iterations < maxIterations && !stalled) {
     iterations++;
-    const {beta, ell} = columnBlock(ev, bX, k, gamma);
+    const {beta, ell} = columnBlock(ev, alpha, cX, bX, k, gamma);
     const next = rowBestResponseLifted(beta, ell, cX, aX, gamma);
     tf.dispose([beta, ell, alpha]);
     disposeEv();
