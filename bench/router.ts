@@ -154,7 +154,10 @@ async function training(backend: string): Promise<string[]> {
     {name: 'ot implicit, gamma 1', cf: 1.0, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit'})},
     {name: 'ot implicit, gamma 1', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit'})},
     {name: 'ot implicit, gamma 4', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit', gamma: 4})},
+    {name: 'ot implicit, gamma 1, cost -logits', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'implicit', cost: 'negative-logits'})},
     {name: 'ot unrolled, gamma 1', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'unrolled'})},
+    {name: 'ot unrolled, gamma 1, cost -logits', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, gradient: 'unrolled', cost: 'negative-logits'})},
+    {name: 'ot softmax, cost -logits', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters, cost: 'negative-logits'})},
     // Controls: the router kernel stays at its initial value, only the experts train. The gap to
     // the rows above is what the router's gradient contributes.
     {name: 'ot softmax, router frozen', cf: 1.25, router: () => sparseOTRouter({numExperts: clusters}), frozenRouter: true},

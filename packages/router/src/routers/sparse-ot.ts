@@ -80,7 +80,12 @@ export interface SparseOTRouterArgs extends RouterArgs {
   direction?: OTRoutingDirection;
   /** Tokens choose experts only: experts per token (the row cardinality k). Default 1. */
   expertsPerToken?: number;
-  /** Default `'negative-softmax'`. */
+  /**
+   * Default `'negative-softmax'` (the reference). With `gradient: 'implicit'`, `'negative-logits'`
+   * trained markedly better in our comparison (bench/RESULTS-router.md): the plan's gradient then
+   * reaches the logits without passing through the softmax Jacobian, which is small while the
+   * gates are near uniform.
+   */
   cost?: OTCost;
   /**
    * - `'softmax'` (default, the reference): the plan only selects tokens; combine weights are the
