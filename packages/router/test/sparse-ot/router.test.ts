@@ -215,6 +215,32 @@ describeBackends('SparseOTRouter', () => {
       tf.dispose([tokens, w, gi, gu]);
     });
 
+    test("tokens choose experts, smooth regime (expertsPerToken = E = 3, gamma 2): 'implicit' and 'unrolled' give the same router gradient", () => {
+      // Row sparsity with k = n is the transposed problem with k >= its number of rows: smooth.
+      // Capacity = groupSize, so batch-prioritized assignment keeps every (token, expert) pair.
+      const tokens = tf.randomNormal([1, 9, 4], 0, 1, 'float32', 41) as tf.Tensor3D;
+      const w = tf.randomNormal([1, 3, 9], 0, 1, 'float32', 42);
+      const gradFor = (gradient: 'implicit' | 'unrolled'): tf.Tensor => {
+        const router = sparseOTRouter({numExperts: 3, gradient, gamma: 2, direction: 'tokens-choose-experts', expertsPerToken: 3,
+          unrolledIterations: 10, kernelInitializer: {className: 'RandomNormal', config: {seed: 6}}});
+        router.build(tokens.shape);
+        const kernel = (router.kernel as tf.LayerVariable).read() as tf.Variable;
+        const {value, grads} = tf.variableGrads(() => {
+          const r = router.route(tokens, {training: false, capacity: 9});
+          const l = tf.sum(tf.mul(r.combineWeights, w)) as tf.Scalar;
+          tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+          return l;
+        }, [kernel]);
+        value.dispose();
+        return Object.values(grads)[0];
+      };
+      const gi = gradFor('implicit');
+      const gu = gradFor('unrolled');
+      expectAllClose(gi.dataSync(), gu.dataSync(), 2e-4, 1e-3);
+      expect(Math.max(...Array.from(gi.dataSync()).map(Math.abs))).toBeGreaterThan(1e-3);
+      tf.dispose([tokens, w, gi, gu]);
+    });
+
     test("'implicit' combine weights are the plan's values: each token's weights sum to its row mass (about 1)", () => {
       const router = identityRouter(4, {gradient: 'implicit'});
       const logits = tf.randomNormal([1, 16, 4], 0, 1, 'float32', 38) as tf.Tensor3D;
