@@ -3,7 +3,7 @@
 // of the gradient modes.
 //
 //   npx tsx bench/router.ts [--quick] [--backends=wasm,cpu] [--skip-training] [--skip-timing]
-//                           [--skip-warm-start] [--only=<name part>]
+//                           [--skip-warm-start] [--only=<name part>] [--seeds=N]
 //
 // Config (issue 3): 2048 tokens (32 images x 64 patches), d = 192, E in {8, 32}, routed in
 // groups of 256 tokens (8 groups), capacity factor 1.0 and 1.25. --quick: 512 tokens, E = 8 only,
@@ -25,6 +25,8 @@ const FACTORS = QUICK ? [1.0] : [1.0, 1.25];
 const REPS = QUICK ? 2 : 5;
 /** `--only=<text>`: run only the variants whose name contains the text. */
 const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? '';
+/** `--seeds=N`: training comparison over N seeds (data order, expert and router initialization). */
+const SEEDS = Number(process.argv.find((a) => a.startsWith('--seeds='))?.slice('--seeds='.length) ?? 1);
 
 interface Variant {
   name: string;
@@ -165,52 +167,61 @@ async function training(backend: string): Promise<string[]> {
   ];
   const lines: string[] = [];
   lines.push(`\n### Training comparison on ${backend} (${steps} Adam steps, batch ${batch} x ${tokensPer} tokens, d ${d}, E ${clusters}; eval MSE on 3 held-out batches)\n`);
-  lines.push('| router | cf | eval MSE at step 0 | eval MSE after training | dropped (eval) | ms / step |');
+  lines.push(`| router | cf | eval MSE at step 0 | eval MSE after training${SEEDS > 1 ? ` (mean of ${SEEDS} seeds, min-max)` : ''} | dropped (eval) | ms / step |`);
   lines.push('|---|---|---|---|---|---|');
   for (const v of variants.filter((x) => x.name.includes(ONLY))) {
-    tf.util.seedrandom?.('router-bench'); // no-op where absent; weights below use seeded initializers
-    const layer = moe({
-      numExperts: clusters, hiddenDim: 32, router: v.router() as never, capacityFactor: v.cf, activation: 'relu',
-      kernelInitializer: {className: 'GlorotUniform', config: {seed: 3}},
-    });
-    layer.build([null, tokensPer, d]);
-    // Same router kernel for every variant.
-    const rk = tf.randomNormal([d, clusters], 0, 0.05, 'float32', 13);
-    const weights = layer.getWeights();
-    const idx = layer.weights.findIndex((w) => w.name.includes('router/kernel'));
-    weights[idx] = rk;
-    layer.setWeights(weights);
-    const evalLoss = (): {mse: number; dropped: number} => {
-      let total = 0;
-      let dropped = 0;
-      for (const s of evalSets) {
-        const l = tf.tidy(() => tf.mean(tf.square(tf.sub(layer.apply(s.x, {training: false}) as tf.Tensor, s.y))));
-        total += l.dataSync()[0];
-        l.dispose();
-        dropped += Number(layer.lastMetrics?.droppedFraction ?? NaN);
+    const starts: number[] = [];
+    const finals: number[] = [];
+    const drops: number[] = [];
+    let msPerStep = 0;
+    for (let seed = 0; seed < SEEDS; seed++) {
+      const layer = moe({
+        numExperts: clusters, hiddenDim: 32, router: v.router() as never, capacityFactor: v.cf, activation: 'relu',
+        kernelInitializer: {className: 'GlorotUniform', config: {seed: 3 + seed}},
+      });
+      layer.build([null, tokensPer, d]);
+      // Same router kernel for every variant (per seed).
+      const rk = tf.randomNormal([d, clusters], 0, 0.05, 'float32', 13 + seed);
+      const weights = layer.getWeights();
+      const idx = layer.weights.findIndex((w) => w.name.includes('router/kernel'));
+      weights[idx] = rk;
+      layer.setWeights(weights);
+      const evalLoss = (): {mse: number; dropped: number} => {
+        let total = 0;
+        let dropped = 0;
+        for (const s of evalSets) {
+          const l = tf.tidy(() => tf.mean(tf.square(tf.sub(layer.apply(s.x, {training: false}) as tf.Tensor, s.y))));
+          total += l.dataSync()[0];
+          l.dispose();
+          dropped += Number(layer.lastMetrics?.droppedFraction ?? NaN);
+        }
+        return {mse: total / evalSets.length, dropped: dropped / evalSets.length};
+      };
+      starts.push(evalLoss().mse);
+      const opt = tf.train.adam(1e-2);
+      const trainable = layer.trainableWeights
+        .filter((w) => !(v.frozenRouter && w.name.includes('router/kernel')))
+        .map((w) => w.read() as tf.Variable);
+      const t0 = performance.now();
+      for (let step = 0; step < steps; step++) {
+        const s = sample(10000 * seed + step);
+        const cost = opt.minimize(() => tf.mean(tf.square(tf.sub(layer.apply(s.x, {training: true}) as tf.Tensor, s.y))) as tf.Scalar,
+          true, trainable);
+        cost?.dataSync();
+        tf.dispose([s.x, s.y, cost as tf.Tensor]);
       }
-      return {mse: total / evalSets.length, dropped: dropped / evalSets.length};
-    };
-    const start = evalLoss();
-    const opt = tf.train.adam(1e-2);
-    const trainable = layer.trainableWeights
-      .filter((w) => !(v.frozenRouter && w.name.includes('router/kernel')))
-      .map((w) => w.read() as tf.Variable);
-    const t0 = performance.now();
-    for (let step = 0; step < steps; step++) {
-      const s = sample(step);
-      const cost = opt.minimize(() => tf.mean(tf.square(tf.sub(layer.apply(s.x, {training: true}) as tf.Tensor, s.y))) as tf.Scalar,
-        true, trainable);
-      cost?.dataSync();
-      tf.dispose([s.x, s.y, cost as tf.Tensor]);
+      msPerStep += (performance.now() - t0) / steps / SEEDS;
+      const end = evalLoss();
+      finals.push(end.mse);
+      drops.push(end.dropped);
+      opt.dispose();
+      rk.dispose();
+      for (const wt of layer.weights) wt.dispose();
     }
-    const msPerStep = (performance.now() - t0) / steps;
-    const end = evalLoss();
-    lines.push(`| ${v.name} | ${v.cf} | ${start.mse.toFixed(4)} | ${end.mse.toFixed(4)} | ${end.dropped.toFixed(3)} | ${msPerStep.toFixed(1)} |`);
+    const mean = (xs: number[]): number => xs.reduce((p, q) => p + q, 0) / xs.length;
+    const spread = SEEDS > 1 ? ` (${Math.min(...finals).toFixed(3)}-${Math.max(...finals).toFixed(3)})` : '';
+    lines.push(`| ${v.name} | ${v.cf} | ${mean(starts).toFixed(4)} | ${mean(finals).toFixed(4)}${spread} | ${mean(drops).toFixed(3)} | ${msPerStep.toFixed(1)} |`);
     console.log(lines[lines.length - 1]);
-    opt.dispose();
-    rk.dispose();
-    for (const wt of layer.weights) wt.dispose();
   }
   for (const s of evalSets) tf.dispose([s.x, s.y]);
   tf.dispose([centers, maps]);
