@@ -6,12 +6,22 @@
  * `x_j = (alpha - C[:, j]) / (gamma b_j)`, `y_j = P_k(x_j)` (keep the k largest entries, project
  * them onto the simplex), plan `T[:, j] = b_j y_j`, gradient of the semi-dual `g = a - T 1`.
  * A Newton step solves `H d = g` with `gamma H = D - M S^+ M^T` on the current support M and sets
- * `alpha <- alpha + d`. The semi-dual is piecewise quadratic, so once the support is right one
- * step lands on the optimum, and the unrolled derivative of the last iterate is the implicit one
- * (the Newton map's Jacobian in alpha vanishes on the range of H).
+ * `alpha <- alpha + t d`. The semi-dual is piecewise quadratic, so once the support is right one
+ * full step lands on the optimum, and the unrolled derivative of the last iterate is the implicit
+ * one (the Newton map's Jacobian in alpha vanishes on the range of H).
+ *
+ * Step size t: a line search on the device over `stepSizes` (default 1, 1/2, 1/4, 1/8, then 0)
+ * takes the largest step that raises the semi-dual value, or keeps it within float32 rounding on
+ * an unchanged support. So the iterates converge to a point (the value never decreases, and at
+ * a kink where no step helps they stop), which is what unrolling needs.
+ *
+ * In the routing regime (k < m) Newton from zero can stop at a kink below the optimum: there,
+ * start it from another solver's potentials (`init`, as `SparseOTRouter` does). Unrolled and
+ * implicit derivatives agree in the smooth regime only; at a kink where every step is rejected,
+ * the unrolled derivative is that of the plan with the potentials held fixed.
  *
  * What autodiff sees: the support masks (which entries are in the top k and above the simplex
- * threshold) are constants, computed from values under {@link stopGradient}; the projection on a
+ * threshold) are constants, computed untaped under {@link noGrad}; the projection on a
  * fixed support is `y = S * (x - tau)`, `tau = (sum_S x - 1) / |S|`, which is differentiable;
  * the Newton direction is a fixed number of conjugate-gradient iterations (differentiated through
  * as well). Tokens outside every column's support (a zero row of H) take a plain gradient step
