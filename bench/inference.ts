@@ -15,9 +15,15 @@
  * `bench/common.ts`'s `measureMatMulPeak`; in the page from the same measurement in
  * inference-bench.ts (`matMulPeak`).
  *
- * Models are built from seeds (timing does not depend on training, except through the number of
- * sparse-OT solver iterations; see RESULTS-browser.md).
+ * Models are built from seeds by default. With `--trained[=steps]` (default 60 steps) the dense
+ * ViT, the top-1 V-MoE and the sparse-OT V-MoE are first trained by the `tfjs-moe train` CLI
+ * (preset mnist-tiny, depth 4, 800 digits) into examples/browser/public/model/bench/ (gitignored)
+ * and those files are timed, in Node and in the page: the sparse-OT solver's iteration count
+ * depends on the router's logits, so trained routers can time differently from seeded ones.
  */
+import * as fs from 'fs';
+import * as path from 'path';
+import * as tf from '@tensorflow/tfjs';
 import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend} from './common';
 import {formatInferenceTable, InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from '../examples/browser/src/inference-bench';
 import {releaseWebGPU, setupBackend} from '../packages/training/src/backend';
@@ -25,18 +31,50 @@ import '../packages/router/src/routers/sparse-ot';
 import {buildBundle} from '../examples/browser/scripts/build';
 import {launchChromium} from '../examples/browser/scripts/chromium';
 import {startServer} from '../examples/browser/scripts/server';
+import {trainWithCli} from '../examples/browser/scripts/train-model';
 
 const arg = (name: string): string | undefined =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 
+const TRAINED = process.argv.some((a) => a === '--trained' || a.startsWith('--trained='));
+const PUBLIC = path.resolve(__dirname, '../examples/browser/public');
+
 const OPTIONS: InferenceBenchOptions = {
   preset: (arg('preset') ?? 'mnist-tiny') as InferenceBenchOptions['preset'],
-  depth: Number(arg('depth') ?? (QUICK ? 2 : 4)),
+  depth: Number(arg('depth') ?? (QUICK && !TRAINED ? 2 : 4)),
   numExperts: Number(arg('experts') ?? 4),
   batches: (arg('batches') ?? (QUICK ? '1,8' : '1,32')).split(',').map(Number),
   reps: Number(arg('reps') ?? (QUICK ? 3 : 5)),
   warmup: 2,
 };
+
+/** Trains the three models with the CLI (in parallel) and returns their specs (page-relative URLs). */
+async function trainModels(): Promise<InferenceBenchOptions['models']> {
+  const steps = Number(arg('trained') ?? 60);
+  const routers = [['dense', 'vit (dense, trained)'], ['topk', 'vmoe topk (k=1, trained)'], ['sparse-ot', 'vmoe sparse-ot (trained)']];
+  const t0 = Date.now();
+  const dirs = await Promise.all(routers.map(([router]) => trainWithCli({
+    out: path.join(PUBLIC, 'model', 'bench', router), router, steps, examples: 800, timeoutMs: 3600000,
+  })));
+  console.log(`trained ${routers.map((r) => r[0]).join(', ')} for ${steps} steps with tfjs-moe train in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  for (const [router] of routers) {
+    const summary = JSON.parse(fs.readFileSync(path.join(PUBLIC, 'model', 'bench', router, 'summary.json'), 'utf8'));
+    console.log(`  ${router}: held-out accuracy ${(100 * summary.accuracy).toFixed(1)}% on ${summary.heldOutExamples} digits`);
+  }
+  return routers.map(([, label], i) => ({label, url: path.relative(PUBLIC, dirs[i]).split(path.sep).join('/') + '/model.json'}));
+}
+
+/** Node loader for page-relative model URLs: reads model.json and weights.bin under public/. */
+async function loadFromPublic(url: string): Promise<tf.LayersModel> {
+  const dir = path.dirname(path.join(PUBLIC, url));
+  const json = JSON.parse(fs.readFileSync(path.join(PUBLIC, url), 'utf8'));
+  const bin = fs.readFileSync(path.join(dir, json.weightsManifest[0].paths[0]));
+  return tf.loadLayersModel(tf.io.fromMemory({
+    modelTopology: json.modelTopology,
+    weightSpecs: json.weightsManifest[0].weights,
+    weightData: bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength),
+  }));
+}
 
 async function node(backend: string): Promise<InferenceBenchResult> {
   if (backend === 'webgpu') {
@@ -47,7 +85,7 @@ async function node(backend: string): Promise<InferenceBenchResult> {
   }
   await selectBackend(backend);
   const peakGflops = await measureMatMulPeak();
-  return runInferenceBenchmark({...OPTIONS, peakGflops});
+  return runInferenceBenchmark({...OPTIONS, peakGflops, loadModel: loadFromPublic});
 }
 
 async function chromium(backends: string[]): Promise<Array<{where: string; result: InferenceBenchResult}>> {
@@ -98,6 +136,7 @@ async function chromium(backends: string[]): Promise<Array<{where: string; resul
 
 async function main(): Promise<void> {
   console.log(machineDescription());
+  if (TRAINED) OPTIONS.models = await trainModels();
   console.log(`settings: ${JSON.stringify(OPTIONS)}${QUICK ? ' (--quick)' : ''}`);
   const rows: Array<{where: string; result: InferenceBenchResult}> = [];
   for (const backend of backendsFromArgs(['cpu', 'wasm', 'webgpu'])) {

@@ -2,8 +2,10 @@
  * `npm run model -w @tfjs-moe/example-browser`: puts a model and held-out digits into
  * public/model/ for the page.
  *
- * - `--from=<dir>`: copy the model that `tfjs-moe train --out <dir>` saved (model.json + weight
- *   files), the intended path.
+ * - `--from=<dir>`: copy the model that `tfjs-moe train --out <run>` saved in `<run>/model`
+ *   (model.json + weight files), the intended path.
+ * - `--cli`: run `tfjs-moe train` itself (sparse-OT router, `--steps=<n>` default 300, on
+ *   `--examples=<n>` digits, default 3000) and copy the model it saved.
  * - otherwise: build a small V-MoE (`vmoe`, preset 'mnist-tiny', 4 experts, per-example routing)
  *   and fit it briefly on the embedded digits, so the page works without the training CLI.
  *
@@ -19,6 +21,7 @@ import * as models from '../../../packages/models/src';
 import '../../../packages/router/src/routers/sparse-ot';
 import {loadDigits, splitDataset} from '../../../packages/training/src/data';
 import {saveModelFiles} from './save-model';
+import {trainWithCli} from './train-model';
 
 const out = path.resolve(__dirname, '..', 'public', 'model');
 const arg = (name: string): string | undefined =>
@@ -56,7 +59,14 @@ async function main(): Promise<void> {
   await tf.setBackend('wasm');
   await tf.ready();
   fs.mkdirSync(out, {recursive: true});
-  const from = arg('from');
+  let from = arg('from');
+  if (process.argv.includes('--cli')) {
+    from = await trainWithCli({
+      out: path.resolve(__dirname, '..', '..', '..', 'runs', 'browser-example'),
+      steps: Number(arg('steps') ?? 300), examples: Number(arg('examples') ?? 3000), timeoutMs: 3600000,
+    });
+    console.log(`tfjs-moe train wrote ${from}`);
+  }
   if (from) {
     for (const f of fs.readdirSync(from)) {
       if (f === 'model.json' || f.endsWith('.bin')) fs.copyFileSync(path.join(from, f), path.join(out, f));

@@ -15,12 +15,18 @@
 import * as tf from '@tensorflow/tfjs';
 import {moeLayers, vit, vmoe, resolveViTConfig, type ViTPresetName} from '@tfjs-moe/models';
 
-/** One model to time: the dense ViT (`router` absent) or a V-MoE with `router`. */
+/**
+ * One model to time: built from seeds (the dense ViT when `router` is absent, else a V-MoE with
+ * `router`), or loaded from `url` (a model.json saved by `tfjs-moe train`, of the benchmark's
+ * preset and depth; it is dense when it has no MoE layer).
+ */
 export interface InferenceModelSpec {
   /** Label printed in tables, e.g. `'vmoe sparse-ot'`. */
   label: string;
-  /** Router of the V-MoE (a registered name or `{name, ...args}`); absent for the dense ViT. */
+  /** Router of a seeded V-MoE (a registered name or `{name, ...args}`); absent for the dense ViT. */
   router?: string | ({name: string} & Record<string, unknown>);
+  /** A saved model to load instead of building one (see {@link InferenceBenchOptions.loadModel}). */
+  url?: string;
 }
 
 /** What {@link runInferenceBenchmark} measures. */
@@ -48,6 +54,8 @@ export interface InferenceBenchOptions {
    * otherwise {@link matMulPeak} measures it.
    */
   peakGflops?: number;
+  /** Loads the models given by `url`. Default `tf.loadLayersModel` (in a page: over HTTP). */
+  loadModel?: (url: string) => Promise<tf.LayersModel>;
 }
 
 /** One timed (model, batch) cell. */
@@ -76,7 +84,7 @@ export interface InferenceBenchResult {
   /** The matMul peak used for `fractionOfPeak`, in GFLOP/s. */
   peakGflops: number;
   /** The resolved settings. */
-  settings: Required<Omit<InferenceBenchOptions, 'peakGflops' | 'models'>> & {models: string[]};
+  settings: Required<Omit<InferenceBenchOptions, 'peakGflops' | 'models' | 'loadModel'>> & {models: string[]};
   cells: InferenceCell[];
 }
 
@@ -157,7 +165,20 @@ export async function matMulPeak(sizes: number[] = [256, 512]): Promise<number> 
   return best;
 }
 
-function buildModel(spec: InferenceModelSpec, o: Required<Omit<InferenceBenchOptions, 'peakGflops'>>): tf.LayersModel {
+type Settings = Required<Omit<InferenceBenchOptions, 'peakGflops' | 'loadModel'>>;
+
+async function obtainModel(spec: InferenceModelSpec, o: Settings, load: (url: string) => Promise<tf.LayersModel>): Promise<tf.LayersModel> {
+  if (spec.url === undefined) return buildModel(spec, o);
+  const model = await load(spec.url);
+  const depth = model.layers.filter((l) => l.getClassName() === 'MultiHeadSelfAttention').length;
+  if (depth !== o.depth) {
+    model.dispose();
+    throw new Error(`the model at ${spec.url} has ${depth} encoder blocks, but the benchmark's depth is ${o.depth}`);
+  }
+  return model;
+}
+
+function buildModel(spec: InferenceModelSpec, o: Settings): tf.LayersModel {
   const base = {preset: o.preset, depth: o.depth, seed: o.seed};
   if (spec.router === undefined) return vit(base);
   return vmoe({...base, moe: {numExperts: o.numExperts, router: spec.router, groupingMode: 'per-example', evalCapacityFactor: o.evalCapacityFactor}});
@@ -196,22 +217,27 @@ export async function runInferenceBenchmark(options: InferenceBenchOptions = {})
     seed: options.seed ?? 0,
   };
   if (o.models[0]?.router !== undefined) throw new Error('runInferenceBenchmark: the first model must be the dense ViT (no router)');
+  const load = options.loadModel ?? ((url: string) => tf.loadLayersModel(url));
   const peakGflops = options.peakGflops ?? await matMulPeak();
   const resolved = resolveViTConfig({preset, depth: o.depth} as never);
   const imageSize = resolved.imageSize;
-  const moeBlocks = Math.floor(o.depth / 2); // 'every-other': blocks 1, 3, ...
   const cells: InferenceCell[] = [];
   const denseMs = new Map<number, number>();
   for (const spec of o.models) {
-    const flops = forwardFlopsPerImage({preset, depth: o.depth},
-      spec.router === undefined ? undefined : {numExperts: o.numExperts, k: routerK(spec.router), moeBlocks});
     let model: tf.LayersModel | undefined;
     let error: string | undefined;
     try {
-      model = buildModel(spec, o);
+      model = await obtainModel(spec, o, load);
     } catch (e) {
       error = (e as Error).message;
     }
+    // Experts-choose-tokens OT routing gives each token ~1 expert: counted as k = 1.
+    const moes = model ? moeLayers(model) : [];
+    if (spec === o.models[0] && moes.length > 0) {
+      error = `the first model must be dense, but ${spec.label} has ${moes.length} MoE layers`;
+    }
+    const flops = forwardFlopsPerImage({preset, depth: o.depth},
+      moes.length === 0 ? undefined : {numExperts: moes[0].numExperts, k: routerK(spec.router), moeBlocks: moes.length});
     for (const batch of o.batches) {
       let ms = NaN;
       if (model && error === undefined) {

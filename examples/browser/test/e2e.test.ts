@@ -1,6 +1,6 @@
 /**
  * End-to-end test of the browser example in headless Debian Chromium (driven by playwright-core,
- * never a downloaded browser): for wasm, webgl and webgpu (SwiftShader) the page reports the
+ * never a downloaded browser), on models saved by `tfjs-moe train`: for wasm, webgl and webgpu (SwiftShader) the page reports the
  * backend it was asked for, predicts the held-out digits exactly as Node does (same model files,
  * per-example routing on both sides, so batch composition plays no part), routes every patch to
  * the same expert as Node, and draws the routing overlay. Bad model files show a clear error on
@@ -11,8 +11,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {buildBundle} from '../scripts/build';
-import {exampleModel, heldOutDigits} from '../scripts/make-model';
-import {saveModelFiles} from '../scripts/save-model';
+import {heldOutDigits} from '../scripts/make-model';
+import {trainWithCli} from '../scripts/train-model';
 import {startServer, RunningServer} from '../scripts/server';
 import {CHROMIUM, launchChromium, LaunchedChromium} from '../scripts/chromium';
 import {RoutingProbe, LayerRouting} from '../src/routing';
@@ -20,6 +20,11 @@ import {RoutingProbe, LayerRouting} from '../src/routing';
 const ROOT = path.resolve(__dirname, '..');
 const MODELS = path.join(ROOT, 'public', 'model', 'e2e'); // gitignored
 const ARTIFACTS = path.resolve(ROOT, '..', '..', 'test-artifacts');
+/** Pixel noise and trials that decide whether an image's routing has a clear margin. */
+const NOISE = 1e-3;
+const NOISE_TRIALS = 3;
+/** Fewest held-out images (of 20) whose routing must be compared exactly. */
+const MIN_CLEAR_MARGIN = 3;
 
 interface PagePrediction {
   backend: string;
@@ -42,24 +47,31 @@ suite('browser example in headless Chromium', () => {
   let heldOut: {images: number[][]; labels: number[]};
   const nodeProbs: Record<string, number[][]> = {};
   const nodeRouting: Record<string, LayerRouting[][]> = {};
+  /** Per model: the images whose routing has a clear margin (unchanged under input noise). */
+  const clearMargin: Record<string, number[]> = {};
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
     await tf.ready();
     expect(tf.getBackend()).toBe('cpu');
-    // The model under test: the example model (untrained, seeded) written as files, plus broken
-    // variants of it.
+    // The models under test: trained by the real `tfjs-moe train` CLI (a few steps on a slice of
+    // the digits, both runs in parallel), served as the files it wrote; plus broken variants.
     fs.rmSync(MODELS, {recursive: true, force: true});
-    const model = exampleModel(7);
-    await saveModelFiles(model, path.join(MODELS, 'good'));
+    const runs = path.join(MODELS, 'runs');
     // Known issue: the sparse-OT solver reads values back synchronously (dataSync), and in headless
     // Chromium on SwiftShader tfjs-backend-webgpu's synchronous read returns zeros and loses the
     // device ("A valid external Instance reference no longer exists"), which surfaced as
-    // "solveSparseOT: Expected cost to be finite ..., but got NaN". So webgpu runs the same model
-    // with top-k. See bench/RESULTS-browser.md.
-    const topk = exampleModel(7, 'topk');
-    await saveModelFiles(topk, path.join(MODELS, 'good-topk'));
-    heldOut = heldOutDigits(1);
+    // "solveSparseOT: Expected cost to be finite ..., but got NaN". So webgpu runs a top-k model
+    // trained the same way. See bench/RESULTS-browser.md.
+    const [sparseOt, topk] = await Promise.all([
+      trainWithCli({out: path.join(runs, 'sparse-ot'), router: 'sparse-ot', evalCapacityFactor: 2}),
+      trainWithCli({out: path.join(runs, 'topk'), router: 'topk', evalCapacityFactor: 2}),
+    ]);
+    for (const [name, dir] of [['good', sparseOt], ['good-topk', topk]]) {
+      fs.mkdirSync(path.join(MODELS, name), {recursive: true});
+      for (const f of ['model.json', 'weights.bin']) fs.copyFileSync(path.join(dir, f), path.join(MODELS, name, f));
+    }
+    heldOut = heldOutDigits(2);
     fs.writeFileSync(path.join(MODELS, 'good', 'heldout.json'), JSON.stringify(heldOut));
     fs.writeFileSync(path.join(MODELS, 'good-topk', 'heldout.json'), JSON.stringify(heldOut));
     writeBadModels();
@@ -69,8 +81,22 @@ suite('browser example in headless Chromium', () => {
       const loaded = await tf.loadLayersModel(tf.io.fromMemory(readArtifacts(path.join(MODELS, name))));
       const y = loaded.predict(x) as tf.Tensor;
       nodeProbs[name] = softmaxRows((await y.array()) as number[][]);
-      nodeRouting[name] = await new RoutingProbe(loaded).route(x);
+      const probe = new RoutingProbe(loaded);
+      nodeRouting[name] = await probe.route(x);
       y.dispose();
+      // Dispatch is discrete: compare it only where it has a clear margin. An image qualifies
+      // when its routing in every MoE layer is unchanged under NOISE_TRIALS uniform pixel
+      // perturbations of +-NOISE, which move the router's inputs far more than float32
+      // differences between backends (~1e-6 relative) do.
+      const key = (r: LayerRouting[]): string => JSON.stringify(r.map((l) => l.expertOfPatch));
+      const stable = nodeRouting[name].map(() => true);
+      for (let trial = 0; trial < NOISE_TRIALS; trial++) {
+        const noisy = tf.tidy(() => tf.clipByValue(tf.add(x, tf.randomUniform(x.shape, -NOISE, NOISE, 'float32', trial + 1)), 0, 1)) as tf.Tensor4D;
+        const r = await probe.route(noisy);
+        noisy.dispose();
+        r.forEach((img, i) => { if (key(img) !== key(nodeRouting[name][i])) stable[i] = false; });
+      }
+      clearMargin[name] = stable.flatMap((ok, i) => (ok ? [i] : []));
     }
     x.dispose();
     await buildBundle();
@@ -109,16 +135,21 @@ suite('browser example in headless Chromium', () => {
       return demo.predict(imgs);
     }, heldOut.images) as PagePrediction;
     expect(result.backend).toBe(backend);
-    // Same class for every image, probabilities within float32 tolerance of Node's.
-    expect(result.predictions).toEqual(probs.map((p) => p.indexOf(Math.max(...p))));
-    const maxDiff = Math.max(...result.probabilities.flatMap((row, i) => row.map((v, j) => Math.abs(v - probs[i][j]))));
+    // Dispatch is discrete, so answers are compared on the images whose routing has a clear
+    // margin (see beforeAll): there every patch must go to the same expert in every MoE layer
+    // (compared exactly, first difference reported), the class must be the same and the
+    // probabilities within tolerance. On the other images a token may legitimately flip expert
+    // between backends, which changes the output by more than float32 rounding.
+    const compared = clearMargin[name];
+    console.log(`browser e2e ${backend}: answers compared on ${compared.length} of ${heldOut.images.length} images (the others change routing under +-${NOISE} pixel noise in Node)`);
+    expect(compared.length).toBeGreaterThanOrEqual(MIN_CLEAR_MARGIN);
+    expect(compared.map((i) => result.routing[i].map((l) => l.expertOfPatch)))
+      .toEqual(compared.map((i) => routing[i].map((l) => l.expertOfPatch)));
+    expect(compared.map((i) => result.predictions[i])).toEqual(compared.map((i) => probs[i].indexOf(Math.max(...probs[i]))));
+    const maxDiff = Math.max(...compared.flatMap((i) => result.probabilities[i].map((v, j) => Math.abs(v - probs[i][j]))));
     // The sparse-OT solver is iterative: float32 differences between backends move its plan
-    // slightly (measured 5e-3 on webgl/SwiftShader), so probabilities get 1e-2; classes and
-    // routing must be identical.
+    // slightly (measured 5e-3 on webgl/SwiftShader), so probabilities get 1e-2.
     expect(maxDiff).toBeLessThan(1e-2);
-    // Same expert for every patch in every MoE layer (this model has a clear margin: compared
-    // exactly, with the first difference reported).
-    expect(result.routing.map((r) => r.map((l) => l.expertOfPatch))).toEqual(routing.map((r) => r.map((l) => l.expertOfPatch)));
 
     // The UI path: click a held-out digit, then check the overlay and the load bars.
     await page.locator('#gallery canvas').first().click();
@@ -136,7 +167,11 @@ suite('browser example in headless Chromium', () => {
         for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - d[i + 1]) > 20 || Math.abs(d[i + 1] - d[i + 2]) > 20) n++;
         return n;
       });
-      expect(colourful).toBeGreaterThan(28 * 28 * 0.5);
+      // Kept patches are tinted with their expert's colour, dropped ones grey: at least half of
+      // the kept patches' pixels (7x7 each) must be colourful.
+      const kept = routing[0][0].expertOfPatch.filter((e) => e >= 0).length;
+      expect(kept).toBeGreaterThan(0);
+      expect(colourful).toBeGreaterThan(kept * 49 * 0.5);
       expect(await page.locator('.expert-load').count()).toBe(moeLayers * routing[0][0].numExperts);
     } else {
       console.warn('browser e2e: the example model has no MoE layer yet (vmoe missing): overlay not checked');
