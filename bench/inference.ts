@@ -18,7 +18,8 @@
  * Models are built from seeds by default. With `--trained[=steps]` (default 60 steps) the dense
  * ViT, the top-1 V-MoE and the sparse-OT V-MoE are first trained by the `tfjs-moe train` CLI
  * (preset mnist-tiny, depth 4, 800 digits) into examples/browser/public/model/bench/ (gitignored)
- * and those files are timed, in Node and in the page: the sparse-OT solver's iteration count
+ * and those files are timed, in Node and in the page (`--reuse`: time the files of an earlier
+ * `--trained` run without training again): the sparse-OT solver's iteration count
  * depends on the router's logits, so trained routers can time differently from seeded ones.
  */
 import * as fs from 'fs';
@@ -53,10 +54,14 @@ async function trainModels(): Promise<InferenceBenchOptions['models']> {
   const steps = Number(arg('trained') ?? 60);
   const routers = [['dense', 'vit (dense, trained)'], ['topk', 'vmoe topk (k=1, trained)'], ['sparse-ot', 'vmoe sparse-ot (trained)']];
   const t0 = Date.now();
-  const dirs = await Promise.all(routers.map(([router]) => trainWithCli({
-    out: path.join(PUBLIC, 'model', 'bench', router), router, steps, examples: 800, timeoutMs: 3600000,
-  })));
-  console.log(`trained ${routers.map((r) => r[0]).join(', ')} for ${steps} steps with tfjs-moe train in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  const reuse = process.argv.includes('--reuse') &&
+    routers.every(([router]) => fs.existsSync(path.join(PUBLIC, 'model', 'bench', router, 'model', 'model.json')));
+  const dirs = reuse ? routers.map(([router]) => path.join(PUBLIC, 'model', 'bench', router, 'model')) :
+    await Promise.all(routers.map(([router]) => trainWithCli({
+      out: path.join(PUBLIC, 'model', 'bench', router), router, steps, examples: 800, timeoutMs: 3600000,
+    })));
+  console.log(reuse ? `reusing the models trained by an earlier --trained run (${path.join(PUBLIC, 'model', 'bench')})`
+    : `trained ${routers.map((r) => r[0]).join(', ')} for ${steps} steps with tfjs-moe train in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   for (const [router] of routers) {
     const summary = JSON.parse(fs.readFileSync(path.join(PUBLIC, 'model', 'bench', router, 'summary.json'), 'utf8'));
     console.log(`  ${router}: held-out accuracy ${(100 * summary.accuracy).toFixed(1)}% on ${summary.heldOutExamples} digits`);

@@ -249,7 +249,7 @@ export async function runInferenceBenchmark(options: InferenceBenchOptions = {})
         }
         x.dispose();
       }
-      if (spec.router === undefined) denseMs.set(batch, ms);
+      if (spec === o.models[0]) denseMs.set(batch, ms);
       cells.push({
         model: spec.label, batch, ms, msPerImage: ms / batch, imagesPerSecond: (1000 * batch) / ms,
         ratioToDense: ms / (denseMs.get(batch) ?? NaN), flopsPerImage: flops,

@@ -63,6 +63,33 @@ describeBackends('runInferenceBenchmark', (backend) => {
     expect(table).toMatch(new RegExp(`- Node ${backend} bad: failed: .*no-such-router`));
   });
 
+  test('saved models (url): loaded with loadModel, ratios against the first (dense) one, depth checked', async () => {
+    const {vit, vmoe} = await import('@tfjs-moe/models');
+    const built: Record<string, () => tf.LayersModel> = {
+      'dense.json': () => vit({preset: 'mnist-tiny', depth: 2, seed: 1}),
+      'moe.json': () => vmoe({preset: 'mnist-tiny', depth: 2, seed: 1, moe: {numExperts: 4, router: 'topk'}}),
+      'deep.json': () => vit({preset: 'mnist-tiny', depth: 3, seed: 1}),
+    };
+    const loaded: string[] = [];
+    const r = await runInferenceBenchmark({
+      ...options, batches: [2],
+      models: [{label: 'dense', url: 'dense.json'}, {label: 'moe', url: 'moe.json'}, {label: 'deep', url: 'deep.json'}],
+      loadModel: async (url) => {
+        loaded.push(url);
+        return built[url]();
+      },
+    });
+    expect(loaded).toEqual(['dense.json', 'moe.json', 'deep.json']);
+    const [dense, moe, deep] = r.cells;
+    expect(dense.ratioToDense).toBe(1);
+    expect(moe.ratioToDense).toBeCloseTo(moe.ms / dense.ms, 10);
+    // The loaded V-MoE's MoE layers are counted: 1 MoE block (of 2), 4 experts, top-1.
+    expect(moe.flopsPerImage).toBe(dense.flopsPerImage + 2 * 17 * 64 * 4);
+    expect(deep.error).toBe('the model at deep.json has 3 encoder blocks, but the benchmark\'s depth is 2');
+    await expect(runInferenceBenchmark({...options, batches: [1], models: [{label: 'moe-first', url: 'moe.json'}],
+      loadModel: async (url) => built[url]()})).resolves.toMatchObject({cells: [{error: 'the first model must be dense, but moe-first has 1 MoE layers'}]});
+  });
+
   test('the first model must be the dense ViT', async () => {
     await expect(runInferenceBenchmark({...options, models: [{label: 'topk', router: 'topk'}]}))
       .rejects.toThrow('runInferenceBenchmark: the first model must be the dense ViT (no router)');
