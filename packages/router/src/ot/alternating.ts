@@ -52,8 +52,16 @@ export interface AlternatingConfig {
   checkEvery?: number;
   /** Adam step after the block ascent stalls, in units of `gamma * mean(a)`. Default 3e-3. */
   polishRate?: number;
-  /** Also start from `alpha_i = min_j C_ij` (batched) and keep the better per group. Default true. */
-  multiStart?: boolean;
+  /**
+   * Run the block ascent from `alpha0` and from `alpha_i = min_j C_ij` together (batched as extra
+   * groups) and keep the better per group. Default `'auto'`: both when the problem is small
+   * (`groups * m * n <= 65536`, where per-op overhead dominates and the extra groups are nearly
+   * free); otherwise one: `alpha0` when it is a warm start (`warmStart`) or when k is below 1.125
+   * times the mean column marginal (capacity factor ~1, where zero wins), else the cheapest-column start.
+   */
+  multiStart?: boolean | 'auto';
+  /** Whether `alpha0` is a warm start (see `multiStart`). Default false. */
+  warmStart?: boolean;
 }
 
 /**
@@ -88,40 +96,49 @@ export function columnBlock(
   });
 }
 
+/** Rows active in at most this many columns get the exact best response (see {@link rowBestResponseLifted}). */
+export const MAX_ACTIVE = 16;
+
 /**
- * The exact row best response of the lifted dual (see the file comment): for each row i the
+ * The row best response of the lifted dual (see the file comment): for each row i the
  * maximizer over `alpha_i` of
  * `a_i alpha_i - sum_j [[alpha_i + beta_j - C_ij]_+^2 / (2 gamma) - ell_j^2 / (2 gamma)]_+`.
- * Rows with `a_i = 0` are put one unit (`gamma`) below their first entry point.
+ * Only the `K = min(n, maxActive)` smallest entry points of each row are sorted (a per-row sort
+ * of all n is the slowest op of an iteration on wasm): the result is exact for every row active
+ * in fewer than K columns (all rows when n <= maxActive); a row whose left derivative is still
+ * positive at its K-th entry point gets the stationary point of those K columns, an
+ * approximation. Rows with `a_i = 0` are put one unit (`gamma`) below their first entry point.
  *
  * @param beta `<float32>[groups, n]` @param ell `<float32>[groups, n]`, >= 0
- * @param costT `<float32>[groups, n, m]` @param a `<float32>[groups, m]`
+ * @param costTT `<float32>[groups, m, n]`: the cost, token-major (the caller's layout; the
+ *   solvers keep a copy so that no transpose runs per iteration).
+ * @param a `<float32>[groups, m]`
  * @returns `<float32>[groups, m]`
  */
 export function rowBestResponseLifted(
-  beta: tf.Tensor2D, ell: tf.Tensor2D, costT: tf.Tensor3D, a: tf.Tensor2D, gamma: number,
+  beta: tf.Tensor2D, ell: tf.Tensor2D, costTT: tf.Tensor3D, a: tf.Tensor2D, gamma: number, maxActive = MAX_ACTIVE,
 ): tf.Tensor2D {
   return tf.tidy(() => {
-    const [groups, n, m] = costT.shape;
-    // Entry points e_ij = ell_j - beta_j + C_ij, one row per token: [groups * m, n].
-    const shift = tf.reshape(tf.sub(ell, beta), [groups, n, 1]);
-    const entry = tf.reshape(tf.transpose(tf.add(costT, shift), [0, 2, 1]), [groups * m, n]);
-    const sorted = tf.topk(tf.neg(entry), n, true);
-    const es = tf.reshape(tf.neg(sorted.values), [groups, m, n]);
+    const [groups, m, n] = costTT.shape;
+    const K = Math.min(n, maxActive);
+    // Entry points e_ij = ell_j - beta_j + C_ij: [groups * m, n] (broadcast along rows, fast on wasm).
+    const entry = tf.reshape(tf.add(costTT, tf.reshape(tf.sub(ell, beta), [groups, 1, n])), [groups * m, n]);
+    const sorted = tf.topk(tf.neg(entry), K, true);
+    const es = tf.reshape(tf.neg(sorted.values), [groups, m, K]);
     // ell at the sorted positions: W = beta_j - C_ij = ell_j - e_ij. A flat 1-D gather (a batched
     // gather, or an int32 broadcast add, is several times slower on wasm); groups get an offset.
-    const flatIdx = groups === 1 ? sorted.indices : tf.add(sorted.indices, tf.reshape(
-      tf.tile(tf.reshape(tf.range(0, groups * n, n, 'int32'), [groups, 1]), [1, m]), [groups * m, 1]));
-    const ellSorted = tf.reshape(tf.gather(tf.reshape(ell, [groups * n]), flatIdx), [groups, m, n]);
+    const flatIdx = groups === 1 ? sorted.indices : tf.cast(tf.add(tf.cast(sorted.indices, 'float32'), tf.reshape(
+      tf.tile(tf.reshape(tf.range(0, groups * n, n, 'float32'), [groups, 1, 1]), [1, m, K]), [groups * m, K])), 'int32');
+    const ellSorted = tf.reshape(tf.gather(tf.reshape(ell, [groups * n]), flatIdx), [groups, m, K]);
     const w = tf.sub(ellSorted, es);
     const csIncl = tf.cumsum(w, 2);
     const csExcl = tf.sub(csIncl, w);
-    const r = tf.reshape(tf.range(1, n + 1, 1, 'float32'), [1, 1, n]);
+    const r = tf.reshape(tf.range(1, K + 1, 1, 'float32'), [1, 1, K]);
     const ga = tf.mul(tf.reshape(a, [groups, m, 1]), gamma);
     // Left derivative (times gamma) at the r-th entry point, with r - 1 columns active.
     const dLeft = tf.sub(tf.sub(ga, tf.mul(tf.sub(r, 1), es)), csExcl);
     const count = tf.sum(tf.cast(tf.greater(dLeft, 0), 'float32'), 2, true);
-    const pick = tf.reshape(tf.oneHot(tf.reshape(tf.sub(tf.cast(count, 'int32'), tf.scalar(1, 'int32')), [groups * m]), n), [groups, m, n]);
+    const pick = tf.reshape(tf.oneHot(tf.reshape(tf.sub(tf.cast(count, 'int32'), tf.scalar(1, 'int32')), [groups * m]), K), [groups, m, K]);
     const eR = tf.sum(tf.mul(pick, es), 2, true);
     const csR = tf.sum(tf.mul(pick, csIncl), 2, true);
     const stationary = tf.div(tf.sub(ga, csR), tf.maximum(count, 1));
@@ -139,13 +156,13 @@ function whereRows(mask: tf.Tensor1D, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor
 /**
  * Maximizes the semi-dual of `problem` from `alpha0` (`<float32>[groups, m]`, not consumed).
  *
- * 1. Exact block ascent on the lifted dual from two starts at once, batched as extra groups:
- *    `alpha0` and `alpha_i = min_j C_ij` (each row at its cheapest column). Block ascent stops at
- *    a point that is optimal for each block but not jointly, and where it stops depends on the
- *    start: from zero it is best at capacity factor 1, from the cheapest-column start mostly
- *    better at 1.25 (measured in numpy, see bench/RESULTS-ot.md). `multiStart: false` runs
- *    `alpha0` alone. The phase ends when the best value stalls (changes by at most `tolerance`
- *    relative over `checkEvery` iterations) or the budget is spent.
+ * 1. Exact block ascent on the lifted dual from `alpha0` and/or `alpha_i = min_j C_ij` (each
+ *    row at its cheapest column), both batched as extra groups for small problems (see
+ *    `multiStart`). Block ascent stops at a point that is optimal for each block but not
+ *    jointly, and where it stops depends on the start: from zero it is best at capacity factor 1,
+ *    from the cheapest-column start mostly better at 1.25 (measured in numpy, see
+ *    bench/RESULTS-ot.md). The phase ends when the best value stalls (changes by at most
+ *    `tolerance` relative over `checkEvery` iterations) or the budget is spent.
  * 2. For the rest of the iteration budget, Adam steps on the semi-dual from the best iterate of
  *    each group, with a cosine-decaying step `polishRate * gamma * mean(a)`.
  *
@@ -160,7 +177,14 @@ export function alternatingSemidual(
   const maxIterations = config.maxIterations ?? 10;
   const tolerance = config.tolerance ?? 1e-5;
   const checkEvery = config.checkEvery ?? 2;
-  const starts = config.multiStart === false ? 1 : 2;
+  const {mi, ni, bHost} = problem;
+  let meanB = 0;
+  for (let j = 0; j < bHost.length; j++) meanB += bHost[j] / bHost.length;
+  const multi = config.multiStart ?? 'auto';
+  const both = multi === true || (multi === 'auto' && groups * mi * ni <= 65536);
+  // With one start: alpha0 (zero or a warm start) at capacity factor ~1, the cheapest column above.
+  const useCheapest = !both && multi === 'auto' && !config.warmStart && k >= 1.125 * meanB;
+  const starts = both ? 2 : 1;
   let meanA = 0;
   for (let i = 0; i < aHost.length; i++) meanA += aHost[i] / aHost.length;
   const lr0 = (config.polishRate ?? 3e-3) * gamma * meanA;
@@ -168,7 +192,9 @@ export function alternatingSemidual(
   const [cX, aX, bX] = starts === 1 ? [costT, a, b] : tf.tidy(() => [
     tf.concat([costT, costT], 0) as tf.Tensor3D, tf.concat([a, a], 0) as tf.Tensor2D, tf.concat([b, b], 0) as tf.Tensor2D,
   ] as const);
-  let alpha = starts === 1 ? tf.clone(alpha0) : tf.tidy(() => tf.concat([alpha0, tf.min(costT, 1)], 0) as tf.Tensor2D);
+  // Token-major copy of the cost for the row best response (no transpose per iteration).
+  const cTT = tf.transpose(cX, [0, 2, 1]) as tf.Tensor3D;
+  let alpha = tf.tidy(() => (starts === 2 ? tf.concat([alpha0, tf.min(costT, 1)], 0) : useCheapest ? tf.min(costT, 1) : tf.clone(alpha0)) as tf.Tensor2D);
   let ev = evalSemidual(alpha, cX, aX, bX, k, gamma);
   let bestAlpha = tf.clone(alpha);
   let bestValue = tf.clone(ev.value);
@@ -188,7 +214,7 @@ export function alternatingSemidual(
   while (iterations < maxIterations && !stalled) {
     iterations++;
     const {beta, ell} = columnBlock(ev, alpha, cX, bX, k, gamma);
-    const next = rowBestResponseLifted(beta, ell, cX, aX, gamma);
+    const next = rowBestResponseLifted(beta, ell, cTT, aX, gamma);
     tf.dispose([beta, ell, alpha]);
     disposeEv();
     alpha = next;
@@ -203,7 +229,7 @@ export function alternatingSemidual(
       stalled = change <= tolerance;
     }
   }
-  tf.dispose([alpha, checkValue]);
+  tf.dispose([alpha, checkValue, cTT]);
   disposeEv();
   if (starts > 1) {
     // The better start per group.

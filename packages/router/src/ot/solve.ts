@@ -130,7 +130,7 @@ export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): Sparse
         run.lastValue?.dispose();
         iterations = maxIterations;
       } else if (solver === 'alternating') {
-        const run = alternatingSemidual(problem, alpha0, {maxIterations, tolerance, checkEvery});
+        const run = alternatingSemidual(problem, alpha0, {maxIterations, tolerance, checkEvery, warmStart: start.alpha !== undefined || start.beta !== undefined});
         ({alpha, ev, iterations, converged} = run);
       } else {
         const run = newtonSemidual(problem, alpha0, {maxIterations, tolerance, cgIterations, checkEvery});

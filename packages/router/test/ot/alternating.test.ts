@@ -87,8 +87,8 @@ describeBackends('alternating solver', (backend) => {
     // Some columns not full (ell = 0), others with an entry level up to 0.8.
     const ell = Array.from({length: groups}, () => Array.from({length: n}, (_, j) => (j % 3 === 0 ? 0 : 0.8 * r())));
     const a = Array.from({length: groups}, () => Array.from({length: m}, () => 0.5 + r()));
-    const costT = tf.tensor3d(C.map((g) => Array.from({length: n}, (_, j) => g.map((row) => row[j]))));
-    const alpha = rowBestResponseLifted(tf.tensor2d(beta), tf.tensor2d(ell), costT, tf.tensor2d(a), gamma);
+    const costTT = tf.tensor3d(C);
+    const alpha = rowBestResponseLifted(tf.tensor2d(beta), tf.tensor2d(ell), costTT, tf.tensor2d(a), gamma);
     const got = alpha.arraySync() as number[][];
     for (let g = 0; g < groups; g++) {
       for (let i = 0; i < m; i++) {
@@ -99,7 +99,7 @@ describeBackends('alternating solver', (backend) => {
         expect(f(got[g][i])).toBeGreaterThanOrEqual(f(want) - 1e-5);
       }
     }
-    tf.dispose([costT, alpha]);
+    tf.dispose([costTT, alpha]);
   });
 
   // k = 1 is left out: the semi-dual is then the unregularized one, where the block ascent stalls
