@@ -109,9 +109,9 @@ describeBackends('sparse OT objective vs float64 fixtures', () => {
 });
 
 describeBackends('solveSparseOT', (backend) => {
-  // A long, slow Adam ascent reaches the reference value on these problems; the default
-  // Newton solver does not at kinks (k < m), see bench/RESULTS-ot.md.
-  const subset = backend === 'cpu' ? cases.filter((_, i) => i % 4 === 0) : cases.filter((_, i) => i % 12 === 0);
+  // A long, slow Adam ascent reaches the reference value on these problems (the 'alternating'
+  // solver's own fixture test is in alternating.test.ts). Few cases, for the suite's time.
+  const subset = backend === 'cpu' ? cases.filter((_, i) => i % 6 === 0) : cases.filter((_, i) => i % 20 === 0);
   it.each(subset.map((c) => [c.name, c]))('reaches the reference semi-dual value: %s', (_name, c) => {
     const C = tf.tensor2d(c.C);
     const r = longAscent(C, {k: c.k, gamma: c.gamma, a: c.a, b: c.b});
@@ -149,7 +149,7 @@ describeBackends('solveSparseOT', (backend) => {
   });
 
   it('k = 1: semi-dual optimum = exact OT cost + (gamma/2) sum b^2 (fixture from POT emd2)', () => {
-    const k1 = cases.filter((c) => c.exactOT).slice(0, backend === 'cpu' ? 6 : 2);
+    const k1 = cases.filter((c) => c.exactOT).slice(0, backend === 'cpu' ? 3 : 2);
     expect(k1.length).toBeGreaterThan(1);
     for (const c of k1) {
       const C = tf.tensor2d(c.C);
