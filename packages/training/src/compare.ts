@@ -153,6 +153,8 @@ export interface CompareOptions extends Omit<RunOptions, 'router' | 'gradient' |
   out?: string;
   /** Called after every run. */
   onRun?: (run: CompareRun) => void;
+  /** The backend's matMul peak in GFLOP/s, if already measured (else {@link matMulPeakGflops} after the first run). */
+  peakGflops?: number;
 }
 
 function median(v: number[]): number {
@@ -183,11 +185,11 @@ export async function compareRouters(options: CompareOptions = {}): Promise<{run
   const seeds = options.seeds ?? [0, 1, 2];
   const out = options.out ?? path.join('runs', 'compare');
   const runs: CompareRun[] = [];
-  let peak = 0;
+  let peak = options.peakGflops ?? 0;
   let backend = '';
   for (const v of variants) {
     for (const seed of seeds) {
-      const {variants: _v, seeds: _s, onRun: _o, ...rest} = options;
+      const {variants: _v, seeds: _s, onRun: _o, peakGflops: _p, ...rest} = options;
       const run = await runTraining({...rest, router: v.router, gradient: v.gradient, seed, out: path.join(out, `${variantName(v)}-s${seed}`.replace(':', '-')), report: options.report ?? false});
       backend = run.backend;
       if (peak === 0) peak = await matMulPeakGflops();

@@ -25,7 +25,7 @@ export interface RunOptions extends ModelSpec {
   heldOutFraction?: number;
   /** Seed of the split, initialization, data order and step randomness. Default 0. */
   seed?: number;
-  /** Epochs (default 2); ignored when `steps` is given. */
+  /** Epochs (default 1: 125 steps of 64 digits); ignored when `steps` is given. */
   epochs?: number;
   /** Training steps. */
   steps?: number;
@@ -99,7 +99,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
   const split = splitDataset(ds, {heldOutFraction: opts.heldOutFraction ?? 0.2, seed});
   const batchSize = opts.batchSize ?? 64;
   const stepsPerEpoch = Math.floor(datasetSize(split.train) / batchSize);
-  const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? 2) * stepsPerEpoch));
+  const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? 1) * stepsPerEpoch));
   const config: Record<string, unknown> = {
     router: spec.router,
     gradient: spec.router === 'sparse-ot' ? spec.gradient : undefined,

@@ -40,7 +40,7 @@ train options:
   --capacity-factor <x>      expert capacity factor in training, > 0 (default 1.25)
   --eval-capacity-factor <x> capacity factor at evaluation (default: --capacity-factor)
   --group-size <n>           tokens per routing group (default: one image's tokens)
-  --epochs <n>               epochs (default 2)      --steps <n>    steps (overrides --epochs)
+  --epochs <n>               epochs (default 1)      --steps <n>    steps (overrides --epochs)
   --batch-size <n>           default 64              --lr <x>       peak learning rate (default 2e-3)
   --data <spec>              digits (default) | synthetic | <folder of class sub-folders of PNGs> | <file.npy|file.json>
   --preset <name>            mnist-tiny (default) | mnist-small | cifar-tiny
