@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import {vmoe} from '@tfjs-moe/models';
 import {useBackend} from '../../router/test/helpers/backends';
 import {
+  evaluate,
+  subset,
+  syntheticDataset,
   LoadBalanceCallback,
   findMoELayers,
   loadHistogram,
@@ -154,6 +157,20 @@ describe('MoE models [cpu]', () => {
     expect(s.classExpert!.length).toBe(4);
     expect(history.history[`${name}/maxOverMean`].length).toBe(2);
     tf.dispose([xs, ys, yOne]);
+    model.dispose();
+  });
+
+  it('evaluation probes a sample of every class even when the data are sorted by class', async () => {
+    const model = tiny('topk');
+    const ds = syntheticDataset({examples: 40, numClasses: 4, seed: 2});
+    const sorted = subset(ds, Array.from({length: 40}, (_, i) => i).sort((a, b) => ds.labels[a] - ds.labels[b] || a - b));
+    expect(Array.from(sorted.labels.subarray(0, 12))).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    const r = await evaluate(model, sorted, {batchSize: 8, probeExamples: 16});
+    const name = findMoELayers(model)[0].name;
+    const perClass = r.balance[name].classExpert!.map((row) => row.reduce((a, b) => a + b, 0));
+    // 16 probed images x 17 tokens, every class among them (the first 16 in sorted order would be classes 0 and 1 only).
+    expect(perClass.every((c) => c > 0)).toBe(true);
+    expect(r.examples).toBe(40);
     model.dispose();
   });
 });

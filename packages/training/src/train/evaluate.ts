@@ -13,9 +13,9 @@ export interface EvaluateOptions {
   /** Use at most this many examples: a fixed (seed 0) random subset, so every class shows up. Default: all. */
   maxExamples?: number;
   /**
-   * Measure per-token routing (class x expert counts, entropy) on the first this many examples
-   * (`probeRouting`; it re-runs each MoE layer's router, so it costs extra time). 0 turns it off.
-   * Default 512.
+   * Measure per-token routing (class x expert counts, entropy) on this many examples, a fixed
+   * random sample (`probeRouting`; it re-runs each MoE layer's router, so it costs extra time).
+   * 0 turns it off. Default 512.
    */
   probeExamples?: number;
 }
@@ -57,7 +57,9 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
   const stats: Record<string, LoadBalanceStats[]> = {};
   const probe = (options.probeExamples ?? 512) > 0 ? routingProbe(model) : null;
   let probed = 0;
-  await toTfDataset(data, {batchSize}).forEachAsync((b) => {
+  // A fixed shuffled order (seed 0): the probed first examples then sample every class, even when
+  // the data set is sorted by class (as the embedded digits and their held-out split are).
+  await toTfDataset(data, {batchSize, seed: 0}).forEachAsync((b) => {
     const {xs, ys} = b as Batch;
     const useProbe = probe !== null && probed < (options.probeExamples ?? 512);
     const outputs = useProbe ? (probe.model.apply(xs, {training: false}) as tf.Tensor[]) : [model.apply(xs, {training: false}) as tf.Tensor];
