@@ -90,8 +90,28 @@ function softmaxIfNeeded(row: number[]): number[] {
 }
 
 /** Runs the model (and the routing probe) on `<[0,1]>[n][size*size]` images. */
+/**
+ * Router classes whose solver reads values back synchronously (`dataSync`). On webgpu that read
+ * goes through an OffscreenCanvas, which in headless Chromium on SwiftShader destroys the WebGPU
+ * device (and the solver then reports a bogus "NaN cost"); see bench/RESULTS-browser.md.
+ */
+const SYNC_READ_ROUTERS = ['SparseOTRouter'];
+
+/** Throws a clear error instead of letting a sync-reading router break the webgpu device. */
+function checkRoutersForBackend(): void {
+  if (tf.getBackend() !== 'webgpu' || !probe) return;
+  const bad = probe.layers
+    .filter((l) => SYNC_READ_ROUTERS.includes((l.router as unknown as tf.layers.Layer).getClassName?.()))
+    .map((l) => l.name);
+  if (bad.length) {
+    throw new Error(`the sparse-OT router (in ${bad.join(', ')}) cannot run on webgpu yet: its solver reads values ` +
+      'back synchronously, which tfjs-backend-webgpu cannot do here. Pick wasm or webgl, or a model with another router.');
+  }
+}
+
 async function predict(images: number[][]): Promise<Prediction> {
   if (!model || !probe) throw new Error('the model is not loaded');
+  checkRoutersForBackend();
   const n = images.length;
   const flat = new Float32Array(n * imageSize * imageSize);
   images.forEach((img, i) => flat.set(img, i * imageSize * imageSize));

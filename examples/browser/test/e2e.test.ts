@@ -181,6 +181,19 @@ suite('browser example in headless Chromium', () => {
     await page.close();
   }, 300000);
 
+  test('webgpu with the sparse-OT model: a clear error instead of a broken device', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}?backend=webgpu&model=model/e2e/good/model.json`);
+    await page.waitForFunction(() => ['ready', 'error'].includes(document.getElementById('status')?.dataset.state ?? ''), undefined, {timeout: 60000});
+    expect(await page.locator('#active-backend').textContent()).toBe('webgpu');
+    await page.locator('#gallery canvas').first().click();
+    await page.waitForFunction(() => document.getElementById('status')?.dataset.state === 'error', undefined, {timeout: 60000});
+    expect(await page.locator('#error').textContent()).toBe('Inference failed: the sparse-OT router (in block1_moe, block3_moe) cannot run ' +
+      'on webgpu yet: its solver reads values back synchronously, which tfjs-backend-webgpu cannot do here. Pick wasm or webgl, ' +
+      'or a model with another router.');
+    await page.close();
+  }, 120000);
+
   test.each([
     ['bad-router', /bad model config: .*router/i],
     ['negative-size', /layer "patch_embedding\w*" \(PatchEmbedding\): expected hidden_size to be a positive integer, but got -64/],
