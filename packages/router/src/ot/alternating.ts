@@ -229,23 +229,47 @@ export function alternatingSemidual(
       stalled = change <= tolerance;
     }
   }
-  tf.dispose([alpha, checkValue, cTT]);
-  disposeEv();
+  tf.dispose([checkValue, cTT]);
+  let converged = stalled;
+  const polish = maxIterations - iterations;
+  // One read-back: is the last iterate the best of every group (and start)? Then its evaluation
+  // is the result's and no final evaluation is needed.
+  const lastIsBest = (): boolean => {
+    const t = tf.tidy(() => tf.all(tf.greaterEqual(ev.value, bestValue)));
+    const r = t.dataSync()[0] === 1;
+    t.dispose();
+    return r;
+  };
   if (starts > 1) {
     // The better start per group.
-    const pick = tf.tidy(() => {
+    const firstWins = tf.tidy(() => {
       const v = tf.reshape(bestValue, [starts, groups]);
-      const firstWins = tf.greaterEqual(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])).reshape([groups]) as tf.Tensor1D;
-      const al = whereRows(firstWins, tf.slice(bestAlpha, [0, 0], [groups, -1]), tf.slice(bestAlpha, [groups, 0], [groups, -1]));
-      return {al, val: tf.maximum(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])).reshape([groups]) as tf.Tensor1D};
+      return tf.reshape(tf.greaterEqual(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])), [groups]) as tf.Tensor1D;
     });
-    tf.dispose([bestAlpha, bestValue, cX, aX, bX]);
-    bestAlpha = pick.al;
-    bestValue = pick.val;
+    const half = <T extends tf.Tensor>(t: T, i: number): T => tf.slice(t, [i * groups], [groups]) as T;
+    const pickRows = <T extends tf.Tensor>(t: T): T => tf.tidy(() => {
+      const mask = tf.reshape(firstWins, [groups, ...t.shape.slice(1).map(() => 1)]);
+      return tf.where(tf.broadcastTo(mask, [groups, ...t.shape.slice(1)]), half(t, 0), half(t, 1)) as T;
+    });
+    const reuse = polish === 0 && lastIsBest();
+    const picked = {alpha: pickRows(bestAlpha), value: pickRows(bestValue)};
+    const pickedEv = reuse ? {planT: pickRows(ev.planT), support: pickRows(ev.support), tau: pickRows(ev.tau), grad: pickRows(ev.grad), value: pickRows(ev.value)} : null;
+    tf.dispose([bestAlpha, bestValue, cX, aX, bX, alpha, firstWins]);
+    disposeEv();
+    bestAlpha = picked.alpha;
+    bestValue = picked.value;
+    if (pickedEv) {
+      bestValue.dispose();
+      return {alpha: bestAlpha, ev: pickedEv, iterations, converged};
+    }
+  } else if (polish === 0 && lastIsBest()) {
+    tf.dispose([bestAlpha, bestValue]);
+    return {alpha, ev, iterations, converged};
+  } else {
+    alpha.dispose();
+    disposeEv();
   }
-  let converged = stalled;
   // Phase 2: Adam from the best iterate for the rest of the budget (original problem).
-  const polish = maxIterations - iterations;
   if (polish > 0) {
     alpha = tf.clone(bestAlpha);
     ev = evalSemidual(alpha, costT, a, b, k, gamma);
@@ -272,11 +296,16 @@ export function alternatingSemidual(
       ev = evalSemidual(alpha, costT, a, b, k, gamma);
       keepBest();
     }
-    tf.dispose([m1, m2, alpha]);
-    disposeEv();
+    tf.dispose([m1, m2]);
     const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, before)), tf.maximum(tf.abs(bestValue), 1))));
     converged = stalled && rel.dataSync()[0] <= tolerance;
     tf.dispose([rel, before]);
+    if (lastIsBest()) {
+      tf.dispose([bestAlpha, bestValue]);
+      return {alpha, ev, iterations, converged};
+    }
+    alpha.dispose();
+    disposeEv();
   }
   bestValue.dispose();
   return {alpha: bestAlpha, ev: evalSemidual(bestAlpha, costT, a, b, k, gamma), iterations, converged};
