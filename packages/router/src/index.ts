@@ -73,7 +73,7 @@ export type {GroupingMode, TokenGroups} from './grouping';
 export {loadBalancingLoss, routerZLoss} from './losses';
 export {standardMetrics} from './metrics';
 export type {StandardMetricsInput} from './metrics';
-export {stopGradient, untracked} from './stop-gradient';
+export {stopGradient, noGrad, untracked} from './stop-gradient';
 
 // The mixture-of-experts layer.
 export {MoE, moe} from './moe-layer';

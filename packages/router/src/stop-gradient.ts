@@ -1,5 +1,7 @@
 /**
- * `stopGradient`: identity forward, zero gradient backward (tfjs 4.22 has no such op).
+ * Gradient barriers that tfjs 4.22 lacks: `stopGradient` (identity forward, zero gradient),
+ * `noGrad` (a computation autodiff treats as a constant) and `untracked` (index computations kept
+ * off the tape).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -46,4 +48,27 @@ export function untracked<T extends tf.Tensor>(fn: () => T): T {
   const out = f(anchor) as T;
   anchor.dispose();
   return out;
+}
+
+/**
+ * Wraps a computation whose result autodiff must treat as a constant: it runs untaped, and its
+ * gradient with respect to every input is zero. Use it for support masks, freeze decisions and
+ * anything built from comparisons (tfjs has no `stopGradient` op, and ops such as `greater`,
+ * `equal` or `logicalAnd` have no gradient: a taped path through them makes `tf.grad` throw).
+ *
+ * @param fn a function of tensors returning one tensor.
+ * @returns the same function, with a zero gradient.
+ *
+ * @example
+ * ```ts
+ * const positive = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));
+ * const relu = (x: tf.Tensor) => tf.mul(x, positive(x)); // differentiable: d/dx = positive(x)
+ * ```
+ */
+export function noGrad(fn: (...xs: tf.Tensor[]) => tf.Tensor): (...xs: tf.Tensor[]) => tf.Tensor {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const xs = args.slice(0, -1) as tf.Tensor[];
+    return {value: fn(...xs), gradFunc: () => xs.map((x) => tf.zerosLike(x))};
+  });
+  return (...xs: tf.Tensor[]) => op(...xs);
 }

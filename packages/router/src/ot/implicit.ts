@@ -37,6 +37,7 @@
  * group on the device once its residual is small.
  */
 import * as tf from '@tensorflow/tfjs';
+import {noGrad} from '../stop-gradient';
 
 import {InvalidArgumentError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
 import type {Formulation, SparseOTOptions, SparseOTResult, Sparsity} from './types';
@@ -84,46 +85,6 @@ export interface ImplicitGradientOptions {
 }
 
 const CONTEXT = 'sparseOTPlanVJP';
-
-/**
- * Wraps a computation whose result autodiff must treat as a constant: it runs untaped, and its
- * gradient with respect to every input is zero. Use it for support masks, freeze decisions and
- * anything built from comparisons (tfjs has no `stopGradient` op, and ops such as `greater`,
- * `equal` or `logicalAnd` have no gradient: a taped path through them makes `tf.grad` throw).
- *
- * @param fn a function of tensors returning one tensor.
- * @returns the same function, with a zero gradient.
- *
- * @example
- * ```ts
- * const positive = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));
- * const relu = (x: tf.Tensor) => tf.mul(x, positive(x)); // differentiable: d/dx = positive(x)
- * ```
- */
-export function noGrad(fn: (...xs: tf.Tensor[]) => tf.Tensor): (...xs: tf.Tensor[]) => tf.Tensor {
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const xs = args.slice(0, -1) as tf.Tensor[];
-    return {value: fn(...xs), gradFunc: () => xs.map((x) => tf.zerosLike(x))};
-  });
-  return (...xs: tf.Tensor[]) => op(...xs);
-}
-
-/**
- * The identity in the forward pass and zero in the backward pass (see {@link noGrad}).
- *
- * @param x any tensor.
- * @returns a copy of `x` whose gradient is zero.
- *
- * @example
- * ```ts
- * const g = tf.grad((x: tf.Tensor) => tf.mul(x, stopGradient(x)))(tf.scalar(3)); // 3, not 6
- * ```
- */
-export function stopGradient<T extends tf.Tensor>(x: T): T {
-  return identityNoGrad(x) as T;
-}
-
-const identityNoGrad = noGrad((x: tf.Tensor) => x.clone());
 
 /**
  * Floor of `r^T r`, `r^T z` and `p^T A p` (for a right-hand side scaled to unit norm) below

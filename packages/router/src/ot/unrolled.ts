@@ -30,7 +30,8 @@
 import * as tf from '@tensorflow/tfjs';
 
 import {ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
-import {noGrad, solveSupportSystem, stopGradient, supportGraph} from './implicit';
+import {solveSupportSystem, supportGraph} from './implicit';
+import {noGrad, stopGradient} from '../stop-gradient';
 import type {Sparsity} from './types';
 
 /**

@@ -10,7 +10,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {InvalidArgumentError, ShapeError} from '../../src/errors';
-import {conjugateGradient, noGrad, sparseOTPlanImplicit, sparseOTPlanVJP, stopGradient} from '../../src/ot/implicit';
+import {conjugateGradient, sparseOTPlanImplicit, sparseOTPlanVJP} from '../../src/ot/implicit';
+import {noGrad, stopGradient} from '../../src/stop-gradient';
 import {kSparseProjectionFixedSupport, unrolledSparseOT} from '../../src/ot/unrolled';
 import {solveSparseOT} from '../../src/ot/solve';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
