@@ -27,8 +27,8 @@ export interface LaunchedChromium {
 }
 
 /**
- * Launches headless Chromium with {@link CHROMIUM_FLAGS} (or `options.args`) and a throw-away
- * profile.
+ * Launches Chromium (headless unless `options.headless` is false, which needs a display, e.g.
+ * under `xvfb-run`) with {@link CHROMIUM_FLAGS} (or `options.args`) and a throw-away profile.
  * Throws if {@link CHROMIUM} is missing.
  *
  * @example
@@ -39,14 +39,14 @@ export interface LaunchedChromium {
  * await close();
  * ```
  */
-export async function launchChromium(options: {args?: string[]} = {}): Promise<LaunchedChromium> {
+export async function launchChromium(options: {args?: string[]; headless?: boolean} = {}): Promise<LaunchedChromium> {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing (apt-get install -y chromium; CI installs it in .ci/run)`);
   }
   const {chromium} = await import('playwright-core');
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-moe-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM, headless: true, args: options.args ?? CHROMIUM_FLAGS,
+    executablePath: CHROMIUM, headless: options.headless ?? true, args: options.args ?? CHROMIUM_FLAGS,
   });
   return {
     context,
