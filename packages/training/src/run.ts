@@ -88,7 +88,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
   if (options.resume && fs.existsSync(runFile)) {
     // A resumed run continues with the stored settings; the flags only choose what to resume.
     const stored = JSON.parse(fs.readFileSync(runFile, 'utf8')) as RunOptions;
-    opts = {...stored, backend: options.backend ?? stored.backend, progress: options.progress, out, resume: true};
+    opts = {...stored, backend: options.backend ?? stored.backend, progress: options.progress, report: options.report, out, resume: true};
   } else if (options.resume) {
     throw new ConfigError('resume', `a run folder holding run.json (from an earlier tfjs-moe train --out ${out})`, out);
   }

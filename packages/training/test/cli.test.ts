@@ -4,6 +4,7 @@ import * as os from 'os';
 import * as path from 'path';
 import {main} from '../src/cli/main';
 import {buildModel, resolveModelSpec} from '../src/model-factory';
+import {runTraining} from '../src/run';
 import {forwardFlopsPerImage, parseVariants} from '../src/compare';
 import {formatProgress} from '../src/report/progress';
 import type {ReportData} from '../src/report/html';
@@ -60,6 +61,26 @@ describe('tfjs-moe CLI: bad input', () => {
     const r = await runCli(['train', '--routr', 'topk']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain("Unknown option '--routr'");
+  });
+});
+
+describe('runTraining', () => {
+  it('writes the run folder, and --resume continues with the stored settings', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'run-'));
+    const settings = {data: 'synthetic', router: 'topk' as const, depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32, batchSize: 16, backend: 'cpu' as const, progress: null, report: false};
+    const first = await runTraining({...settings, steps: 4, checkpointEvery: 2, out, seed: 3});
+    expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'log.jsonl', 'model', 'run.json', 'summary.json']);
+    const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
+    expect(summary.accuracy).toBe(first.result.final.accuracy);
+    expect(Object.keys(summary.heldOutBalance)).toEqual(['block1_moe']);
+    // Resuming the finished run with different flags keeps the stored ones (seed 3, 4 steps) and
+    // starts from the last checkpoint (step 4), so the result is the same model.
+    const again = await runTraining({out, resume: true, backend: 'cpu', progress: null, report: false, seed: 99});
+    expect(again.result.resumedFrom).toBe(4);
+    expect(again.config.seed).toBe(3);
+    expect(again.result.final.accuracy).toBe(first.result.final.accuracy);
+    first.result.model.dispose();
+    again.result.model.dispose();
   });
 });
 
