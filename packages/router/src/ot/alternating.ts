@@ -121,29 +121,29 @@ export function rowBestResponseLifted(
   return tf.tidy(() => {
     const [groups, m, n] = costTT.shape;
     const K = Math.min(n, maxActive);
-    // Entry points e_ij = ell_j - beta_j + C_ij: [groups * m, n] (broadcast along rows, fast on wasm).
-    const entry = tf.reshape(tf.add(costTT, tf.reshape(tf.sub(ell, beta), [groups, 1, n])), [groups * m, n]);
-    const sorted = tf.topk(tf.neg(entry), K, true);
-    const es = tf.reshape(tf.neg(sorted.values), [groups, m, K]);
+    // Negated entry points -e_ij = beta_j - ell_j - C_ij, one row per token: [groups * m, n]
+    // (broadcast along rows, fast on wasm); top-k of -e = the K smallest entry points, ascending.
+    const negEntry = tf.reshape(tf.sub(tf.reshape(tf.sub(beta, ell), [groups, 1, n]), costTT), [groups * m, n]);
+    const sorted = tf.topk(negEntry, K, true);
+    const nes = tf.reshape(sorted.values, [groups, m, K]); // -e_(r)
     // ell at the sorted positions: W = beta_j - C_ij = ell_j - e_ij. A flat 1-D gather (a batched
     // gather, or an int32 broadcast add, is several times slower on wasm); groups get an offset.
     const flatIdx = groups === 1 ? sorted.indices : tf.cast(tf.add(tf.cast(sorted.indices, 'float32'), tf.reshape(
       tf.tile(tf.reshape(tf.range(0, groups * n, n, 'float32'), [groups, 1, 1]), [1, m, K]), [groups * m, K])), 'int32');
-    const ellSorted = tf.reshape(tf.gather(tf.reshape(ell, [groups * n]), flatIdx), [groups, m, K]);
-    const w = tf.sub(ellSorted, es);
+    const w = tf.add(tf.reshape(tf.gather(tf.reshape(ell, [groups * n]), flatIdx), [groups, m, K]), nes);
     const csIncl = tf.cumsum(w, 2);
-    const csExcl = tf.sub(csIncl, w);
-    const r = tf.reshape(tf.range(1, K + 1, 1, 'float32'), [1, 1, K]);
     const ga = tf.mul(tf.reshape(a, [groups, m, 1]), gamma);
-    // Left derivative (times gamma) at the r-th entry point, with r - 1 columns active.
-    const dLeft = tf.sub(tf.sub(ga, tf.mul(tf.sub(r, 1), es)), csExcl);
-    const count = tf.sum(tf.cast(tf.greater(dLeft, 0), 'float32'), 2, true);
-    const pick = tf.reshape(tf.oneHot(tf.reshape(tf.sub(tf.cast(count, 'int32'), tf.scalar(1, 'int32')), [groups * m]), K), [groups, m, K]);
-    const eR = tf.sum(tf.mul(pick, es), 2, true);
-    const csR = tf.sum(tf.mul(pick, csIncl), 2, true);
+    // Left derivative (times gamma) at the r-th entry point, with r - 1 columns active:
+    // gamma a_i - (r - 1) e_(r) - sum_{l < r} W_(l). Positive on a prefix r <= R.
+    const dLeft = tf.sub(tf.add(ga, tf.mul(tf.range(0, K, 1, 'float32'), nes)), tf.sub(csIncl, w));
+    const active = tf.step(dLeft);
+    const count = tf.sum(active, 2, true);
+    // e_(R) = the largest active entry point; sum_{r <= R} W_(r) = the sum of W over the active prefix.
+    const eR = tf.neg(tf.min(tf.add(nes, tf.mul(tf.sub(1, active), 3.0e38)), 2, true));
+    const csR = tf.sum(tf.mul(w, active), 2, true);
     const stationary = tf.div(tf.sub(ga, csR), tf.maximum(count, 1));
-    const first = tf.slice(es, [0, 0, 0], [groups, m, 1]);
-    const alpha = tf.where(tf.greater(count, 0), tf.maximum(eR, stationary), tf.sub(first, gamma));
+    const firstMinus = tf.sub(tf.neg(tf.slice(nes, [0, 0, 0], [groups, m, 1])), gamma);
+    const alpha = tf.where(tf.greater(count, 0), tf.maximum(eR, stationary), firstMinus);
     return tf.reshape(alpha, [groups, m]) as tf.Tensor2D;
   });
 }
