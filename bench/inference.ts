@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/inference.ts [--quick] [--backends=cpu,wasm,webgpu] [--browser=wasm,webgl,webgpu|none]
  *                              [--preset=mnist-tiny] [--depth=4] [--experts=4] [--reps=5]
+ *                              [--force-webgpu-sync-reads]
  *
  * Node: cpu, wasm, and webgpu through Dawn (`setupBackend('webgpu')`; without a GPU, Dawn's
  * OpenGL backend on Mesa llvmpipe). Chromium: the example page (`?model=none`) runs the same code
@@ -14,6 +15,10 @@
  * webgpu there run on SwiftShader when the machine has no GPU. The peak in Node comes from
  * `bench/common.ts`'s `measureMatMulPeak`; in the page from the same measurement in
  * inference-bench.ts (`matMulPeak`).
+ *
+ * On webgpu the sparse-OT V-MoE is reported as not run: its solver reads back synchronously, which
+ * fails in Node and destroys the device in Chromium without a GPU (`--force-webgpu-sync-reads`
+ * tries anyway, e.g. on a real GPU or once the OT core avoids those reads).
  *
  * Models are built from seeds by default. With `--trained[=steps]` (default 60 steps) the dense
  * ViT, the top-1 V-MoE and the sparse-OT V-MoE are first trained by the `tfjs-moe train` CLI
@@ -47,6 +52,7 @@ const OPTIONS: InferenceBenchOptions = {
   batches: (arg('batches') ?? (QUICK ? '1,8' : '1,32')).split(',').map(Number),
   reps: Number(arg('reps') ?? (QUICK ? 3 : 5)),
   warmup: 2,
+  runSyncReadRoutersOnWebGPU: process.argv.includes('--force-webgpu-sync-reads'),
 };
 
 /** Trains the three models with the CLI (in parallel) and returns their specs (page-relative URLs). */

@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {moeLayers, vit, vmoe, resolveViTConfig, type ViTPresetName} from '@tfjs-moe/models';
+import {webgpuSyncReadProblem} from './sync-read-routers';
 
 /**
  * One model to time: built from seeds (the dense ViT when `router` is absent, else a V-MoE with
@@ -54,6 +55,12 @@ export interface InferenceBenchOptions {
    * otherwise {@link matMulPeak} measures it.
    */
   peakGflops?: number;
+  /**
+   * On webgpu, models whose router reads back synchronously (sparse-OT) are reported as not run
+   * (their read-back destroys the device in Chromium without a GPU and fails in Node); set this
+   * to run them anyway. Default false.
+   */
+  runSyncReadRoutersOnWebGPU?: boolean;
   /** Loads the models given by `url`. Default `tf.loadLayersModel` (in a page: over HTTP). */
   loadModel?: (url: string) => Promise<tf.LayersModel>;
 }
@@ -84,7 +91,7 @@ export interface InferenceBenchResult {
   /** The matMul peak used for `fractionOfPeak`, in GFLOP/s. */
   peakGflops: number;
   /** The resolved settings. */
-  settings: Required<Omit<InferenceBenchOptions, 'peakGflops' | 'models' | 'loadModel'>> & {models: string[]};
+  settings: Required<Omit<InferenceBenchOptions, 'peakGflops' | 'models' | 'loadModel' | 'runSyncReadRoutersOnWebGPU'>> & {models: string[]};
   cells: InferenceCell[];
 }
 
@@ -165,7 +172,7 @@ export async function matMulPeak(sizes: number[] = [256, 512]): Promise<number> 
   return best;
 }
 
-type Settings = Required<Omit<InferenceBenchOptions, 'peakGflops' | 'loadModel'>>;
+type Settings = Required<Omit<InferenceBenchOptions, 'peakGflops' | 'loadModel' | 'runSyncReadRoutersOnWebGPU'>>;
 
 async function obtainModel(spec: InferenceModelSpec, o: Settings, load: (url: string) => Promise<tf.LayersModel>): Promise<tf.LayersModel> {
   if (spec.url === undefined) return buildModel(spec, o);
@@ -235,6 +242,10 @@ export async function runInferenceBenchmark(options: InferenceBenchOptions = {})
     const moes = model ? moeLayers(model) : [];
     if (spec === o.models[0] && moes.length > 0) {
       error = `the first model must be dense, but ${spec.label} has ${moes.length} MoE layers`;
+    }
+    if (error === undefined && tf.getBackend() === 'webgpu' && !options.runSyncReadRoutersOnWebGPU) {
+      const problem = webgpuSyncReadProblem(moes);
+      if (problem) error = `not run: ${problem.split(': ')[0]}: its solver reads values back synchronously (see bench/RESULTS-browser.md)`;
     }
     const flops = forwardFlopsPerImage({preset, depth: o.depth},
       moes.length === 0 ? undefined : {numExperts: moes[0].numExperts, k: routerK(spec.router), moeBlocks: moes.length});

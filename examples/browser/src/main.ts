@@ -14,6 +14,7 @@ import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';
 import {patchWebGPUTranspose} from './webgpu-patch';
+import {webgpuSyncReadProblem} from './sync-read-routers';
 import {InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from './inference-bench';
 
 setWasmPaths('/wasm/');
@@ -90,33 +91,11 @@ function softmaxIfNeeded(row: number[]): number[] {
 }
 
 /** Runs the model (and the routing probe) on `<[0,1]>[n][size*size]` images. */
-/**
- * Routers whose solver reads values back synchronously (`dataSync`) at inference: the sparse-OT
- * router, and the Sinkhorn router when it balances at inference. On webgpu that read goes through
- * an OffscreenCanvas, which in headless Chromium on SwiftShader destroys the WebGPU device (the
- * sparse-OT solver then reports a bogus "NaN cost"); see bench/RESULTS-browser.md.
- */
-function syncReadingRouter(router: tf.layers.Layer): string | undefined {
-  const cls = router.getClassName?.();
-  if (cls === 'SparseOTRouter') return 'the sparse-OT router';
-  if (cls === 'SinkhornRouter' && (router.getConfig() as {balanceInference?: boolean}).balanceInference) {
-    return 'the Sinkhorn router with balanceInference';
-  }
-  return undefined;
-}
-
 /** Throws a clear error instead of letting a sync-reading router break the webgpu device. */
 function checkRoutersForBackend(): void {
   if (tf.getBackend() !== 'webgpu' || !probe) return;
-  const found = new Map<string, string[]>();
-  for (const l of probe.layers) {
-    const what = syncReadingRouter(l.router as unknown as tf.layers.Layer);
-    if (what) found.set(what, [...(found.get(what) ?? []), l.name]);
-  }
-  for (const [what, layers] of found) {
-    throw new Error(`${what} (in ${layers.join(', ')}) cannot run on webgpu yet: its solver reads values ` +
-      'back synchronously, which tfjs-backend-webgpu cannot do here. Pick wasm or webgl, or a model with another router.');
-  }
+  const problem = webgpuSyncReadProblem(probe.layers);
+  if (problem) throw new Error(problem);
 }
 
 async function predict(images: number[][]): Promise<Prediction> {

@@ -5,8 +5,10 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import '../../../packages/router/src/routers/sparse-ot';
-import {describeBackends, expectNoLeaks} from '../../../packages/router/test/helpers/backends';
+import {describeBackends, expectNoLeaks, useBackend} from '../../../packages/router/test/helpers/backends';
 import {forwardFlopsPerImage, formatInferenceTable, runInferenceBenchmark} from '../src/inference-bench';
+import {webgpuSyncReadProblem} from '../src/sync-read-routers';
+import {moeLayers, vmoe} from '@tfjs-moe/models';
 
 describe('forwardFlopsPerImage', () => {
   test('mnist-tiny ViT at depth 4, by hand', () => {
@@ -27,6 +29,33 @@ describe('forwardFlopsPerImage', () => {
     expect(forwardFlopsPerImage({preset: 'mnist-tiny', depth: 2}, {numExperts: 4, moeBlocks: 1})).toBe(dense + router);
     // Top-2: two experts per token.
     expect(forwardFlopsPerImage({preset: 'mnist-tiny', depth: 2}, {numExperts: 4, k: 2, moeBlocks: 1})).toBe(dense + mlp + router);
+  });
+});
+
+describe('webgpuSyncReadProblem', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+  const layersOf = (router: unknown) => {
+    const model = vmoe({preset: 'mnist-tiny', depth: 4, seed: 0, moe: {numExperts: 4, router: router as never}});
+    const layers = moeLayers(model).map((l) => ({name: l.name, router: l.router}));
+    model.dispose();
+    return layers;
+  };
+
+  test('names the sparse-OT router and its layers', () => {
+    expect(webgpuSyncReadProblem(layersOf('sparse-ot'))).toBe('the sparse-OT router (in block1_moe, block3_moe) cannot run on ' +
+      'webgpu yet: its solver reads values back synchronously, which tfjs-backend-webgpu cannot do here. Pick wasm or webgl, ' +
+      'or a model with another router.');
+  });
+
+  test('Sinkhorn only when it balances at inference; top-k and expert-choice never', () => {
+    expect(webgpuSyncReadProblem(layersOf({name: 'sinkhorn', balanceInference: true})))
+      .toMatch(/^the Sinkhorn router with balanceInference \(in block1_moe, block3_moe\) cannot run on webgpu yet/);
+    expect(webgpuSyncReadProblem(layersOf('sinkhorn'))).toBeUndefined();
+    expect(webgpuSyncReadProblem(layersOf('topk'))).toBeUndefined();
+    expect(webgpuSyncReadProblem(layersOf('expert-choice'))).toBeUndefined();
+    expect(webgpuSyncReadProblem([])).toBeUndefined();
   });
 });
 
