@@ -9,3 +9,8 @@ export * from './io/file-io';
 export * from './train';
 export * from './metrics';
 export * from './metrics/probe';
+export * from './model-factory';
+export * from './run';
+export * from './compare';
+export * from './report/html';
+export * from './report/progress';
