@@ -75,6 +75,12 @@ export interface AlternatingConfig {
  * @param ev The evaluation at `alpha` (internal layout).
  * @param alpha `<float32>[groups, m]` @param costT `<float32>[groups, n, m]` @param b `<float32>[groups, n]`
  * @returns `beta`, `ell`: `<float32>[groups, n]` each.
+ *
+ * @example
+ * ```ts
+ * const ev = evalSemidual(alpha, costT, a, b, k, gamma);      // alpha <float32>[groups, m]
+ * const {beta, ell} = columnBlock(ev, alpha, costT, b, k, gamma); // <float32>[groups, n] each
+ * ```
  */
 export function columnBlock(
   ev: SemidualEval, alpha: tf.Tensor2D, costT: tf.Tensor3D, b: tf.Tensor2D, k: number, gamma: number,
@@ -96,7 +102,15 @@ export function columnBlock(
   });
 }
 
-/** Rows active in at most this many columns get the exact best response (see {@link rowBestResponseLifted}). */
+/**
+ * Rows active in fewer than this many columns get the exact best response (see
+ * {@link rowBestResponseLifted}).
+ *
+ * @example
+ * ```ts
+ * rowBestResponseLifted(beta, ell, costTT, a, gamma, MAX_ACTIVE); // the default
+ * ```
+ */
 export const MAX_ACTIVE = 16;
 
 /**
@@ -114,6 +128,13 @@ export const MAX_ACTIVE = 16;
  *   solvers keep a copy so that no transpose runs per iteration).
  * @param a `<float32>[groups, m]`
  * @returns `<float32>[groups, m]`
+ *
+ * @example
+ * ```ts
+ * // one block-ascent iteration, from the evaluation `ev` at `alpha`:
+ * const {beta, ell} = columnBlock(ev, alpha, costT, b, k, gamma);
+ * const next = rowBestResponseLifted(beta, ell, tf.transpose(costT, [0, 2, 1]), a, gamma);
+ * ```
  */
 export function rowBestResponseLifted(
   beta: tf.Tensor2D, ell: tf.Tensor2D, costTT: tf.Tensor3D, a: tf.Tensor2D, gamma: number, maxActive = MAX_ACTIVE,
@@ -168,7 +189,15 @@ function whereRows(mask: tf.Tensor1D, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor
  *
  * Returns the row potentials with the best semi-dual value seen (per group) and their
  * evaluation (the caller owns both), the iterations run (block and Adam) and whether the best
- * value converged. Nothing is read back except one scalar every `checkEvery` block iterations.
+ * value converged. Nothing is read back except one scalar every `checkEvery` block iterations
+ * and one at the end.
+ *
+ * @example
+ * ```ts
+ * const problem = buildProblem(cost, {k}, 'example');    // cost <float32>[m, n]
+ * const run = alternatingSemidual(problem, tf.zeros([problem.groups, problem.mi]));
+ * run.ev.value;  // <float32>[groups]: the semi-dual value at run.alpha
+ * ```
  */
 export function alternatingSemidual(
   problem: OTProblem, alpha0: tf.Tensor2D, config: AlternatingConfig = {},
