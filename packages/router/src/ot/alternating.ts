@@ -44,7 +44,7 @@ import type {OTProblem} from './problem';
 
 /** Settings of {@link alternatingSemidual}. */
 export interface AlternatingConfig {
-  /** Iterations at most: block iterations, then Adam steps for the rest once the block ascent stalls. Default 10. */
+  /** Iterations at most: block iterations, then Adam steps for the rest once the block ascent stalls. Default 10 (`solveSparseOT` passes its own default, 3). */
   maxIterations?: number;
   /** Stop when the best value changed by less than `tolerance * max(1, |value|)` since the last check. */
   tolerance?: number;

@@ -99,7 +99,8 @@ export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): Sparse
   const problem = buildProblem(cost, options, CONTEXT);
   // 'auto': block ascent at capacity (k < rows of the bounded side), Newton where the objective is smooth.
   const solver = solverOpt === 'auto' ? (problem.k < problem.mi ? 'alternating' : 'newton') : solverOpt;
-  const maxIterations = maxIterationsOpt ?? {adam: 20, newton: 30, alternating: 10}[solver];
+  // 'alternating': 3 iterations take about Adam-20's wall time on wasm (bench/RESULTS-ot.md).
+  const maxIterations = maxIterationsOpt ?? {adam: 20, newton: 30, alternating: 3}[solver];
   const checkEvery = checkEveryOpt ?? (solver === 'alternating' ? 2 : 5);
   let start: {alpha: tf.Tensor2D | undefined; beta: tf.Tensor2D | undefined} = {alpha: undefined, beta: undefined};
   try {
