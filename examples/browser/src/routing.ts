@@ -17,6 +17,11 @@ export interface LayerRouting {
   expertOfClassToken?: number;
   /** Tokens (patches and class token) taken by each expert. */
   load: number[];
+  /**
+   * Every expert holding each token (class token first if there is one, then the patches), in
+   * increasing order: a column-sparse OT plan may give a token to several experts.
+   */
+  expertsOfToken: number[][];
 }
 
 /** The parts of an MoE layer the probe uses (duck-typed, so any MoE layer class works). */
@@ -43,17 +48,20 @@ export function isMoELayer(layer: tf.layers.Layer): layer is MoELike {
  * Per-token expert of one group from `expertIndices`/`combineWeights` `[experts, capacity]`:
  * a token held by several experts is shown with the one of largest weight.
  */
-export function expertOfTokens(indices: number[][], weights: number[][], tokens: number): {expert: number[]; load: number[]} {
+export function expertOfTokens(indices: number[][], weights: number[][], tokens: number): {expert: number[]; load: number[]; all: number[][]} {
   const expert = new Array<number>(tokens).fill(-1);
+  const all = Array.from({length: tokens}, () => [] as number[]);
   const best = new Array<number>(tokens).fill(-Infinity);
   const load = indices.map((slots) => slots.filter((t) => t >= 0).length);
   indices.forEach((slots, e) => slots.forEach((t, c) => {
+    if (t >= 0 && t < tokens && !all[t].includes(e)) all[t].push(e);
     if (t >= 0 && t < tokens && weights[e][c] > best[t]) {
       best[t] = weights[e][c];
       expert[t] = e;
     }
   }));
-  return {expert, load};
+  all.forEach((list) => list.sort((a, b) => a - b));
+  return {expert, load, all};
 }
 
 /** Runs a model's MoE routing on images; see the module comment. */
@@ -93,13 +101,14 @@ export class RoutingProbe {
       const numPatches = Math.round(Math.sqrt(groupSize)) ** 2 === groupSize ? groupSize : groupSize - 1;
       const hasClassToken = numPatches !== groupSize;
       for (let i = 0; i < n; i++) {
-        const {expert, load} = expertOfTokens(idx[i], w[i], groupSize);
+        const {expert, load, all} = expertOfTokens(idx[i], w[i], groupSize);
         out[i].push({
           layer: layer.name,
           numExperts: layer.router.numExperts,
           expertOfPatch: hasClassToken ? expert.slice(1) : expert,
           expertOfClassToken: hasClassToken ? expert[0] : undefined,
           load,
+          expertsOfToken: all,
         });
       }
     }

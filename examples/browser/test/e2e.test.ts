@@ -88,7 +88,7 @@ suite('browser example in headless Chromium', () => {
       // when its routing in every MoE layer is unchanged under NOISE_TRIALS uniform pixel
       // perturbations of +-NOISE, which move the router's inputs far more than float32
       // differences between backends (~1e-6 relative) do.
-      const key = (r: LayerRouting[]): string => JSON.stringify(r.map((l) => l.expertOfPatch));
+      const key = (r: LayerRouting[]): string => JSON.stringify(r.map(routingOf));
       const stable = nodeRouting[name].map(() => true);
       for (let trial = 0; trial < NOISE_TRIALS; trial++) {
         const noisy = tf.tidy(() => tf.clipByValue(tf.add(x, tf.randomUniform(x.shape, -NOISE, NOISE, 'float32', trial + 1)), 0, 1)) as tf.Tensor4D;
@@ -136,15 +136,16 @@ suite('browser example in headless Chromium', () => {
     }, heldOut.images) as PagePrediction;
     expect(result.backend).toBe(backend);
     // Dispatch is discrete, so answers are compared on the images whose routing has a clear
-    // margin (see beforeAll): there every patch must go to the same expert in every MoE layer
+    // margin (see beforeAll): there every token (patches and class token) must go to the same
+    // experts, with the same per-expert load, in every MoE layer
     // (compared exactly, first difference reported), the class must be the same and the
     // probabilities within tolerance. On the other images a token may legitimately flip expert
     // between backends, which changes the output by more than float32 rounding.
     const compared = clearMargin[name];
     console.log(`browser e2e ${backend}: answers compared on ${compared.length} of ${heldOut.images.length} images (the others change routing under +-${NOISE} pixel noise in Node)`);
     expect(compared.length).toBeGreaterThanOrEqual(MIN_CLEAR_MARGIN);
-    expect(compared.map((i) => result.routing[i].map((l) => l.expertOfPatch)))
-      .toEqual(compared.map((i) => routing[i].map((l) => l.expertOfPatch)));
+    expect(compared.map((i) => result.routing[i].map(routingOf)))
+      .toEqual(compared.map((i) => routing[i].map(routingOf)));
     expect(compared.map((i) => result.predictions[i])).toEqual(compared.map((i) => probs[i].indexOf(Math.max(...probs[i]))));
     const maxDiff = Math.max(...compared.flatMap((i) => result.probabilities[i].map((v, j) => Math.abs(v - probs[i][j]))));
     // The sparse-OT solver is iterative: float32 differences between backends move its plan
@@ -209,6 +210,14 @@ suite('browser example in headless Chromium', () => {
     await page.close();
   }, 120000);
 });
+
+/**
+ * What is compared of one layer's routing: every expert of every token (class token and patches;
+ * a column-sparse OT plan may give a token to several experts) and each expert's load.
+ */
+function routingOf(l: LayerRouting): {experts: number[][]; load: number[]} {
+  return {experts: l.expertsOfToken, load: l.load};
+}
 
 function softmaxRows(rows: number[][]): number[][] {
   return rows.map((row) => {
