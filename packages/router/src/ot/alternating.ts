@@ -31,8 +31,8 @@
  * lives in the 2n column variables, and every block step moves all m row potentials to their
  * exact response instead of by a step size. Block ascent on a non-smooth function can stop
  * short of the optimum: at a point optimal for each block but not jointly (the kink of
- * `[.]_+` couples alpha_i, beta_j and lambda_j). It does so at capacity factor 1.25, at 0.1 to
- * 0.8 of Adam-20's suboptimality (bench/RESULTS-ot.md), and there neither gradient nor Newton
+ * `[.]_+` couples alpha_i, beta_j and lambda_j). It does so at capacity factor 1.25 (numpy, one start: at 0.1 to
+ * 0.8 of Adam-20's suboptimality; see bench/RESULTS-ot.md), and there neither gradient nor Newton
  * steps with a line search make progress from the stopping point. Mitigations, both measured
  * to help: two starts batched as extra groups (where the ascent stops depends on the start),
  * and Adam steps from the best iterate for the rest of the budget. The iterate with the best
