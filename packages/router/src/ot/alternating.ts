@@ -39,6 +39,7 @@
  * semi-dual value is returned.
  */
 import * as tf from '@tensorflow/tfjs';
+import {selectEval} from './newton';
 import {betaFromTau, evalSemidual, type SemidualEval} from './semidual';
 import type {OTProblem} from './problem';
 
@@ -48,7 +49,7 @@ export interface AlternatingConfig {
   maxIterations?: number;
   /** Stop when the best value changed by less than `tolerance * max(1, |value|)` since the last check. */
   tolerance?: number;
-  /** Read the best value back every this many block iterations. Default 2. */
+  /** Read the best value back every this many block iterations. Default 2. Never read when `problem.hostReads` is false (the whole budget runs). */
   checkEvery?: number;
   /** Adam step after the block ascent stalls, in units of `gamma * mean(a)`. Default 3e-3. */
   polishRate?: number;
@@ -202,20 +203,16 @@ function whereRows(mask: tf.Tensor1D, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor
 export function alternatingSemidual(
   problem: OTProblem, alpha0: tf.Tensor2D, config: AlternatingConfig = {},
 ): {alpha: tf.Tensor2D; ev: SemidualEval; iterations: number; converged: boolean} {
-  const {costT, a, b, k, gamma, aHost, groups} = problem;
+  const {costT, a, b, k, gamma, groups, hostReads} = problem;
   const maxIterations = config.maxIterations ?? 10;
   const tolerance = config.tolerance ?? 1e-5;
   const checkEvery = config.checkEvery ?? 2;
-  const {mi, ni, bHost} = problem;
-  let meanB = 0;
-  for (let j = 0; j < bHost.length; j++) meanB += bHost[j] / bHost.length;
+  const {mi, ni, meanA, meanB} = problem;
   const multi = config.multiStart ?? 'auto';
   const both = multi === true || (multi === 'auto' && groups * mi * ni <= 65536);
   // With one start: alpha0 (zero or a warm start) at capacity factor ~1, the cheapest column above.
   const useCheapest = !both && multi === 'auto' && !config.warmStart && k >= 1.125 * meanB;
   const starts = both ? 2 : 1;
-  let meanA = 0;
-  for (let i = 0; i < aHost.length; i++) meanA += aHost[i] / aHost.length;
   const lr0 = (config.polishRate ?? 3e-3) * gamma * meanA;
   // The (possibly) multi-start problem: the groups repeated once per start.
   const [cX, aX, bX] = starts === 1 ? [costT, a, b] : tf.tidy(() => [
@@ -249,7 +246,7 @@ export function alternatingSemidual(
     alpha = next;
     ev = evalSemidual(alpha, cX, aX, bX, k, gamma);
     keepBest();
-    if (iterations % checkEvery === 0 || iterations === maxIterations) {
+    if (hostReads && (iterations % checkEvery === 0 || iterations === maxIterations)) {
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(bestValue, checkValue)), tf.maximum(tf.abs(bestValue), 1))));
       const change = rel.dataSync()[0];
       rel.dispose();
@@ -269,6 +266,34 @@ export function alternatingSemidual(
     t.dispose();
     return r;
   };
+  // Without host reads (then polish = 0: nothing stalls): per row of the (multi-start) problem,
+  // the last iterate where it is the best, else the best iterate, evaluated; chosen on the device.
+  const lastOrBest = (): {alpha: tf.Tensor2D; ev: SemidualEval} => {
+    const evBest = evalSemidual(bestAlpha, cX, aX, bX, k, gamma);
+    const lastOk = tf.greaterEqual(ev.value, bestValue) as tf.Tensor1D;
+    const chosen = {alpha: whereRows(lastOk, alpha, bestAlpha), ev: selectEval(lastOk, ev, evBest)};
+    tf.dispose([lastOk, evBest.planT, evBest.support, evBest.tau, evBest.grad, evBest.value]);
+    return chosen;
+  };
+  if (!hostReads) {
+    const chosen = lastOrBest();
+    tf.dispose([bestAlpha, bestValue, alpha]);
+    disposeEv();
+    if (starts === 1) return {alpha: chosen.alpha, ev: chosen.ev, iterations, converged};
+    const firstWins = tf.tidy(() => {
+      const v = tf.reshape(chosen.ev.value, [starts, groups]);
+      return tf.reshape(tf.greaterEqual(tf.slice(v, [0, 0], [1, groups]), tf.slice(v, [1, 0], [1, groups])), [groups]) as tf.Tensor1D;
+    });
+    const half = <T extends tf.Tensor>(t: T, i: number): T => tf.slice(t, [i * groups], [groups]) as T;
+    const pick = <T extends tf.Tensor>(t: T): T => tf.tidy(() => {
+      const mask = tf.reshape(firstWins, [groups, ...t.shape.slice(1).map(() => 1)]);
+      return tf.where(tf.broadcastTo(mask, [groups, ...t.shape.slice(1)]), half(t, 0), half(t, 1)) as T;
+    });
+    const e = chosen.ev;
+    const out = {alpha: pick(chosen.alpha), ev: {planT: pick(e.planT), support: pick(e.support), tau: pick(e.tau), grad: pick(e.grad), value: pick(e.value)}};
+    tf.dispose([chosen.alpha, e.planT, e.support, e.tau, e.grad, e.value, firstWins, cX, aX, bX]);
+    return {...out, iterations, converged};
+  }
   if (starts > 1) {
     // The better start per group.
     const firstWins = tf.tidy(() => {

@@ -8,7 +8,8 @@ export {semidualPlan, semidualValue} from './semidual';
 export {dualPlan} from './dual';
 export {sinkhorn} from './sinkhorn';
 export {isFeasible, minFeasibleK, feasibleForMarginals} from './feasibility';
-export {marginalStats} from './result';
+export {marginalStats, marginalStatsTensor} from './result';
+export {defaultHostReads} from './problem';
 export type {
   Sparsity, Formulation, SolverName, MarginalLike, SparseOTOptions, SparseOTResult, SinkhornOptions, SinkhornResult,
 } from './types';

@@ -27,7 +27,7 @@ export interface NewtonConfig {
   tolerance?: number;
   /** Conjugate-gradient steps per Newton step. Default 10. */
   cgIterations?: number;
-  /** Read back every this many iterations. Default 5. */
+  /** Read back every this many iterations. Default 5. Never read when `problem.hostReads` is false. */
   checkEvery?: number;
 }
 
@@ -80,7 +80,16 @@ function pcg(ev: SemidualEval, mu: tf.Tensor3D, gamma: number, iters: number): t
   });
 }
 
-function selectEval(acc: tf.Tensor, t: SemidualEval, f: SemidualEval): SemidualEval {
+/**
+ * Per group, the evaluation `t` where `acc` (`<bool>[groups]`) holds and `f` elsewhere (new
+ * tensors; the inputs stay the caller's).
+ *
+ * @example
+ * ```ts
+ * const chosen = selectEval(tf.greater(evT.value, ev.value), evT, ev);
+ * ```
+ */
+export function selectEval(acc: tf.Tensor, t: SemidualEval, f: SemidualEval): SemidualEval {
   return tf.tidy(() => {
     const g = acc.shape[0];
     const a1 = acc;
@@ -146,7 +155,7 @@ export function newtonSemidual(
     ev = next;
     alpha = alphaN;
     mu = muN;
-    if (it % checkEvery === 0) {
+    if (problem.hostReads && it % checkEvery === 0) {
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(ev.value, checkValue)), tf.maximum(tf.abs(ev.value), 1))));
       const change = rel.dataSync()[0];
       rel.dispose();

@@ -18,9 +18,17 @@ export interface OTProblem {
   a: tf.Tensor2D;
   /** `<float32>[groups, ni]`: internal column marginal. */
   b: tf.Tensor2D;
-  /** Host copies of `a` and `b` (`groups * mi`, `groups * ni` values). */
-  aHost: Float32Array;
-  bHost: Float32Array;
+  /**
+   * Host copies of `a` and `b` (`groups * mi`, `groups * ni` values), or null when a marginal
+   * was given as a tensor and `hostReads` is false (it then stays on the device, unread).
+   */
+  aHost: Float32Array | null;
+  bHost: Float32Array | null;
+  /** Mean entry of `a` and of `b` (from the host copies; estimated when they are null, see {@link buildProblem}). */
+  meanA: number;
+  meanB: number;
+  /** Whether synchronous device reads were allowed while building the problem and solving it. */
+  hostReads: boolean;
   k: number;
   gamma: number;
   groups: number;
@@ -32,18 +40,47 @@ export interface OTProblem {
   n: number;
   batched: boolean;
   sparsity: Sparsity;
-  /** Whether a k-sparse plan can meet the marginals (exact when uniform, necessary otherwise). */
+  /**
+   * Whether a k-sparse plan can meet the marginals (exact when uniform, necessary otherwise).
+   * `true` (not checked) when a marginal stayed on the device (`aHost` or `bHost` null).
+   */
   feasible: boolean;
   dispose(): void;
 }
 
-/** Validates that `cost` is a finite `<float32>[m, n]` or `[groups, m, n]` tensor. */
-export function validateCost(cost: unknown, context: string): tf.Tensor {
+/**
+ * The default of the `hostReads` option: `tf.getBackend() !== 'webgpu'`. On webgpu,
+ * tfjs-backend-webgpu's synchronous reads need an OffscreenCanvas (absent in Node, where they
+ * throw) and, in Chromium, destroy the device; every other backend reads synchronously at no risk.
+ *
+ * @example
+ * ```ts
+ * defaultHostReads(); // true on 'cpu' and 'wasm', false on 'webgpu'
+ * ```
+ */
+export function defaultHostReads(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}
+
+/** Validates an optional `hostReads` option; returns it, or {@link defaultHostReads} when undefined. */
+export function resolveHostReads(value: unknown, context: string): boolean {
+  if (value === undefined) return defaultHostReads();
+  if (typeof value !== 'boolean') throw new InvalidArgumentError('hostReads', 'a boolean', value, context);
+  return value;
+}
+
+/**
+ * Validates that `cost` is a finite `<float32>[m, n]` or `[groups, m, n]` tensor. With
+ * `hostReads` false only its type, rank and size are checked (no read-back): a non-finite cost
+ * then yields a non-finite plan instead of an error.
+ */
+export function validateCost(cost: unknown, context: string, hostReads = true): tf.Tensor {
   if (!(cost instanceof tf.Tensor)) throw new InvalidArgumentError('cost', 'a tf.Tensor', cost, context);
   if (cost.rank !== 2 && cost.rank !== 3) {
     throw new ShapeError('cost', 'of shape [m, n] or [groups, m, n]', cost.shape, context);
   }
   if (cost.size === 0) throw new ShapeError('cost', 'non-empty', cost.shape, context);
+  if (!hostReads) return cost;
   const finite = tf.tidy(() => tf.all(tf.isFinite(cost)));
   const ok = finite.dataSync()[0];
   finite.dispose();
@@ -104,6 +141,41 @@ export function readMarginal(
   return out;
 }
 
+/**
+ * A marginal given as a tensor, kept on the device (no read-back, so neither finiteness nor
+ * signs are checked): its shape is checked and it is broadcast to `<float32>[groups, len]`.
+ * Numbers and arrays go through {@link readMarginal} instead (they are on the host already).
+ */
+export function deviceMarginal(
+  name: string, value: tf.Tensor, groups: number, len: number, batched: boolean, context: string,
+): tf.Tensor2D {
+  const shape = value.shape;
+  const okShape =
+    shape.length === 0 || (shape.length === 1 && shape[0] === len) ||
+    (batched && shape.length === 2 && shape[0] === groups && shape[1] === len);
+  if (!okShape) {
+    const want = batched ? `of shape [${len}] or [${groups}, ${len}]` : `of shape [${len}]`;
+    throw new ShapeError(name, want, shape, context);
+  }
+  return tf.tidy(() => tf.broadcastTo(tf.reshape(tf.cast(value, 'float32'), [-1, shape.length === 0 ? 1 : len]), [groups, len]) as tf.Tensor2D);
+}
+
+/**
+ * A marginal as a device tensor `<float32>[groups, len]` plus its host copy, or null for the
+ * host copy when `value` is a tensor and `hostReads` is false.
+ */
+export function marginalPair(
+  name: string, value: MarginalLike | undefined, groups: number, len: number, fill: number, batched: boolean,
+  context: string, hostReads: boolean,
+): {host: Float32Array | null; device: () => tf.Tensor2D} {
+  if (!hostReads && value instanceof tf.Tensor) {
+    const t = value;
+    return {host: null, device: () => deviceMarginal(name, t, groups, len, batched, context)};
+  }
+  const host = readMarginal(name, value, groups, len, fill, batched, context);
+  return {host, device: () => tf.tensor2d(host, [groups, len])};
+}
+
 /** Throws unless every group's marginals have equal, positive sums (relative tolerance 1e-4). */
 export function checkMarginalSums(a: Float32Array, b: Float32Array, groups: number, context: string): void {
   const m = a.length / groups;
@@ -139,6 +211,8 @@ export interface ProblemSpec {
   a?: MarginalLike;
   b?: MarginalLike;
   sparsity?: Sparsity;
+  /** Allow synchronous reads (default {@link defaultHostReads}); see `SparseOTOptions.hostReads`. */
+  hostReads?: boolean;
 }
 
 /**
@@ -149,7 +223,7 @@ export interface ProblemSpec {
  */
 export function buildProblem(cost: tf.Tensor, spec: ProblemSpec, context: string): OTProblem {
   if (spec === null || typeof spec !== 'object') throw new InvalidArgumentError('options', 'an object', spec, context);
-  validateCost(cost, context);
+  validateCost(cost, context, resolveHostReads(spec.hostReads, context));
   const sparsity = assertOneOf('sparsity', spec.sparsity ?? 'column', ['column', 'row'] as const, context);
   const batched = cost.rank === 3;
   const groups = batched ? cost.shape[0] : 1;
@@ -162,26 +236,41 @@ export function buildProblem(cost: tf.Tensor, spec: ProblemSpec, context: string
     throw new InvalidArgumentError('k', `at most ${side}`, k, context);
   }
   const gamma = assertPositiveNumber('gamma', spec.gamma ?? 1, context);
-  const aHostOrig = readMarginal('a', spec.a, groups, m, 1, batched, context);
-  const bHostOrig = readMarginal('b', spec.b, groups, n, m / n, batched, context);
-  checkMarginalSums(aHostOrig, bHostOrig, groups, context);
+  const hostReads = resolveHostReads(spec.hostReads, context);
+  const aPair = marginalPair('a', spec.a, groups, m, 1, batched, context, hostReads);
+  const bPair = marginalPair('b', spec.b, groups, n, m / n, batched, context, hostReads);
+  if (aPair.host && bPair.host) checkMarginalSums(aPair.host, bPair.host, groups, context);
   const column = sparsity === 'column';
   const mi = column ? m : n;
   const ni = column ? n : m;
-  const aHost = column ? aHostOrig : bHostOrig;
-  const bHost = column ? bHostOrig : aHostOrig;
+  const aHost = column ? aPair.host : bPair.host;
+  const bHost = column ? bPair.host : aPair.host;
   let feasible = true;
-  for (let g = 0; g < groups; g++) {
-    feasible &&= feasibleForMarginals(aHost.subarray(g * mi, (g + 1) * mi), bHost.subarray(g * ni, (g + 1) * ni), k);
+  if (aHost && bHost) {
+    for (let g = 0; g < groups; g++) {
+      feasible &&= feasibleForMarginals(aHost.subarray(g * mi, (g + 1) * mi), bHost.subarray(g * ni, (g + 1) * ni), k);
+    }
   }
+  // Means of the marginals (the solvers' step sizes and start choice use them). A marginal on the
+  // device is estimated from the other side (equal sums) or, when both are there, as if uniform
+  // with one unit per original row.
+  const mean = (h: Float32Array): number => {
+    let s = 0;
+    for (let i = 0; i < h.length; i++) s += h[i] / h.length;
+    return s;
+  };
+  const meanA = aHost ? mean(aHost) : bHost ? (mean(bHost) * ni) / mi : column ? 1 : m / n;
+  const meanB = bHost ? mean(bHost) : (meanA * mi) / ni;
   const costT = tf.tidy(() => {
     const c3 = tf.reshape(tf.cast(cost, 'float32'), [groups, m, n]);
     return (column ? tf.transpose(c3, [0, 2, 1]) : tf.clone(c3)) as tf.Tensor3D;
   });
-  const a = tf.tensor2d(aHost, [groups, mi]);
-  const b = tf.tensor2d(bHost, [groups, ni]);
+  const aOrig = aPair.device();
+  const bOrig = bPair.device();
+  const a = column ? aOrig : bOrig;
+  const b = column ? bOrig : aOrig;
   return {
-    costT, a, b, aHost, bHost, k, gamma, groups, mi, ni, m, n, batched, sparsity, feasible,
+    costT, a, b, aHost, bHost, meanA, meanB, hostReads, k, gamma, groups, mi, ni, m, n, batched, sparsity, feasible,
     dispose: () => tf.dispose([costT, a, b]),
   };
 }

@@ -1,32 +1,73 @@
 /**
  * Turns a solver's internal output into a {@link SparseOTResult}: the plan and potentials in the
- * caller's layout, and the marginal statistics, read back from the device once.
+ * caller's layout, and the marginal statistics (computed on the device, read back once, lazily).
  */
 import * as tf from '@tensorflow/tfjs';
 import type {OTProblem} from './problem';
 import type {SparseOTResult} from './types';
 
+/** The three marginal statistics of a plan. */
+export interface MarginalStats {
+  marginalError: number;
+  meanRowError: number;
+  droppedFraction: number;
+}
+
 /**
  * Marginal statistics of a plan `<float32>[groups, m, n]` against `a` `[groups, m]` and
- * `b` `[groups, n]`: the largest relative violation of any row or column sum, the mean relative
- * row violation, and the fraction of rows with positive marginal that receive no mass.
- * Entries with a zero marginal count their absolute violation. One read-back.
+ * `b` `[groups, n]`, on the device: `<float32>[3]` holding the largest relative violation of any
+ * row or column sum, the mean relative row violation, and the fraction of rows with positive
+ * marginal that receive no mass. Entries with a zero marginal count their absolute violation.
  */
-export function marginalStats(
-  plan: tf.Tensor3D, a: tf.Tensor2D, b: tf.Tensor2D,
-): {marginalError: number; meanRowError: number; droppedFraction: number} {
-  const stats = tf.tidy(() => {
+export function marginalStatsTensor(plan: tf.Tensor3D, a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
     const rel = (sum: tf.Tensor, target: tf.Tensor): tf.Tensor =>
       tf.div(tf.abs(tf.sub(sum, target)), tf.where(tf.greater(target, 0), target, tf.onesLike(target)));
     const rows = tf.sum(plan, 2);
     const rowErr = rel(rows, a);
     const colErr = rel(tf.sum(plan, 1), b);
     const dropped = tf.mean(tf.cast(tf.logicalAnd(tf.lessEqual(rows, 0), tf.greater(a, 0)), 'float32'));
-    return tf.stack([tf.maximum(tf.max(rowErr), tf.max(colErr)), tf.mean(rowErr), dropped]);
+    return tf.stack([tf.maximum(tf.max(rowErr), tf.max(colErr)), tf.mean(rowErr), dropped]) as tf.Tensor1D;
   });
+}
+
+/** {@link marginalStatsTensor}, read back at once (one synchronous read). */
+export function marginalStats(plan: tf.Tensor3D, a: tf.Tensor2D, b: tf.Tensor2D): MarginalStats {
+  const stats = marginalStatsTensor(plan, a, b);
   const [marginalError, meanRowError, droppedFraction] = Array.from(stats.dataSync());
   stats.dispose();
   return {marginalError, meanRowError, droppedFraction};
+}
+
+/**
+ * Lazy marginal statistics: owns `stats` (`<float32>[3]`, from {@link marginalStatsTensor}),
+ * reads it back once on the first `get()` and disposes it then. `dispose()` drops it unread;
+ * a `get()` after that throws, naming `what` (the result type) in the message.
+ */
+export class LazyStats {
+  private tensor: tf.Tensor1D | null;
+  private values: MarginalStats | null = null;
+
+  constructor(stats: tf.Tensor1D, private readonly what: string) {
+    this.tensor = stats;
+  }
+
+  get(): MarginalStats {
+    if (this.values) return this.values;
+    if (!this.tensor) {
+      throw new Error(`${this.what}: the marginal statistics (marginalError, meanRowError, droppedFraction) are read on first access, which must come before dispose()`);
+    }
+    const [marginalError, meanRowError, droppedFraction] = Array.from(this.tensor.dataSync());
+    this.tensor.dispose();
+    this.tensor = null;
+    this.values = {marginalError, meanRowError, droppedFraction};
+    return this.values;
+  }
+
+  dispose(): void {
+    if (this.tensor) this.tensor.dispose();
+    this.tensor = null;
+  }
 }
 
 /**
@@ -47,7 +88,7 @@ export function buildResult(
   const beta2 = column ? betaInt : alphaInt;
   const aOrig = column ? problem.a : problem.b;
   const bOrig = column ? problem.b : problem.a;
-  const stats = marginalStats(plan3, aOrig, bOrig);
+  const stats = new LazyStats(marginalStatsTensor(plan3, aOrig, bOrig), 'solveSparseOT result');
   const unbatch = (t: tf.Tensor, shape: number[]): tf.Tensor => {
     if (batched) return t;
     const r = tf.reshape(t, shape);
@@ -61,7 +102,19 @@ export function buildResult(
   const beta = beta2 === null ? undefined : unbatch(beta2, [n]);
   const val = unbatch(value, []);
   return {
-    plan, alpha, beta, value: val, ...stats, iterations, converged, feasible: problem.feasible,
-    dispose: () => tf.dispose([plan, alpha, val, ...(beta ? [beta] : [])]),
+    plan, alpha, beta, value: val, iterations, converged, feasible: problem.feasible,
+    get marginalError() {
+      return stats.get().marginalError;
+    },
+    get meanRowError() {
+      return stats.get().meanRowError;
+    },
+    get droppedFraction() {
+      return stats.get().droppedFraction;
+    },
+    dispose: () => {
+      stats.dispose();
+      tf.dispose([plan, alpha, val, ...(beta ? [beta] : [])]);
+    },
   };
 }

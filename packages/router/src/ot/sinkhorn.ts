@@ -4,12 +4,12 @@
  * updated by `f = eps log a - eps LSE_j((g_j - C_ij) / eps)` then
  * `g = eps log b - eps LSE_i((f_i - C_ij) / eps)`. Every log-sum-exp subtracts its maximum, so
  * small epsilon neither overflows nor underflows. Batched over groups; nothing is read back
- * except the marginal error every `checkEvery` iterations.
+ * except the marginal error every `checkEvery` iterations (never with `hostReads: false`).
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, assertPositiveInt, assertPositiveNumber} from '../errors';
-import {checkMarginalSums, readInit, readMarginal, validateCost} from './problem';
-import {marginalStats} from './result';
+import {checkMarginalSums, marginalPair, readInit, resolveHostReads, validateCost} from './problem';
+import {LazyStats, marginalStatsTensor} from './result';
 import type {SinkhornOptions, SinkhornResult} from './types';
 
 const CONTEXT = 'sinkhorn';
@@ -35,7 +35,8 @@ const CONTEXT = 'sinkhorn';
  */
 export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): SinkhornResult {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'an object', options, CONTEXT);
-  validateCost(cost, CONTEXT);
+  const hostReads = resolveHostReads(options.hostReads, CONTEXT);
+  validateCost(cost, CONTEXT, hostReads);
   const eps = assertPositiveNumber('epsilon', options.epsilon ?? 0.05, CONTEXT);
   const maxIterations = assertPositiveInt('maxIterations', options.maxIterations ?? 500, CONTEXT);
   const checkEvery = assertPositiveInt('checkEvery', options.checkEvery ?? 10, CONTEXT);
@@ -47,16 +48,16 @@ export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): Sinkho
   const groups = batched ? cost.shape[0] : 1;
   const m = cost.shape[cost.rank - 2];
   const n = cost.shape[cost.rank - 1];
-  const aHost = readMarginal('a', options.a, groups, m, 1, batched, CONTEXT);
-  const bHost = readMarginal('b', options.b, groups, n, m / n, batched, CONTEXT);
-  checkMarginalSums(aHost, bHost, groups, CONTEXT);
+  const aPair = marginalPair('a', options.a, groups, m, 1, batched, CONTEXT, hostReads);
+  const bPair = marginalPair('b', options.b, groups, n, m / n, batched, CONTEXT, hostReads);
+  if (aPair.host && bPair.host) checkMarginalSums(aPair.host, bPair.host, groups, CONTEXT);
   const init = options.init ?? {};
   const f0 = readInit('init.f', init.f, groups, m, batched, CONTEXT);
   const g0 = readInit('init.g', init.g, groups, n, batched, CONTEXT);
 
   const c = tf.tidy(() => tf.reshape(tf.cast(cost, 'float32'), [groups, m, n]) as tf.Tensor3D);
-  const a = tf.tensor2d(aHost, [groups, m]);
-  const b = tf.tensor2d(bHost, [groups, n]);
+  const a = aPair.device();
+  const b = bPair.device();
   // log of a zero marginal is -Infinity: that row or column gets potential -Infinity and no mass;
   // clamp so that the arithmetic stays finite (exp underflows to exactly 0).
   const logA = tf.tidy(() => tf.maximum(tf.log(a), -1e30));
@@ -79,7 +80,7 @@ export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): Sinkho
     const gN = updateG(f);
     g.dispose();
     g = gN;
-    if (it % checkEvery === 0 || it === maxIterations) {
+    if (hostReads && (it % checkEvery === 0 || it === maxIterations)) {
       // After the g update the columns are exact; the row violation measures convergence.
       const err = tf.tidy(() => {
         const rows = tf.sum(planOf(f, g), 2);
@@ -94,7 +95,7 @@ export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): Sinkho
     }
   }
   const plan3 = planOf(f, g);
-  const stats = marginalStats(plan3, a, b);
+  const stats = new LazyStats(marginalStatsTensor(plan3, a, b), 'sinkhorn result');
   const value = tf.tidy(() => tf.add(
     tf.sub(tf.add(tf.sum(tf.mul(f, a), 1), tf.sum(tf.mul(g, b), 1)), tf.mul(eps, tf.sum(plan3, [1, 2]))),
     tf.mul(eps, tf.sum(a, 1)),
@@ -111,7 +112,16 @@ export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): Sinkho
   const gOut = unbatch(g, [n]);
   const vOut = unbatch(value, []);
   return {
-    plan, f: fOut, g: gOut, value: vOut, marginalError: stats.marginalError, meanRowError: stats.meanRowError,
-    iterations, converged, dispose: () => tf.dispose([plan, fOut, gOut, vOut]),
+    plan, f: fOut, g: gOut, value: vOut, iterations, converged,
+    get marginalError() {
+      return stats.get().marginalError;
+    },
+    get meanRowError() {
+      return stats.get().meanRowError;
+    },
+    dispose: () => {
+      stats.dispose();
+      tf.dispose([plan, fOut, gOut, vOut]);
+    },
   };
 }

@@ -67,8 +67,11 @@ function startingPotentials(problem: OTProblem, options: SparseOTOptions): {alph
  *
  * For k < m the relaxation's plan can break the row marginals even at the optimum;
  * `marginalError`, `meanRowError` and `droppedFraction` report it, and `feasible` says whether
- * any k-sparse plan could meet them. The input is validated (typed errors name the argument):
- * this reads the cost's finiteness and the marginals back from the device once.
+ * any k-sparse plan could meet them (these statistics are computed on the device and read back
+ * on first access). The input is validated (typed errors name the argument): this reads the
+ * cost's finiteness and the marginals back from the device once, and the solvers read one scalar
+ * every `checkEvery` iterations to stop early. With `hostReads: false` (the default on webgpu,
+ * where synchronous reads fail) none of these reads happen: see {@link SparseOTOptions.hostReads}.
  *
  * @param cost `<float32>[m, n]` or `[groups, m, n]`: rows are tokens, columns experts.
  * @param options See {@link SparseOTOptions}; `k` is required.
@@ -108,7 +111,7 @@ export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): Sparse
     const {costT, a, b, k, gamma, groups, mi, ni} = problem;
     const alpha0 = start.alpha ?? (start.beta ? rowBestResponse(start.beta, costT, a, gamma) : tf.zeros([groups, mi]) as tf.Tensor2D);
     const judge = (value: tf.Tensor, last: tf.Tensor | null): boolean => {
-      if (last === null) return false;
+      if (last === null || !problem.hostReads) return false;
       const rel = tf.tidy(() => tf.max(tf.div(tf.abs(tf.sub(value, last)), tf.maximum(tf.abs(value), 1))));
       const r = rel.dataSync()[0];
       rel.dispose();

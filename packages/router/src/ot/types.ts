@@ -66,6 +66,17 @@ export interface SparseOTOptions {
   cgIterations?: number;
   /** Read the objective back to test convergence every this many iterations. Default 5 (`'alternating'`: 2). */
   checkEvery?: number;
+  /**
+   * Whether the solver may read values back from the device synchronously (`dataSync`). Default
+   * `tf.getBackend() !== 'webgpu'` (on webgpu a synchronous read throws in Node and destroys the
+   * device in Chromium); cpu and wasm keep every check. With `false` nothing is read back during
+   * the call: the cost's finiteness is not checked (a non-finite cost yields a non-finite plan),
+   * tensor marginals stay on the device unchecked (their sums are not compared, and `feasible` is
+   * then `true`, meaning "not checked"), no convergence check stops the iterations early (the
+   * full `maxIterations` budget runs and `converged` is `false`), and any choice between iterates
+   * is made per group on the device. The marginal statistics of the result are lazy either way.
+   */
+  hostReads?: boolean;
 }
 
 /** The output of {@link solveSparseOT}. The caller owns (and must dispose) its tensors. */
@@ -83,7 +94,11 @@ export interface SparseOTResult {
   beta?: tf.Tensor;
   /** `<float32>[]` or `[groups]`: the objective at the returned potentials. */
   value: tf.Tensor;
-  /** Largest violation of a row or column sum, relative to its marginal (max over groups). */
+  /**
+   * Largest violation of a row or column sum, relative to its marginal (max over groups).
+   * Computed on the device with the result and read back (one read for all statistics) on first
+   * access, which must come before `dispose()`.
+   */
   marginalError: number;
   /** Mean over rows of |row sum - a_i| / a_i (mean over groups). */
   meanRowError: number;
@@ -118,6 +133,15 @@ export interface SinkhornOptions {
   init?: {f?: tf.Tensor; g?: tf.Tensor};
   /** Read the marginal error back every this many iterations. Default 10. */
   checkEvery?: number;
+  /**
+   * Whether `sinkhorn` may read values back from the device synchronously (`dataSync`). Default
+   * `tf.getBackend() !== 'webgpu'` (on webgpu a synchronous read throws in Node and destroys the
+   * device in Chromium); cpu and wasm keep every check. With `false` nothing is read back during
+   * the call: the cost's finiteness is not checked (a non-finite cost yields a non-finite plan),
+   * tensor marginals stay on the device unchecked (their sums are not compared), no convergence check stops the iterations early (the
+   * full `maxIterations` budget runs and `converged` is `false`). The marginal statistics of the result are lazy either way.
+   */
+  hostReads?: boolean;
 }
 
 /** The output of {@link sinkhorn}. The caller owns (and must dispose) its tensors. */
@@ -134,7 +158,11 @@ export interface SinkhornResult {
    * `<plan, C> + epsilon * sum(plan * log(plan))` at the optimum (where `sum(plan) = sum(a)`).
    */
   value: tf.Tensor;
-  /** Largest violation of a row or column sum, relative to its marginal (max over groups). */
+  /**
+   * Largest violation of a row or column sum, relative to its marginal (max over groups).
+   * Computed on the device with the result and read back (one read for all statistics) on first
+   * access, which must come before `dispose()`.
+   */
   marginalError: number;
   /** Mean over rows of |row sum - a_i| / a_i (mean over groups). */
   meanRowError: number;

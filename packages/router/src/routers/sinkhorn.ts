@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {assignTokenChoice} from '../capacity';
 import {gatherTokenExpertValues} from '../dispatch';
-import {assertPositiveInt, assertPositiveNumber} from '../errors';
+import {assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../errors';
 import {routerZLoss} from '../losses';
 import {sinkhorn} from '../ot/sinkhorn';
 import {stopGradient, untracked} from '../stop-gradient';
@@ -25,6 +25,12 @@ export interface SinkhornRouterArgs extends RouterArgs {
   balanceInference?: boolean;
   /** Weight of the router z-loss in the auxiliary loss. Default 0. */
   zLossWeight?: number;
+  /**
+   * Whether the balancing Sinkhorn may read values back synchronously (see
+   * `SinkhornOptions.hostReads`). Default: decided per call, `tf.getBackend() !== 'webgpu'`.
+   * With `false` a balanced forward pass makes no synchronous read.
+   */
+  hostReads?: boolean;
 }
 
 /**
@@ -44,6 +50,8 @@ export class SinkhornRouter extends Router {
   readonly iterations: number;
   readonly balanceInference: boolean;
   readonly zLossWeight: number;
+  /** Host reads allowed in the balancing Sinkhorn; null: the backend decides per call. */
+  readonly hostReads: boolean | null;
 
   constructor(args: SinkhornRouterArgs) {
     super(args);
@@ -52,6 +60,8 @@ export class SinkhornRouter extends Router {
     this.iterations = assertPositiveInt('iterations', args.iterations ?? 20, ctx);
     this.balanceInference = args.balanceInference ?? false;
     this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, ctx);
+    if (args.hostReads != null && typeof args.hostReads !== 'boolean') throw new InvalidArgumentError('hostReads', 'a boolean', args.hostReads, ctx);
+    this.hostReads = args.hostReads ?? null;
   }
 
   protected computeRouting(logits: tf.Tensor3D, mask: tf.Tensor2D | undefined, training: boolean, capacity: number): RoutingParts {
@@ -68,6 +78,7 @@ export class SinkhornRouter extends Router {
       const b = tf.tile(tf.div(tf.sum(a, 1, true), experts), [1, experts]);
       const r = sinkhorn(tf.neg(logits), {
         epsilon: this.epsilon, a, b, maxIterations: this.iterations, tolerance: 0, checkEvery: this.iterations,
+        ...(this.hostReads === null ? {} : {hostReads: this.hostReads}),
       });
       const best = tf.reshape(tf.argMax(r.plan, 2), [groups, groupSize, 1]);
       r.dispose();
@@ -81,13 +92,15 @@ export class SinkhornRouter extends Router {
   }
 
   override getConfig(): tf.serialization.ConfigDict {
-    return {
+    const config: tf.serialization.ConfigDict = {
       ...super.getConfig(),
       epsilon: this.epsilon,
       iterations: this.iterations,
       balanceInference: this.balanceInference,
       zLossWeight: this.zLossWeight,
     };
+    if (this.hostReads !== null) config.hostReads = this.hostReads;
+    return config;
   }
 }
 tf.serialization.registerClass(SinkhornRouter);

@@ -130,6 +130,13 @@ export interface SparseOTRouterArgs extends RouterArgs {
   implicitSpace?: ImplicitSolveSpace;
   /** `'unrolled'` only: differentiated Newton iterations. Default 3. */
   unrolledIterations?: number;
+  /**
+   * Whether the solver may read values back synchronously (see `SparseOTOptions.hostReads`).
+   * Default: decided per call by the backend, `tf.getBackend() !== 'webgpu'`. With `false` a
+   * forward pass makes no synchronous read: the solver runs its whole iteration budget
+   * (`solverConverged` is 0) and the metrics stay tensors.
+   */
+  hostReads?: boolean;
 }
 
 const CLASS = 'SparseOTRouter';
@@ -152,6 +159,7 @@ interface ResolvedConfig {
   warmStart: boolean;
   implicitSpace: ImplicitSolveSpace;
   unrolledIterations: number;
+  hostReads: boolean | null;
 }
 
 function resolve(args: SparseOTRouterArgs, numExperts: number): ResolvedConfig {
@@ -181,7 +189,13 @@ function resolve(args: SparseOTRouterArgs, numExperts: number): ResolvedConfig {
     warmStart: args.warmStart ?? false,
     implicitSpace: assertOneOf('implicitSpace', args.implicitSpace ?? 'experts', ['experts', 'tokens'] as const, CLASS),
     unrolledIterations: assertPositiveInt('unrolledIterations', args.unrolledIterations ?? 3, CLASS),
+    hostReads: args.hostReads == null ? null : assertBoolean('hostReads', args.hostReads),
   };
+}
+
+function assertBoolean(name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(name, 'a boolean', value, CLASS);
+  return value;
 }
 
 /** A copy of `x` that autodiff treats as a constant. */
@@ -245,6 +259,8 @@ export class SparseOTRouter extends Router {
   readonly warmStart: boolean;
   readonly implicitSpace: ImplicitSolveSpace;
   readonly unrolledIterations: number;
+  /** Host reads allowed in the solver; null: the backend decides per call. */
+  readonly hostReads: boolean | null;
   /** `<float32>[E]` per-expert potentials carried across training calls (warm start only). */
   warmStartBeta: tf.LayerVariable | null = null;
 
@@ -266,6 +282,7 @@ export class SparseOTRouter extends Router {
     this.warmStart = c.warmStart;
     this.implicitSpace = c.implicitSpace;
     this.unrolledIterations = c.unrolledIterations;
+    this.hostReads = c.hostReads;
     if (this.gradient === 'unrolled' && this.formulation === 'dual') {
       throw new ConfigError('formulation', "'semidual' with gradient 'unrolled' (the unrolled solver is semi-dual)", this.formulation, CLASS);
     }
@@ -303,6 +320,7 @@ export class SparseOTRouter extends Router {
       sparsity: rowSparse ? 'row' : 'column',
     };
     if (this.maxIterations !== null) opts.maxIterations = this.maxIterations;
+    if (this.hostReads !== null) opts.hostReads = this.hostReads;
     if (mask) {
       // Padding sends and receives nothing: a_i = mask_i, b_j = (real tokens) / E.
       opts.a = mask;
@@ -411,6 +429,7 @@ export class SparseOTRouter extends Router {
       unrolledIterations: this.unrolledIterations,
     };
     if (this.preset) config.preset = this.preset;
+    if (this.hostReads !== null) config.hostReads = this.hostReads;
     return config;
   }
 }
