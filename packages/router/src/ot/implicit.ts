@@ -489,7 +489,11 @@ export function sparseOTPlanImplicit(
     if (onResult) {
       // Keep the caller's tensors alive past customGrad's internal tidy.
       for (const t of [result.alpha, result.beta, result.value]) if (t) tf.keep(t);
-      onResult({...result, dispose: () => tf.dispose([result.alpha, result.beta, result.value].filter(Boolean) as tf.Tensor[])});
+      // Copy the properties without invoking the lazy statistics' getters (a spread would read
+      // them back synchronously); customGrad's tidy frees their unread tensor.
+      const kept = Object.defineProperties({}, Object.getOwnPropertyDescriptors(result)) as SparseOTResult;
+      kept.dispose = () => tf.dispose([result.alpha, result.beta, result.value].filter(Boolean) as tf.Tensor[]);
+      onResult(kept);
     } else {
       tf.dispose([result.alpha, result.beta, result.value].filter(Boolean) as tf.Tensor[]);
     }
