@@ -43,15 +43,22 @@ describe('webgpuSyncReadProblem', () => {
     return layers;
   };
 
-  test('names the sparse-OT router and its layers', () => {
-    expect(webgpuSyncReadProblem(layersOf('sparse-ot'))).toBe('the sparse-OT router (in block1_moe, block3_moe) cannot run on ' +
-      'webgpu yet: its solver reads values back synchronously, which tfjs-backend-webgpu cannot do here. Pick wasm or webgl, ' +
-      'or a model with another router.');
+  test('the sparse-OT and balancing Sinkhorn routers solve without sync reads on webgpu by default', () => {
+    expect(webgpuSyncReadProblem(layersOf('sparse-ot'))).toBeUndefined();
+    expect(webgpuSyncReadProblem(layersOf({name: 'sinkhorn', balanceInference: true}))).toBeUndefined();
   });
 
-  test('Sinkhorn only when it balances at inference; top-k and expert-choice never', () => {
-    expect(webgpuSyncReadProblem(layersOf({name: 'sinkhorn', balanceInference: true})))
-      .toMatch(/^the Sinkhorn router with balanceInference \(in block1_moe, block3_moe\) cannot run on webgpu yet/);
+  test('names a router forced to host reads (hostReads: true) and its layers', () => {
+    expect(webgpuSyncReadProblem(layersOf({name: 'sparse-ot', hostReads: true}))).toBe('the sparse-OT router with hostReads: true ' +
+      '(in block1_moe, block3_moe) cannot run on webgpu: it reads values back synchronously, which tfjs-backend-webgpu cannot ' +
+      'do here. Remove hostReads from its config, or pick wasm or webgl.');
+    expect(webgpuSyncReadProblem(layersOf({name: 'sinkhorn', balanceInference: true, hostReads: true})))
+      .toMatch(/^the Sinkhorn router with balanceInference and hostReads: true \(in block1_moe, block3_moe\) cannot run on webgpu/);
+  });
+
+  test('Sinkhorn without balancing, top-k and expert-choice never', () => {
+    expect(webgpuSyncReadProblem(layersOf({name: 'sinkhorn', hostReads: true}))).toBeUndefined();
+    expect(webgpuSyncReadProblem(layersOf({name: 'sparse-ot', hostReads: false}))).toBeUndefined();
     expect(webgpuSyncReadProblem(layersOf('sinkhorn'))).toBeUndefined();
     expect(webgpuSyncReadProblem(layersOf('topk'))).toBeUndefined();
     expect(webgpuSyncReadProblem(layersOf('expert-choice'))).toBeUndefined();

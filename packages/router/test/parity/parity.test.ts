@@ -44,17 +44,17 @@ if (!webgpu.ok) {
 }
 
 /**
- * Cases that cannot run on WebGPU in Node: the sparse-OT solver reads values back synchronously
- * (`dataSync` in ot/problem.ts validation, ot/result.ts statistics, and the convergence checks of
- * ot/solve.ts and ot/newton.ts), and tfjs-backend-webgpu implements synchronous reads through
- * `OffscreenCanvas`, which Node does not have ("ReferenceError: OffscreenCanvas is not defined").
- * They run on cpu and wasm; on webgpu they are skipped with this reason printed.
+ * The sparse-OT router's default `'support'` dispatch keeps a token when its plan entry is > 0,
+ * which float32 solver residue decides for tokens at the edge of the support: with it, 3 of 5
+ * runs of this file (unseeded layer weights) had one slot differ from cpu on webgpu or wasm, even
+ * on inputs whose dispatch is stable under noise on cpu. It is compared on wasm with the default
+ * settings (as before), and on webgpu with `dispatch: 'top-capacity'` (the cases below).
  */
-const WEBGPU_SYNC_READ_REASON = 'the sparse-OT solver uses dataSync, and tfjs-backend-webgpu needs OffscreenCanvas ' +
-  '(absent in Node) for synchronous reads';
-function backendsFor(usesSyncReads: boolean): string[] {
-  if (!usesSyncReads || !BACKENDS.includes('webgpu')) return BACKENDS;
-  console.warn(`SKIPPED: webgpu parity of a sparse-OT case: ${WEBGPU_SYNC_READ_REASON}`);
+const SUPPORT_DISPATCH_WEBGPU_REASON = "the sparse-OT 'support' dispatch (plan > 0) is float32-fragile at the edge of the " +
+  "support across cpu and webgpu; webgpu is compared with dispatch 'top-capacity' instead";
+function backendsFor(name: string): string[] {
+  if (name !== 'sparse-ot' || !BACKENDS.includes('webgpu')) return BACKENDS;
+  console.warn(`SKIPPED: webgpu parity of the sparse-OT 'support' dispatch: ${SUPPORT_DISPATCH_WEBGPU_REASON}`);
   return BACKENDS.filter((b) => b !== 'webgpu');
 }
 
@@ -117,16 +117,18 @@ describe('solveSparseOT parity', () => {
           break;
         }
       }
-      const r = solveSparseOT(tf.neg(tf.tensor2d(gates)), {k: 4});
+      // hostReads: false on every backend (webgpu's default): the same fixed iteration budget
+      // everywhere, no early stop decided by a backend-dependent convergence read.
+      const r = solveSparseOT(tf.neg(tf.tensor2d(gates)), {k: 4, hostReads: false});
       reference = {plan: (await r.plan.array()) as number[][], value: (await r.value.data())[0]};
       r.dispose();
     });
   });
 
-  test.each(backendsFor(true))('%s: plan on the common support and value match cpu', async (backend) => {
+  test.each(BACKENDS)('%s: plan on the common support and value match cpu', async (backend) => {
     const got = await on(backend, async () => {
       const cost = tf.neg(tf.tensor2d(gates));
-      const r = solveSparseOT(cost, {k: 4});
+      const r = solveSparseOT(cost, {k: 4, hostReads: false});
       const out = {plan: (await r.plan.array()) as number[][], value: (await r.value.data())[0]};
       r.dispose();
       cost.dispose();
@@ -225,6 +227,11 @@ describe.each([
   ['expert-choice', 'expert-choice'],
   ['sinkhorn', 'sinkhorn'],
   ['sparse-ot', 'sparse-ot'],
+  // WebGPU runs the solver without synchronous reads (hostReads defaults to false there). With
+  // the backend defaults: cpu stops at its convergence checks, webgpu runs the whole budget.
+  ['sparse-ot, top-capacity', {name: 'sparse-ot', dispatch: 'top-capacity'}],
+  // The read-free path on every backend: the same fixed budget everywhere.
+  ['sparse-ot without host reads, top-capacity', {name: 'sparse-ot', hostReads: false, dispatch: 'top-capacity'}],
 ] as const)('MoE layer parity with router %s', (_name, router) => {
   let xArr: number[][][];
   let rArr: number[][][];
@@ -258,7 +265,7 @@ describe.each([
     });
   });
 
-  test.each(backendsFor(_name === 'sparse-ot'))('%s: dispatch, combine weights, outputs and gradients match cpu', async (backend) => {
+  test.each(backendsFor(_name))('%s: dispatch, combine weights, outputs and gradients match cpu', async (backend) => {
     const got = await on(backend, async () => {
       const w = weights.map((v) => tf.tensor(v.values, v.shape));
       const layer = build(router, w);
