@@ -106,9 +106,12 @@ export interface SparseOTResult {
   droppedFraction: number;
   /** Iterations run. */
   iterations: number;
-  /** Whether the relative change of the objective fell below the tolerance. */
+  /** Whether the relative change of the objective fell below the tolerance (always false with `hostReads: false`: never checked). */
   converged: boolean;
-  /** Whether a k-sparse plan can meet both marginals (exact for uniform marginals). */
+  /**
+   * Whether a k-sparse plan can meet both marginals (exact for uniform marginals). `true`, meaning
+   * "not checked", when a marginal was a tensor and `hostReads` was false.
+   */
   feasible: boolean;
   /** Disposes every tensor of the result. */
   dispose(): void;
@@ -168,7 +171,7 @@ export interface SinkhornResult {
   meanRowError: number;
   /** Iterations run. */
   iterations: number;
-  /** Whether the marginal error fell below the tolerance. */
+  /** Whether the marginal error fell below the tolerance (always false with `hostReads: false`: never checked). */
   converged: boolean;
   /** Disposes every tensor of the result. */
   dispose(): void;
