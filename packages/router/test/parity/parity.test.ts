@@ -227,10 +227,10 @@ describe.each([
   ['expert-choice', 'expert-choice'],
   ['sinkhorn', 'sinkhorn'],
   ['sparse-ot', 'sparse-ot'],
-  // WebGPU runs the solver without synchronous reads (hostReads defaults to false there). With
-  // the backend defaults: cpu stops at its convergence checks, webgpu runs the whole budget.
-  ['sparse-ot, top-capacity', {name: 'sparse-ot', dispatch: 'top-capacity'}],
-  // The read-free path on every backend: the same fixed budget everywhere.
+  // WebGPU runs the solver without synchronous reads (hostReads defaults to false there), so it
+  // runs the whole iteration budget where cpu may stop at a convergence check: a different
+  // iterate, whose top-capacity picks differed from cpu's in 1 of 8 runs. Compared here is the
+  // read-free path on every backend: the same fixed budget everywhere.
   ['sparse-ot without host reads, top-capacity', {name: 'sparse-ot', hostReads: false, dispatch: 'top-capacity'}],
 ] as const)('MoE layer parity with router %s', (_name, router) => {
   let xArr: number[][][];
