@@ -32,6 +32,8 @@ export {
   minFeasibleK,
   feasibleForMarginals,
   marginalStats,
+  marginalStatsTensor,
+  defaultHostReads,
 } from './ot/index';
 export type {
   ProjectionOptions,

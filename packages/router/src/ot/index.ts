@@ -1,7 +1,7 @@
 /**
  * The public API of the k-sparse optimal-transport core (re-exported by the package index).
  */
-export {kSparseSimplexProjection, sparsemax, stopGradient} from './projection';
+export {kSparseSimplexProjection, sparsemax} from './projection';
 export type {ProjectionOptions} from './projection';
 export {solveSparseOT} from './solve';
 export {semidualPlan, semidualValue} from './semidual';

@@ -42,23 +42,6 @@ function detached<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T): T 
 }
 
 /**
- * Identity in the forward pass, zero gradient in the backward pass (tfjs 4.22 has no
- * `tf.stopGradient`). Use it to treat a tensor as a constant under autodiff.
- *
- * @param x `<float32>[...]` any tensor.
- * @returns A copy of `x` through which no gradient flows.
- *
- * @example
- * ```ts
- * const g = tf.grad((x: tf.Tensor) => tf.mul(x, stopGradient(x)).sum());
- * g(tf.tensor1d([3])); // [3]: only the first factor is differentiated
- * ```
- */
-export function stopGradient<T extends tf.Tensor>(x: T): T {
-  return detached(x, (xi) => tf.clone(xi) as T);
-}
-
-/**
  * The support mask of the k-sparse simplex projection of each row of `x`: the `rho <= k`
  * largest entries, where `rho` is the sparsemax support size of the k largest (sorted) values
  * `v`: `rho = #{j : v_j - (sum_{l<=j} v_l - radius) / j > 0}` (a prefix of the sorted order).
