@@ -16,9 +16,10 @@
  * `bench/common.ts`'s `measureMatMulPeak`; in the page from the same measurement in
  * inference-bench.ts (`matMulPeak`).
  *
- * On webgpu the sparse-OT V-MoE is reported as not run: its solver reads back synchronously, which
- * fails in Node and destroys the device in Chromium without a GPU (`--force-webgpu-sync-reads`
- * tries anyway, e.g. on a real GPU or once the OT core avoids those reads).
+ * On webgpu the OT solver makes no synchronous read-back (its `hostReads` option defaults to off
+ * there), so the sparse-OT V-MoE runs; only a model saved with `hostReads: true` is reported as
+ * not run (synchronous reads fail in Node and destroy the device in Chromium without a GPU;
+ * `--force-webgpu-sync-reads` tries anyway).
  *
  * Models are built from seeds by default. With `--trained[=steps]` (default 60 steps) the dense
  * ViT, the top-1 V-MoE and the sparse-OT V-MoE are first trained by the `tfjs-moe train` CLI
