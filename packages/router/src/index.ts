@@ -80,3 +80,6 @@ export {stopGradient, noGrad, untracked} from './stop-gradient';
 // The mixture-of-experts layer.
 export {MoE, moe} from './moe-layer';
 export type {MoEArgs, MoEActivation} from './moe-layer';
+
+// Backend workarounds.
+export {patchWebGPUInt32Transpose} from './webgpu-patch';

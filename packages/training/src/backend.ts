@@ -12,7 +12,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
+import {InvalidArgumentError, TfjsMoeError, patchWebGPUInt32Transpose} from '@tfjs-moe/router';
 
 /** The backends {@link setupBackend} accepts. `'tensorflow'` is tfjs-node's backend. */
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu', 'webgl'] as const;
@@ -216,36 +216,6 @@ function loadDawn(load: (id: string) => unknown): {create(options: string[]): an
   return load(addon) as any;
 }
 
-let kernelsPatched = false;
-
-/**
- * Works around a tfjs-backend-webgpu 4.22 bug: its general (non-shared-memory) Transpose shader
- * passes an `i32` element of an int32 input to the output setter, which takes `f32`; current
- * Dawn/Tint rejects the shader ("type mismatch for argument 2 in call to 'setOutputAtIndex'"),
- * so transposing an int32 tensor of rank >= 3 (also inside reductions) fails. The patch converts
- * the element with `f32(...)` in that one shader (exact for |v| < 2^24, which covers indices);
- * the setter converts back to i32.
- */
-function patchWebGPUKernels(backendClass: {prototype: Record<string, unknown>}): void {
-  if (kernelsPatched) return;
-  const proto = backendClass.prototype as {runWebGPUProgram: (...a: unknown[]) => unknown};
-  const run = proto.runWebGPUProgram;
-  proto.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    const program = args[0] as {shaderKey?: string; getUserCode(): string};
-    const inputs = args[1] as Array<{dtype: string}>;
-    if (program?.shaderKey?.startsWith('transpose_') && inputs?.[0]?.dtype === 'int32' &&
-        program.constructor?.name === 'TransposeProgram') {
-      const userCode = program.getUserCode.bind(program);
-      program.getUserCode = () => userCode()
-        .replace('setOutputAtIndex(flatIndex, A[', 'setOutputAtIndex(flatIndex, f32(A[')
-        .replace('uniforms.aShape)]);', 'uniforms.aShape)]));');
-      program.shaderKey = `${program.shaderKey}_i32`;
-    }
-    return run.apply(this, args);
-  };
-  kernelsPatched = true;
-}
-
 async function requestAdapter(
   gpu: any,
   featureLevel: 'core' | 'compatibility',
@@ -333,7 +303,7 @@ async function setupWebGPU(options: SetupBackendOptions, load: (id: string) => u
       featureLevel: plan.featureLevel,
       dawnBackend: plan.dawnBackend,
     };
-    patchWebGPUKernels(webgpuModule.WebGPUBackend as unknown as {prototype: Record<string, unknown>});
+    patchWebGPUInt32Transpose(webgpuModule.WebGPUBackend as unknown as {prototype: object});
     webgpuState = {gpu, device, adapter: description, definedNavigator};
     return description;
   }
