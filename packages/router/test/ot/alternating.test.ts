@@ -11,6 +11,7 @@ import {semidualPlan, solveSparseOT} from '../../src/ot';
 import {rowBestResponseLifted} from '../../src/ot/alternating';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 import {ascent64} from './helpers/float64';
+import {maxColumnNnz} from './helpers/plan';
 
 interface OTCase {
   name: string; m: number; n: number; k: number; gamma: number; C: number[][]; a: number[]; b: number[];
@@ -49,16 +50,6 @@ function ternaryMax(f: (x: number) => number, lo: number, hi: number): number {
     else hi = m2;
   }
   return (lo + hi) / 2;
-}
-
-function maxColumnNnz(plan: ArrayLike<number>, m: number, n: number): number {
-  let worst = 0;
-  for (let j = 0; j < n; j++) {
-    let c = 0;
-    for (let i = 0; i < m; i++) if (plan[i * n + j] > 0) c++;
-    worst = Math.max(worst, c);
-  }
-  return worst;
 }
 
 /** Softmax gates of seeded normal-ish logits (sum of uniforms), as a routing cost -gates, row-major. */

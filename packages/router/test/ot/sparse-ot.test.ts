@@ -8,6 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import {dualPlan, semidualPlan, semidualValue, solveSparseOT} from '../../src/ot';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
+import {maxColumnNnz} from './helpers/plan';
 
 interface Sol {value: number; alpha: number[]; beta?: number[]; plan: number[][]; planCost: number}
 interface OTCase {
@@ -21,17 +22,6 @@ const cases = (load('sparse_ot.json') as {cases: OTCase[]}).cases;
 const adam20 = load('adam20.json').cases as {
   name: string; groups: number; tokens: number; experts: number; k: number; gates: number[][][]; alpha: number[][]; plan: number[][][]; value: number[];
 }[];
-
-/** Largest number of nonzeros in any column of a row-major [m, n] array. */
-function maxColumnNnz(plan: Float32Array | number[], m: number, n: number): number {
-  let worst = 0;
-  for (let j = 0; j < n; j++) {
-    let c = 0;
-    for (let i = 0; i < m; i++) if (plan[i * n + j] > 0) c++;
-    worst = Math.max(worst, c);
-  }
-  return worst;
-}
 
 /** Exact OT by brute force over assignments: every row sends its unit to one column, column j takes b_j rows. */
 function bruteForceAssignmentCost(C: number[][], b: number[]): number {
