@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
-import {moe} from '../packages/router/src/moe-layer';
+import {moe} from '../packages/router/src/moe/moe-layer';
 import {createRouter, Router, RouterSpec} from '../packages/router/src/routers';
 
 interface Sizes {

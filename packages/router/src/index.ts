@@ -17,7 +17,8 @@ export {
   assertPositiveInt,
   assertPositiveNumber,
   assertOneOf,
-} from './errors';
+} from './core/errors';
+export {checkOptions, nearestKey, editDistance, UnknownOptionError} from './core/options';
 
 // The optimal-transport core.
 export {
@@ -52,8 +53,8 @@ export {unrolledSparseOT} from './ot/unrolled';
 export type {UnrolledSparseOTOptions, UnrolledSparseOTResult} from './ot/unrolled';
 
 // Routing results and the routers.
-export {EMPTY_SLOT, makeRoutingResult, metricsToValues} from './routing-result';
-export type {RoutingMetrics, RoutingMetricValues, RoutingResult} from './routing-result';
+export {EMPTY_SLOT, makeRoutingResult, metricsToValues} from './routers/routing-result';
+export type {RoutingMetrics, RoutingMetricValues, RoutingResult} from './routers/routing-result';
 export * from './routers/index';
 
 // Dispatch, combine, capacity, grouping, losses and metrics.
@@ -66,20 +67,20 @@ export {
   tokenWeightSums,
   normalizeCombineWeights,
   gatherTokenExpertValues,
-} from './dispatch';
-export type {DispatchLayout} from './dispatch';
-export {computeCapacity, assignTokenChoice} from './capacity';
-export type {TokenChoiceAssignment} from './capacity';
-export {effectiveGroupSize, groupTokens, ungroupTokens} from './grouping';
-export type {GroupingMode, TokenGroups} from './grouping';
-export {loadBalancingLoss, routerZLoss} from './losses';
-export {standardMetrics} from './metrics';
-export type {StandardMetricsInput} from './metrics';
-export {stopGradient, noGrad, untracked} from './stop-gradient';
+} from './moe/dispatch';
+export type {DispatchLayout} from './moe/dispatch';
+export {computeCapacity, assignTokenChoice} from './routers/capacity';
+export type {TokenChoiceAssignment} from './routers/capacity';
+export {effectiveGroupSize, groupTokens, ungroupTokens} from './moe/grouping';
+export type {GroupingMode, TokenGroups} from './moe/grouping';
+export {loadBalancingLoss, routerZLoss} from './routers/losses';
+export {standardMetrics} from './routers/metrics';
+export type {StandardMetricsInput} from './routers/metrics';
+export {stopGradient, noGrad, untracked} from './core/stop-gradient';
 
 // The mixture-of-experts layer.
-export {MoE, moe} from './moe-layer';
-export type {MoEArgs, MoEActivation} from './moe-layer';
+export {MoE, moe} from './moe/moe-layer';
+export type {MoEArgs, MoEActivation} from './moe/moe-layer';
 
 // Backend workarounds.
-export {patchWebGPUInt32Transpose} from './webgpu-patch';
+export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';

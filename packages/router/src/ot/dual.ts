@@ -5,7 +5,7 @@
  * Plan `T[:, j] = [s_j]_+ / gamma` on the top-k entries of `s_j`, gradients `a - T 1`, `b - T^T 1`.
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {topkMask} from './projection';
 
 /** One evaluation of the dual in the internal layout. */

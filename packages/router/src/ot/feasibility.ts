@@ -2,7 +2,7 @@
  * When can a k-sparse plan meet both marginals? Exact for uniform marginals, a documented
  * necessary condition otherwise (the general question is NP-hard: k = 1 is number partitioning).
  */
-import {InvalidArgumentError, assertPositiveInt} from '../errors';
+import {InvalidArgumentError, assertPositiveInt} from '../core/errors';
 
 function gcd(x: number, y: number): number {
   while (y !== 0) [x, y] = [y, x % y];

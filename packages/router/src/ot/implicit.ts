@@ -37,9 +37,9 @@
  * group on the device once its residual is small.
  */
 import * as tf from '@tensorflow/tfjs';
-import {noGrad} from '../stop-gradient';
+import {noGrad} from '../core/stop-gradient';
 
-import {InvalidArgumentError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import type {Formulation, SparseOTOptions, SparseOTResult, Sparsity} from './types';
 
 /**

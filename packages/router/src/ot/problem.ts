@@ -6,7 +6,7 @@
  * column-sparse problem, so its internal `costT` is the original cost itself.
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, NonFiniteError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, NonFiniteError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {feasibleForMarginals} from './feasibility';
 import type {MarginalLike, Sparsity} from './types';
 

@@ -9,7 +9,7 @@
  * Jacobian is `P(v) = mask * (v - mean of v over the support)`.
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 
 /** Options of {@link kSparseSimplexProjection} and {@link sparsemax}. */
 export interface ProjectionOptions {

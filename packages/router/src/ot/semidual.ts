@@ -6,7 +6,7 @@
  * `grad S = a - T 1`, Hessian `-(1/gamma) sum_j P_j` on the supports (see implicit-gradients.md).
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {projectRows} from './projection';
 
 /** Everything one evaluation of the semi-dual yields, in the internal layout. */

@@ -7,7 +7,7 @@
  * except the marginal error every `checkEvery` iterations (never with `hostReads: false`).
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {InvalidArgumentError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {checkMarginalSums, marginalPair, readInit, resolveHostReads, validateCost} from './problem';
 import {LazyStats, marginalStatsTensor} from './result';
 import type {SinkhornOptions, SinkhornResult} from './types';

@@ -4,7 +4,7 @@
  * semidual.ts / dual.ts (objectives and plans), adam.ts / newton.ts / alternating.ts (solvers), result.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import {assertOneOf, assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../errors';
+import {assertOneOf, assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../core/errors';
 import {adamAscent} from './adam';
 import {alternatingSemidual} from './alternating';
 import {evalDual} from './dual';

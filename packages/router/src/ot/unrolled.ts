@@ -29,9 +29,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-import {ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../errors';
+import {ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {solveSupportSystem, supportGraph} from './implicit';
-import {noGrad, stopGradient} from '../stop-gradient';
+import {noGrad, stopGradient} from '../core/stop-gradient';
 import type {Sparsity} from './types';
 
 /**

@@ -5,9 +5,9 @@
  * The rule looks at the whole group (all tokens), so it is not causal.
  */
 import * as tf from '@tensorflow/tfjs';
-import {gatherTokenExpertValues} from '../dispatch';
-import {routerZLoss} from '../losses';
-import {stopGradient, untracked} from '../stop-gradient';
+import {gatherTokenExpertValues} from '../moe/dispatch';
+import {routerZLoss} from './losses';
+import {stopGradient, untracked} from '../core/stop-gradient';
 import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
 import {registerRouter} from './registry';
 

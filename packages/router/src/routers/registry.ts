@@ -5,7 +5,7 @@
  * (`registerRouter('topk', TopKRouter)` after the class); `routers/index.ts` imports them all.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError} from '../errors';
+import {ConfigError} from '../core/errors';
 import type {Router, RouterArgs} from './router';
 
 /** A router class: constructible from its args, with the tfjs `className`. */

@@ -16,10 +16,10 @@ import * as tf from '@tensorflow/tfjs';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
-import {assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../errors';
-import {makeRoutingResult, RoutingMetrics, RoutingResult} from '../routing-result';
-import {standardMetrics} from '../metrics';
-import {computeCapacity} from '../capacity';
+import {assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
+import {makeRoutingResult, RoutingMetrics, RoutingResult} from './routing-result';
+import {standardMetrics} from './metrics';
+import {computeCapacity} from './capacity';
 
 /**
  * An initializer given by name (a `tf.initializers` factory name such as `'glorotNormal'` or its

@@ -6,12 +6,12 @@
  * At inference the plain top-1 expert of the gates is used unless `balanceInference` is set.
  */
 import * as tf from '@tensorflow/tfjs';
-import {assignTokenChoice} from '../capacity';
-import {gatherTokenExpertValues} from '../dispatch';
-import {assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../errors';
-import {routerZLoss} from '../losses';
+import {assignTokenChoice} from './capacity';
+import {gatherTokenExpertValues} from '../moe/dispatch';
+import {assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../core/errors';
+import {routerZLoss} from './losses';
 import {sinkhorn} from '../ot/sinkhorn';
-import {stopGradient, untracked} from '../stop-gradient';
+import {stopGradient, untracked} from '../core/stop-gradient';
 import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
 import {registerRouter} from './registry';
 

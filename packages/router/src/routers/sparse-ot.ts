@@ -8,12 +8,12 @@
  * depends on the other tokens of its group.
  */
 import * as tf from '@tensorflow/tfjs';
-import {assignTokenChoice, computeCapacity} from '../capacity';
-import {gatherTokenExpertValues} from '../dispatch';
-import {assertOneOf, assertPositiveInt, assertPositiveNumber, ConfigError, InvalidArgumentError} from '../errors';
-import {EMPTY_SLOT, type RoutingMetrics} from '../routing-result';
+import {assignTokenChoice, computeCapacity} from './capacity';
+import {gatherTokenExpertValues} from '../moe/dispatch';
+import {assertOneOf, assertPositiveInt, assertPositiveNumber, ConfigError, InvalidArgumentError} from '../core/errors';
+import {EMPTY_SLOT, type RoutingMetrics} from './routing-result';
 import {sparseOTPlanImplicit, type ImplicitSolveSpace} from '../ot/implicit';
-import {noGrad} from '../stop-gradient';
+import {noGrad} from '../core/stop-gradient';
 import {solveSparseOT} from '../ot/solve';
 import type {Formulation, SolverName, SparseOTOptions, SparseOTResult} from '../ot/types';
 import {unrolledSparseOT} from '../ot/unrolled';

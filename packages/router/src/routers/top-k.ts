@@ -5,11 +5,11 @@
  * second choice), so demand above capacity shows up as dropped tokens.
  */
 import * as tf from '@tensorflow/tfjs';
-import {assignTokenChoice} from '../capacity';
-import {gatherTokenExpertValues} from '../dispatch';
-import {assertPositiveInt, InvalidArgumentError} from '../errors';
-import {loadBalancingLoss, routerZLoss} from '../losses';
-import {stopGradient, untracked} from '../stop-gradient';
+import {assignTokenChoice} from './capacity';
+import {gatherTokenExpertValues} from '../moe/dispatch';
+import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
+import {loadBalancingLoss, routerZLoss} from './losses';
+import {stopGradient, untracked} from '../core/stop-gradient';
 import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
 import {registerRouter} from './registry';
 

@@ -12,8 +12,8 @@ import {
   normalizeCombineWeights,
   scatterAddRows,
   tokenWeightSums,
-} from '../../src/dispatch';
-import {ShapeError} from '../../src/errors';
+} from '../../src/moe/dispatch';
+import {ShapeError} from '../../src/core/errors';
 
 /** Dense reference: one-hot `[G, S, E, C]` from indices (built on the host). */
 function oneHot(indices: number[][][], groupSize: number): tf.Tensor4D {

@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose, expectNoLeaks, useBackend} from '../helpers/backends';
-import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/errors';
-import {MoE, moe, MoEArgs} from '../../src/moe-layer';
+import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/core/errors';
+import {MoE, moe, MoEArgs} from '../../src/moe/moe-layer';
 import {SparseOTRouter, topKRouter} from '../../src/routers';
 
 const B = 2;

@@ -1,6 +1,6 @@
 /** Bad input to the OT core: typed errors that name the argument and echo the value (pinned text). */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, NonFiniteError, ShapeError} from '../../src/errors';
+import {InvalidArgumentError, NonFiniteError, ShapeError} from '../../src/core/errors';
 import {isFeasible, minFeasibleK, feasibleForMarginals, sinkhorn, solveSparseOT} from '../../src/ot';
 
 describe('solveSparseOT input validation', () => {

@@ -5,7 +5,7 @@
  * (validation, convergence checks), which shows the count sees the reads.
  */
 import * as tf from '@tensorflow/tfjs';
-import {moe} from '../../src/moe-layer';
+import {moe} from '../../src/moe/moe-layer';
 import '../../src/routers';
 import '../../src/routers/sparse-ot';
 import {defaultHostReads} from '../../src/ot/problem';

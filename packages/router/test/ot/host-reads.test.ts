@@ -6,8 +6,8 @@
  * `bufferSync` (asynchronous `data()` / `array()` are allowed: they are what webgpu supports).
  */
 import * as tf from '@tensorflow/tfjs';
-import {NonFiniteError} from '../../src/errors';
-import {moe} from '../../src/moe-layer';
+import {NonFiniteError} from '../../src/core/errors';
+import {moe} from '../../src/moe/moe-layer';
 import '../../src/routers';
 import '../../src/routers/sparse-ot';
 import {sinkhorn, solveSparseOT} from '../../src/ot';

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fs from 'fs';
 import * as path from 'path';
 import {kSparseSimplexProjection, sparsemax} from '../../src/ot';
-import {stopGradient} from '../../src/stop-gradient';
+import {stopGradient} from '../../src/core/stop-gradient';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 
 interface ProjCase {name: string; k: number; radius: number; x: number[][]; y: number[][]; nnz: number[]}

@@ -18,7 +18,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import {releaseWebGPU, setupBackend} from '../../../training/src/backend';
-import {moe, MoE} from '../../src/moe-layer';
+import {moe, MoE} from '../../src/moe/moe-layer';
 import '../../src/routers';
 import '../../src/routers/sparse-ot';
 import {solveSparseOT} from '../../src/ot/solve';

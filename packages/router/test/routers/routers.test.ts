@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
-import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/errors';
+import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/core/errors';
 import {
   createRouter,
   expertChoiceRouter,
@@ -18,8 +18,8 @@ import {
   TopKRouter,
   topKRouter,
 } from '../../src/routers';
-import {computeCapacity} from '../../src/capacity';
-import {metricsToValues, RoutingResult} from '../../src/routing-result';
+import {computeCapacity} from '../../src/routers/capacity';
+import {metricsToValues, RoutingResult} from '../../src/routers/routing-result';
 
 function identityKernel<R extends Router>(router: R, e: number): R {
   router.build([null, null, e]);

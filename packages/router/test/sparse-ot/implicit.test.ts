@@ -9,9 +9,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
-import {InvalidArgumentError, ShapeError} from '../../src/errors';
+import {InvalidArgumentError, ShapeError} from '../../src/core/errors';
 import {conjugateGradient, sparseOTPlanImplicit, sparseOTPlanVJP} from '../../src/ot/implicit';
-import {noGrad, stopGradient} from '../../src/stop-gradient';
+import {noGrad, stopGradient} from '../../src/core/stop-gradient';
 import {kSparseProjectionFixedSupport, unrolledSparseOT} from '../../src/ot/unrolled';
 import {solveSparseOT} from '../../src/ot/solve';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-import {MoE, moe} from '../../src/moe-layer';
+import {MoE, moe} from '../../src/moe/moe-layer';
 import {SparseOTRouter} from '../../src/routers/sparse-ot';
 import {describeBackends, expectAllClose} from '../helpers/backends';
 

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
-import {ConfigError, InvalidArgumentError} from '../../src/errors';
+import {ConfigError, InvalidArgumentError} from '../../src/core/errors';
 import {solveSparseOT} from '../../src/ot/solve';
 import {getRouterClass} from '../../src/routers/registry';
 import {SparseOTRouter, sparseOTRouter, type SparseOTRouterArgs} from '../../src/routers/sparse-ot';

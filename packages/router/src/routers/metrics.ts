@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type {RoutingMetrics} from './routing-result';
-import {untracked} from './stop-gradient';
+import {untracked} from '../core/stop-gradient';
 
 /** Inputs of {@link standardMetrics}. */
 export interface StandardMetricsInput {

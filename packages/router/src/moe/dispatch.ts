@@ -10,7 +10,7 @@
  * `scatterND` sums duplicate indices on cpu and wasm, which is exactly the adjoint of a gather.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ShapeError} from './errors';
+import {ShapeError} from '../core/errors';
 
 /**
  * Gathers rows: `out[i, :] = x[indices[i], :]`, with a gradient (a scatter-add) on every backend.

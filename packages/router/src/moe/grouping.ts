@@ -12,7 +12,7 @@
  * The group size is clamped to the tokens available (`tokens` per example, or `batch * tokens`).
  */
 import * as tf from '@tensorflow/tfjs';
-import {ShapeError} from './errors';
+import {ShapeError} from '../core/errors';
 
 /** How tokens are grouped for routing. */
 export type GroupingMode = 'per-example' | 'flat';

@@ -4,7 +4,7 @@
  * rank, tokens in group order or, with batch-prioritized routing, by descending priority).
  */
 import * as tf from '@tensorflow/tfjs';
-import {assertPositiveInt, InvalidArgumentError} from './errors';
+import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
 
 /**
  * Slots per expert and group:

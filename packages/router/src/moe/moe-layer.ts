@@ -7,12 +7,12 @@ import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {combine, dispatch, normalizeCombineWeights as normalizeWeights} from './dispatch';
-import {assertOneOf, assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from './errors';
+import {assertOneOf, assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
 import {GroupingMode, groupTokens, ungroupTokens} from './grouping';
-import {metricsToValues, RoutingMetrics, RoutingMetricValues} from './routing-result';
-import {createRouter, RouterSpec} from './routers/registry';
-import {InitializerLike, resolveInitializer, Router, serializeInitializer} from './routers/router';
-import './routers';
+import {metricsToValues, RoutingMetrics, RoutingMetricValues} from '../routers/routing-result';
+import {createRouter, RouterSpec} from '../routers/registry';
+import {InitializerLike, resolveInitializer, Router, serializeInitializer} from '../routers/router';
+import '../routers';
 
 /** Expert activations: the tfjs activation names. */
 export type MoEActivation = 'gelu' | 'gelu_new' | 'relu' | 'relu6' | 'elu' | 'selu' | 'swish' | 'mish' | 'tanh' | 'sigmoid' | 'linear';
