@@ -9,6 +9,7 @@ export * from './io/file-io';
 export * from './train';
 export * from './metrics';
 export * from './metrics/probe';
+export * from './defaults';
 export * from './model-factory';
 export * from './run';
 export * from './compare';

@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
 import {vit, vmoe, type ViTPresetName} from '@tfjs-moe/models';
+import {MODEL_DEFAULTS} from './defaults';
 
 /**
  * Routers the CLI offers; `'dense'` is the plain ViT (no experts).
@@ -71,20 +72,20 @@ export type ResolvedModelSpec = Required<Pick<ModelSpec, 'router' | 'gradient' |
  * ```
  */
 export function resolveModelSpec(spec: ModelSpec = {}): ResolvedModelSpec {
-  const router = spec.router ?? 'sparse-ot';
+  const router = spec.router ?? MODEL_DEFAULTS.router;
   if (!(ROUTER_CHOICES as readonly string[]).includes(router)) {
     throw new ConfigError('router', `one of ${ROUTER_CHOICES.map((r) => `'${r}'`).join(', ')}`, router);
   }
-  const gradient = spec.gradient ?? 'softmax';
+  const gradient = spec.gradient ?? MODEL_DEFAULTS.gradient;
   if (!(GRADIENT_CHOICES as readonly string[]).includes(gradient)) {
     throw new ConfigError('gradient', `one of ${GRADIENT_CHOICES.map((r) => `'${r}'`).join(', ')}`, gradient);
   }
   if (gradient !== 'softmax' && router !== 'sparse-ot') {
     throw new ConfigError('gradient', `'softmax' for router '${router}' (implicit and unrolled are sparse-ot modes)`, gradient);
   }
-  const experts = spec.experts ?? 4;
+  const experts = spec.experts ?? MODEL_DEFAULTS.experts;
   if (!Number.isInteger(experts) || experts < 1) throw new InvalidArgumentError('experts', 'a positive integer', experts);
-  const capacityFactor = spec.capacityFactor ?? 1.25;
+  const capacityFactor = spec.capacityFactor ?? MODEL_DEFAULTS.capacityFactor;
   if (typeof capacityFactor !== 'number' || !Number.isFinite(capacityFactor) || capacityFactor <= 0) {
     throw new InvalidArgumentError('capacityFactor', 'a finite number > 0', capacityFactor);
   }
@@ -94,7 +95,7 @@ export function resolveModelSpec(spec: ModelSpec = {}): ResolvedModelSpec {
   if (spec.groupSize !== undefined && (!Number.isInteger(spec.groupSize) || spec.groupSize < 1)) {
     throw new InvalidArgumentError('groupSize', 'a positive integer', spec.groupSize);
   }
-  return {...spec, router, gradient, experts, capacityFactor, preset: spec.preset ?? 'mnist-tiny'};
+  return {...spec, router, gradient, experts, capacityFactor, preset: spec.preset ?? MODEL_DEFAULTS.preset};
 }
 
 /** The data shape a model is built for. */

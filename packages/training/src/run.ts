@@ -8,8 +8,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import {ConfigError} from '@tfjs-moe/router';
 import {setupBackend, type BackendRequest} from './backend';
-import {datasetSize, splitDataset} from './data/dataset';
-import {loadData} from './data/load';
+import {datasetSize} from './data/dataset';
+import {loadSplits} from './data/load';
+import {TRAINING_DEFAULTS as D, defaultEvalEvery} from './defaults';
 import {atomicWriteFile, fileHandler} from './io/file-io';
 import {formatBalance, type LoadBalanceStats} from './metrics/load-balance';
 import {buildModel, resolveModelSpec, type ModelSpec} from './model-factory';
@@ -19,25 +20,29 @@ import {train, type TrainResult} from './train/trainer';
 
 /** Options of {@link runTraining}: the model, the data, the schedule and the outputs. */
 export interface RunOptions extends ModelSpec {
-  /** Data: `'digits'` (default), `'synthetic'`, a folder of images or a `.npy` / `.json` file. */
+  /** Data (see {@link loadDataSets}): `'mnist'` (default), `'fashion-mnist'`, `'idx:DIR'`, `'digits'`, `'synthetic'`, a folder of images or a `.npy` / `.json` file. */
   data?: string;
-  /** Fraction of each class held out. Default 0.2. */
+  /** Data without an official test set: fraction of each class held out as the test set. Default {@link TRAINING_DEFAULTS}.testFraction. */
   heldOutFraction?: number;
+  /** Fraction of each class of the training data carved out for validation (periodic evaluation). Default {@link TRAINING_DEFAULTS}.validationFraction. */
+  validationFraction?: number;
+  /** Augmentation: random shift of training images, pixels per axis. Default {@link TRAINING_DEFAULTS}.maxShift. */
+  maxShift?: number;
   /** Seed of the split, initialization, data order and step randomness. Default 0. */
   seed?: number;
-  /** Epochs (default 1: 125 steps of 64 digits); ignored when `steps` is given. */
+  /** Epochs (default {@link TRAINING_DEFAULTS}.epochs); ignored when `steps` is given. */
   epochs?: number;
   /** Training steps. */
   steps?: number;
-  /** Examples per step. Default 64. */
+  /** Examples per step. Default {@link TRAINING_DEFAULTS}.batchSize. */
   batchSize?: number;
-  /** Peak learning rate. Default 2e-3. */
+  /** Peak learning rate. Default {@link TRAINING_DEFAULTS}.learningRate. */
   learningRate?: number;
-  /** Warmup steps. Default 5% of the steps. */
+  /** Warmup steps. Default {@link TRAINING_DEFAULTS}.warmupFraction of the steps. */
   warmupSteps?: number;
-  /** Gradient clipping norm. Default 1. */
+  /** Gradient clipping norm. Default {@link TRAINING_DEFAULTS}.clipNorm. */
   clipNorm?: number;
-  /** Weight decay. Default 1e-4. */
+  /** Weight decay. Default {@link TRAINING_DEFAULTS}.weightDecay. */
   weightDecay?: number;
   /** Backend. Default `'auto'` (tfjs-node, then wasm, then cpu). */
   backend?: BackendRequest;
@@ -45,11 +50,11 @@ export interface RunOptions extends ModelSpec {
   out?: string;
   /** Continue from the newest checkpoint in `out`. Default false. */
   resume?: boolean;
-  /** Checkpoint every this many steps. Default 50. */
+  /** Checkpoint every this many steps. Default {@link TRAINING_DEFAULTS}.checkpointEvery. */
   checkpointEvery?: number;
-  /** Evaluate every this many steps (0: at the end only). Default: about 4 times per run. */
+  /** Evaluate on the validation set every this many steps (0: at the end only). Default {@link defaultEvalEvery}. */
   evalEvery?: number;
-  /** Log every this many steps. Default 10. */
+  /** Log every this many steps. Default {@link TRAINING_DEFAULTS}.logEvery. */
   logEvery?: number;
   /** Write report.html. Default true. */
   report?: boolean;
@@ -95,11 +100,12 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
   const spec = resolveModelSpec(opts);
   const setup = await setupBackend(opts.backend ?? 'auto');
   const seed = opts.seed ?? 0;
-  const ds = loadData(opts.data ?? 'digits', {seed});
-  const split = splitDataset(ds, {heldOutFraction: opts.heldOutFraction ?? 0.2, seed});
-  const batchSize = opts.batchSize ?? 64;
+  const dataSpec = opts.data ?? D.data;
+  const split = loadSplits(dataSpec, {seed, testFraction: opts.heldOutFraction, validationFraction: opts.validationFraction});
+  const ds = split.train;
+  const batchSize = opts.batchSize ?? D.batchSize;
   const stepsPerEpoch = Math.floor(datasetSize(split.train) / batchSize);
-  const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? 1) * stepsPerEpoch));
+  const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? D.epochs) * stepsPerEpoch));
   const config: Record<string, unknown> = {
     router: spec.router,
     gradient: spec.router === 'sparse-ot' ? spec.gradient : undefined,
@@ -113,18 +119,20 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     mlpDim: opts.mlpDim,
     numHeads: opts.numHeads,
     patchSize: opts.patchSize,
-    data: opts.data ?? 'digits',
-    heldOutFraction: opts.heldOutFraction ?? 0.2,
+    data: dataSpec,
+    heldOutFraction: opts.heldOutFraction,
+    validationFraction: opts.validationFraction ?? D.validationFraction,
+    maxShift: opts.maxShift ?? D.maxShift,
     seed,
     steps: totalSteps,
     batchSize,
-    learningRate: opts.learningRate ?? 2e-3,
+    learningRate: opts.learningRate ?? D.learningRate,
     warmupSteps: opts.warmupSteps,
-    clipNorm: opts.clipNorm ?? 1,
-    weightDecay: opts.weightDecay ?? 1e-4,
-    checkpointEvery: opts.checkpointEvery ?? 50,
-    evalEvery: opts.evalEvery ?? Math.max(1, Math.floor(totalSteps / 4)),
-    logEvery: opts.logEvery ?? 10,
+    clipNorm: opts.clipNorm ?? D.clipNorm,
+    weightDecay: opts.weightDecay ?? D.weightDecay,
+    checkpointEvery: opts.checkpointEvery ?? D.checkpointEvery,
+    evalEvery: opts.evalEvery ?? defaultEvalEvery(totalSteps),
+    logEvery: opts.logEvery ?? D.logEvery,
     backend: setup.backend,
   };
   for (const k of Object.keys(config)) if (config[k] === undefined) delete config[k];
@@ -135,7 +143,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
   bar?.message(
     `tfjs-moe train: ${spec.router}${spec.router === 'sparse-ot' ? ` (${spec.gradient} gradient)` : ''}` +
       `${spec.router === 'dense' ? '' : `, ${spec.experts} experts, capacity factor ${spec.capacityFactor}`}` +
-      ` | ${ds.name}: ${datasetSize(split.train)} train / ${datasetSize(split.heldOut)} held-out | ${totalSteps} steps of ${batchSize} | backend ${setup.backend} | out ${out}`,
+      ` | ${dataSpec}: ${datasetSize(split.train)} train / ${datasetSize(split.heldOut)} validation / ${datasetSize(split.test)} test | ${totalSteps} steps of ${batchSize} | backend ${setup.backend} | out ${out}`,
   );
   const t0 = performance.now();
   const result = await train({
@@ -146,6 +154,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     steps: totalSteps,
     learningRate: config.learningRate as number,
     warmupSteps: opts.warmupSteps,
+    maxShift: config.maxShift as number,
     clipNorm: config.clipNorm as number,
     weightDecay: config.weightDecay as number,
     logEvery: config.logEvery as number,
@@ -155,7 +164,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     resume: opts.resume,
     onLog: (r) => bar?.update(r),
     onEval: (e) => {
-      if (!e.final) bar?.message(`  step ${e.step}: held-out accuracy ${(100 * e.accuracy).toFixed(2)}% (${e.examples} examples)`);
+      if (!e.final) bar?.message(`  step ${e.step}: validation accuracy ${(100 * e.accuracy).toFixed(2)}% (${e.examples} examples)`);
     },
   });
   const seconds = (performance.now() - t0) / 1000;
@@ -174,7 +183,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
   atomicWriteFile(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
   if (opts.report !== false) {
     const html = await renderReport({
-      title: `tfjs-moe: ${spec.router}${spec.router === 'sparse-ot' ? ` (${spec.gradient})` : ''} on ${ds.name}`,
+      title: `tfjs-moe: ${spec.router}${spec.router === 'sparse-ot' ? ` (${spec.gradient})` : ''} on ${dataSpec}`,
       config,
       history: result.history,
       evals: result.evals,
@@ -201,10 +210,10 @@ function stripClasses(stats: Record<string, LoadBalanceStats>): Record<string, L
  */
 export function summaryLines(run: RunSummary): string[] {
   const r = run.result;
-  const lines = [`held-out accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`];
+  const lines = [`test accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`];
   for (const [name, s] of Object.entries(r.trainBalance)) lines.push(`  ${name} train:    ${formatBalance(s)}`);
   for (const [name, s] of Object.entries(r.final.balance)) {
-    lines.push(`  ${name} held-out: ${formatBalance(s)}${s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : ''}`);
+    lines.push(`  ${name} test:     ${formatBalance(s)}${s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : ''}`);
   }
   lines.push(`wrote ${path.join(run.out, 'model')}/, ${path.join(run.out, 'report.html')}, ${path.join(run.out, 'log.jsonl')}`);
   return lines;

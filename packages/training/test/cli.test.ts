@@ -41,7 +41,7 @@ describe('tfjs-moe CLI: bad input', () => {
   it('rejects a missing data folder, and a gradient mode on a router without one', async () => {
     const r = await runCli(['train', '--data', '/no/such/folder', '--router', 'topk', '--backend', 'cpu', '--quiet', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'))]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`tfjs-moe train: Expected data to be 'digits', 'synthetic', an existing folder of images or a .npy/.json file, but got "/no/such/folder".`);
+    expect(r.stderr).toBe(`tfjs-moe train: Expected data to be 'mnist', 'fashion-mnist', 'idx:DIR', 'digits', 'synthetic', an existing folder of images or a .npy/.json file, but got "/no/such/folder".`);
     expect(() => resolveModelSpec({router: 'topk', gradient: 'implicit'})).toThrow(
       `Expected gradient to be 'softmax' for router 'topk' (implicit and unrolled are sparse-ot modes), but got "implicit".`,
     );

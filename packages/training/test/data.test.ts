@@ -183,7 +183,7 @@ describe('image folders', () => {
       'Expected data to be an existing folder of class sub-folders with PNG images, but got "/nonexistent/digits".',
     );
     expect(() => loadData('/nonexistent/digits')).toThrow(
-      `Expected data to be 'digits', 'synthetic', an existing folder of images or a .npy/.json file, but got "/nonexistent/digits".`,
+      `Expected data to be 'mnist', 'fashion-mnist', 'idx:DIR', 'digits', 'synthetic', an existing folder of images or a .npy/.json file, but got "/nonexistent/digits".`,
     );
     const dir = tmpDir();
     writePng(path.join(dir, '0', 'a.png'), 28, 28, () => 0);

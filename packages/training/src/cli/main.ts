@@ -4,7 +4,7 @@
  *
  * @example
  * ```sh
- * npx tfjs-moe train                       # V-MoE + sparse-OT router on the embedded digits
+ * npx tfjs-moe train                       # V-MoE + sparse-OT router on full MNIST
  * npx tfjs-moe train --router topk --experts 8 --capacity-factor 1.25 --out runs/topk
  * npx tfjs-moe train --out runs/topk --resume
  * npx tfjs-moe eval --model runs/topk/model
@@ -18,8 +18,8 @@ import '@tfjs-moe/models';
 import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
 import {BACKEND_NAMES, setupBackend, type BackendRequest} from '../backend';
 import {compareRouters, DEFAULT_VARIANTS, parseVariants} from '../compare';
-import {splitDataset} from '../data/dataset';
-import {loadData} from '../data/load';
+import {loadSplits} from '../data/load';
+import {TRAINING_DEFAULTS} from '../defaults';
 import {fileHandler} from '../io/file-io';
 import {formatBalance} from '../metrics/load-balance';
 import {ROUTER_CHOICES, GRADIENT_CHOICES, type GradientChoice, type RouterChoice} from '../model-factory';
@@ -42,7 +42,8 @@ train options:
   --group-size <n>           tokens per routing group (default: one image's tokens)
   --epochs <n>               epochs (default 1)      --steps <n>    steps (overrides --epochs)
   --batch-size <n>           default 64              --lr <x>       peak learning rate (default 2e-3)
-  --data <spec>              digits (default) | synthetic | <folder of class sub-folders of PNGs> | <file.npy|file.json>
+  --data <spec>              mnist (default: 60,000 train, official 10,000 test) | fashion-mnist | idx:<folder of IDX files>
+                             | digits (10,000 embedded) | synthetic | <folder of class sub-folders of PNGs> | <file.npy|file.json>
   --preset <name>            mnist-tiny (default) | mnist-small | cifar-tiny
   --backend <name>           ${BACKEND_NAMES.join('|')} (default auto: tfjs-node, then wasm, then cpu)
   --out <dir>                output folder (default runs/<router>)
@@ -53,7 +54,7 @@ train options:
 
 eval options:
   --model <dir>              a folder written by train (model.json + weights.bin), e.g. runs/sparse-ot/model
-  --data, --seed, --backend, --batch-size as for train (the held-out split of --data with --seed)
+  --data, --seed, --backend, --batch-size as for train (the test set of --data: official, or the held-out split with --seed)
 
 compare options:
   --routers <list>           default ${DEFAULT_VARIANTS}
@@ -146,9 +147,9 @@ async function evalCommand(values: Values): Promise<void> {
   const model = await tf.loadLayersModel(fileHandler(dir));
   const [, h, w] = model.inputs[0].shape as number[];
   const seed = num(values, 'seed', true) ?? 0;
-  const split = splitDataset(loadData((values.data as string | undefined) ?? 'digits', {size: [h, w], seed}), {seed});
-  const r = await evaluate(model, split.heldOut, {batchSize: num(values, 'batch-size', true) ?? 128});
-  console.log(`${path.resolve(dir)} on ${split.heldOut.name} (${r.examples} examples, backend ${setup.backend}): accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+  const split = loadSplits((values.data as string | undefined) ?? TRAINING_DEFAULTS.data, {size: [h, w], seed});
+  const r = await evaluate(model, split.test, {batchSize: num(values, 'batch-size', true) ?? 128});
+  console.log(`${path.resolve(dir)} on ${split.test.name} (${r.examples} examples, backend ${setup.backend}): accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
   for (const [name, s] of Object.entries(r.balance)) {
     console.log(`  ${name}: ${formatBalance(s)} tokens/expert ${s.tokensPerExpert.map((t) => t.toFixed(1)).join(' ')}`);
   }

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
-import {deriveSeed, seededPermutation} from '../rng';
+import {deriveSeed, Mulberry32, seededPermutation} from '../rng';
 
 /**
  * A labelled image data set held in memory. Pixels are float32 in [0, 1], laid out
@@ -102,12 +102,14 @@ export interface SplitOptions {
   seed?: number;
 }
 
-/** A training part and a held-out part of one data set, disjoint. */
+/** A training part and a held-out part of one data set, disjoint; optionally a test set. */
 export interface DataSplit {
   /** Examples to train on. */
   train: ImageDataset;
-  /** Examples never trained on, for evaluation. */
+  /** Examples never trained on, for evaluation (the validation set, for model selection, when `test` is given). */
   heldOut: ImageDataset;
+  /** Examples never trained on nor used for model selection: the final evaluation's data when given (e.g. MNIST's official test set). */
+  test?: ImageDataset;
 }
 
 /**
@@ -158,6 +160,12 @@ export interface BatchOptions {
   epoch?: number;
   /** Drop the last, smaller batch (training, so that every step sees `batchSize` examples). Default false. */
   dropRemainder?: boolean;
+  /**
+   * Augmentation: shift every image by a random whole number of pixels in [-maxShift, maxShift]
+   * along each axis (independently), filling with 0, drawn from `(seed, epoch, batch)` so a
+   * resumed run sees the same images. Needs `seed`. Default 0 (no shift).
+   */
+  maxShift?: number;
 }
 
 /**
@@ -209,18 +217,48 @@ export function toTfDataset(ds: ImageDataset, options: BatchOptions, startBatch 
   const order = batchOrder(n, options);
   const numBatches = batchesPerEpoch(n, batchSize, options.dropRemainder);
   const per = ds.height * ds.width * ds.channels;
+  const maxShift = options.maxShift ?? 0;
+  if (!Number.isInteger(maxShift) || maxShift < 0) throw new InvalidArgumentError('maxShift', 'an integer >= 0', maxShift, 'toTfDataset');
+  if (maxShift > 0 && options.seed === undefined) throw new InvalidArgumentError('seed', 'a number when maxShift > 0', options.seed, 'toTfDataset');
   function* batches(): Iterator<Batch> {
     for (let b = startBatch; b < numBatches; b++) {
       const size = Math.min(batchSize, n - b * batchSize);
       const x = new Float32Array(size * per);
       const y = new Int32Array(size);
+      const rng = maxShift > 0 ? new Mulberry32(deriveSeed(options.seed!, 'shift', options.epoch ?? 0, b)) : null;
       for (let i = 0; i < size; i++) {
         const src = order[b * batchSize + i];
-        x.set(ds.images.subarray(src * per, (src + 1) * per), i * per);
+        const image = ds.images.subarray(src * per, (src + 1) * per);
+        if (rng) {
+          const dy = Math.floor(rng.next() * (2 * maxShift + 1)) - maxShift;
+          const dx = Math.floor(rng.next() * (2 * maxShift + 1)) - maxShift;
+          shiftImage(image, x.subarray(i * per, (i + 1) * per), ds.height, ds.width, ds.channels, dy, dx);
+        } else x.set(image, i * per);
         y[i] = ds.labels[src];
       }
       yield {xs: tf.tensor4d(x, [size, ds.height, ds.width, ds.channels]), ys: tf.tensor1d(y, 'int32')};
     }
   }
   return tf.data.generator(batches as unknown as () => Iterator<tf.TensorContainer>) as unknown as tf.data.Dataset<Batch>;
+}
+
+/**
+ * Copies `src` (`[height, width, channels]`) into `dst` shifted by `dy` rows and `dx` columns
+ * (positive: down / right), filling the uncovered pixels with 0: `dst[y][x] = src[y - dy][x - dx]`.
+ *
+ * @example
+ * ```ts
+ * shiftImage(Float32Array.of(1, 2, 3, 4), out, 2, 2, 1, 0, 1); // out = [0, 1, 0, 3]
+ * ```
+ */
+export function shiftImage(src: Float32Array, dst: Float32Array, height: number, width: number, channels: number, dy: number, dx: number): void {
+  dst.fill(0);
+  const row = width * channels;
+  const x0 = Math.max(0, dx);
+  const x1 = Math.min(width, width + dx);
+  if (x1 <= x0) return;
+  for (let y = Math.max(0, dy); y < Math.min(height, height + dy); y++) {
+    const from = (y - dy) * row + (x0 - dx) * channels;
+    dst.set(src.subarray(from, from + (x1 - x0) * channels), y * row + x0 * channels);
+  }
 }

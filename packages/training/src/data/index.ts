@@ -4,3 +4,5 @@ export * from './digits';
 export * from './synthetic';
 export * from './files';
 export * from './load';
+export * from './idx';
+export * from './mnist';

@@ -20,6 +20,7 @@ import {deriveSeed, withSeededRandom} from '../rng';
 import {hasCheckpoint, readLatestCheckpoint, setWeightsFromArtifacts, writeCheckpoint} from './checkpoint';
 import {evaluate, type EvalResult} from './evaluate';
 import {AdamW, clipByGlobalNorm} from './optimizer';
+import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from '../defaults';
 import {warmupCosine} from './schedule';
 
 /** Options of {@link train}. Every field has a default except `model` and `data`. */
@@ -30,33 +31,35 @@ export interface TrainOptions {
   data: DataSplit;
   /** Seed of initialization, data order and per-step randomness. Default 0. */
   seed?: number;
-  /** Examples per step. Default 64. */
+  /** Examples per step. Default {@link TRAINING_DEFAULTS}.batchSize. */
   batchSize?: number;
-  /** Length of training in epochs (of `floor(n / batchSize)` steps); ignored when `steps` is given. Default 1. */
+  /** Length of training in epochs (of `floor(n / batchSize)` steps); ignored when `steps` is given. Default {@link TRAINING_DEFAULTS}.epochs. */
   epochs?: number;
   /** Length of training in steps. */
   steps?: number;
-  /** Peak learning rate. Default 1e-3. */
+  /** Peak learning rate. Default {@link TRAINING_DEFAULTS}.learningRate. */
   learningRate?: number;
-  /** Linear warmup steps. Default 5% of the steps. */
+  /** Linear warmup steps. Default {@link TRAINING_DEFAULTS}.warmupFraction of the steps. */
   warmupSteps?: number;
-  /** Learning rate at the end of the cosine decay. Default 0. */
+  /** Augmentation: random shift of each training image by up to this many pixels per axis ({@link toTfDataset}). Default {@link TRAINING_DEFAULTS}.maxShift. */
+  maxShift?: number;
+  /** Learning rate at the end of the cosine decay. Default {@link TRAINING_DEFAULTS}.endLearningRate. */
   endLearningRate?: number;
-  /** Decoupled weight decay of AdamW. Default 1e-4. */
+  /** Decoupled weight decay of AdamW. Default {@link TRAINING_DEFAULTS}.weightDecay. */
   weightDecay?: number;
-  /** Clip gradients to this global norm. Default 1. */
+  /** Clip gradients to this global norm. Default {@link TRAINING_DEFAULTS}.clipNorm. */
   clipNorm?: number;
-  /** Weight of the model's auxiliary losses (`model.calculateLosses()`, e.g. MoE load balancing). Default 1. */
+  /** Weight of the model's auxiliary losses (`model.calculateLosses()`, e.g. MoE load balancing). Default {@link TRAINING_DEFAULTS}.auxLossWeight. */
   auxLossWeight?: number;
-  /** Log (loss, accuracy, load balance) every this many steps. Default 10. */
+  /** Log (loss, accuracy, load balance) every this many steps. Default {@link TRAINING_DEFAULTS}.logEvery. */
   logEvery?: number;
-  /** Evaluate on held-out data every this many steps (0: only at the end). Default 0. */
+  /** Evaluate on held-out (validation) data every this many steps (0: only at the end). Default {@link defaultEvalEvery}(steps). */
   evalEvery?: number;
-  /** Periodic evaluations use at most this many held-out examples (the final one uses all). Default 1000. */
+  /** Periodic evaluations use at most this many held-out examples (the final one uses all). Default {@link TRAINING_DEFAULTS}.evalExamples. */
   evalExamples?: number;
-  /** Write a checkpoint every this many steps (0: never). Default 0. Needs `outDir`. */
+  /** Write a checkpoint every this many steps (0: never). Default {@link TRAINING_DEFAULTS}.checkpointEvery with `outDir`, else 0. */
   checkpointEvery?: number;
-  /** Checkpoints kept on disk. Default 2. */
+  /** Checkpoints kept on disk. Default {@link TRAINING_DEFAULTS}.keepCheckpoints. */
   keepCheckpoints?: number;
   /** Run folder: `checkpoints/`, `log.jsonl`. */
   outDir?: string;
@@ -100,7 +103,7 @@ export interface EvalRecord extends EvalResult {
   type: 'eval';
   /** Steps completed. */
   step: number;
-  /** True for the final evaluation (all held-out examples). */
+  /** True for the final evaluation (all test examples when `data.test` is given, else all held-out ones). */
   final: boolean;
 }
 
@@ -137,7 +140,7 @@ function resolveSteps(o: TrainOptions, train: ImageDataset, batchSize: number): 
     if (!Number.isInteger(o.steps) || o.steps < 1) throw new InvalidArgumentError('steps', 'a positive integer', o.steps);
     return {total: o.steps, perEpoch};
   }
-  const epochs = o.epochs ?? 1;
+  const epochs = o.epochs ?? D.epochs;
   if (typeof epochs !== 'number' || !(epochs > 0)) throw new InvalidArgumentError('epochs', 'a number > 0', epochs);
   return {total: Math.max(1, Math.round(epochs * perEpoch)), perEpoch};
 }
@@ -174,16 +177,16 @@ export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
 export async function train(options: TrainOptions): Promise<TrainResult> {
   const fs = options.fs ?? nodeFileSystem;
   const seed = options.seed ?? 0;
-  const batchSize = options.batchSize ?? 64;
+  const batchSize = options.batchSize ?? D.batchSize;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError('batchSize', 'a positive integer', batchSize);
   const {total, perEpoch} = resolveSteps(options, options.data.train, batchSize);
-  const warmup = nonNegativeInt('warmupSteps', options.warmupSteps ?? Math.floor(0.05 * total));
-  const peak = options.learningRate ?? 1e-3;
-  const logEvery = Math.max(1, options.logEvery ?? 10);
-  const evalEvery = nonNegativeInt('evalEvery', options.evalEvery ?? 0);
-  const checkpointEvery = nonNegativeInt('checkpointEvery', options.checkpointEvery ?? 0);
-  const clipNorm = options.clipNorm ?? 1;
-  const auxWeight = options.auxLossWeight ?? 1;
+  const warmup = nonNegativeInt('warmupSteps', options.warmupSteps ?? defaultWarmupSteps(total));
+  const peak = options.learningRate ?? D.learningRate;
+  const logEvery = Math.max(1, options.logEvery ?? D.logEvery);
+  const evalEvery = nonNegativeInt('evalEvery', options.evalEvery ?? defaultEvalEvery(total));
+  const checkpointEvery = nonNegativeInt('checkpointEvery', options.checkpointEvery ?? (options.outDir ? D.checkpointEvery : 0));
+  const clipNorm = options.clipNorm ?? D.clipNorm;
+  const auxWeight = options.auxLossWeight ?? D.auxLossWeight;
   if (checkpointEvery > 0 && !options.outDir) throw new InvalidArgumentError('outDir', 'a folder when checkpointEvery > 0', options.outDir);
   const ckptDir = options.outDir ? path.join(options.outDir, 'checkpoints') : '';
   const logPath = options.outDir ? path.join(options.outDir, 'log.jsonl') : '';
@@ -195,7 +198,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     throw new ConfigError('model output', 'logits (a linear classifier head; the loss applies the softmax)', head);
   }
   const variables = trainableVariables(model);
-  const optimizer = new AdamW(variables, {weightDecay: options.weightDecay ?? 1e-4});
+  const optimizer = new AdamW(variables, {weightDecay: options.weightDecay ?? D.weightDecay});
   let state: TrainerState = {seed, totalSteps: total, batchSize, history: [], evals: []};
   let step = 0;
   if (options.resume && options.outDir && hasCheckpoint(ckptDir, fs)) {
@@ -223,8 +226,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
 
   const runEval = async (final: boolean): Promise<EvalRecord> => {
-    const held = options.data.heldOut;
-    const limit = final ? datasetSize(held) : Math.min(datasetSize(held), options.evalExamples ?? 1000);
+    // The final evaluation reads the test set when there is one; periodic ones the validation set.
+    const held = final ? (options.data.test ?? options.data.heldOut) : options.data.heldOut;
+    const limit = final ? datasetSize(held) : Math.min(datasetSize(held), options.evalExamples ?? D.evalExamples);
     const result = await evaluate(model, held, {batchSize: Math.max(batchSize, 64), maxExamples: limit});
     const record: EvalRecord = {type: 'eval', step, final, ...result};
     state.evals.push(record);
@@ -252,13 +256,13 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     while (step < total) {
       const epoch = Math.floor(step / perEpoch);
       if (epoch !== iteratorEpoch) {
-        const ds = toTfDataset(options.data.train, {batchSize, seed, epoch, dropRemainder: true}, step % perEpoch);
+        const ds = toTfDataset(options.data.train, {batchSize, seed, epoch, dropRemainder: true, maxShift: options.maxShift ?? D.maxShift}, step % perEpoch);
         iterator = await ds.iterator();
         iteratorEpoch = epoch;
       }
       const next = await iterator!.next();
       const {xs, ys} = next.value as Batch;
-      const lr = warmupCosine(step, {peak, totalSteps: total, warmupSteps: warmup, end: options.endLearningRate ?? 0});
+      const lr = warmupCosine(step, {peak, totalSteps: total, warmupSteps: warmup, end: options.endLearningRate ?? D.endLearningRate});
       const out = withSeededRandom(deriveSeed(seed, 'step', step), () => trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight));
       tf.dispose([xs, ys]);
       sumLoss = accumulate(sumLoss, out.loss);
@@ -301,7 +305,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (checkpointNow) {
         const optState = optimizer.getState();
         try {
-          await writeCheckpoint(ckptDir, model, {step, optimizer: optState, trainer: state}, {keep: options.keepCheckpoints, fs});
+          await writeCheckpoint(ckptDir, model, {step, optimizer: optState, trainer: state}, {keep: options.keepCheckpoints ?? D.keepCheckpoints, fs});
         } finally {
           tf.dispose([...optState.m, ...optState.v]);
         }

@@ -1,0 +1,96 @@
+/**
+ * The one set of training defaults: the CLI (`tfjs-moe train`), {@link runTraining} and the
+ * library's {@link train} all read these, so a run started from any of them trains the same way.
+ * The values are the main job's: the sparse-OT V-MoE on full MNIST (see README and
+ * bench/RESULTS-training.md for what was tried).
+ */
+
+/**
+ * Defaults of the training loop.
+ *
+ * @example
+ * ```ts
+ * train({model, data, learningRate: TRAINING_DEFAULTS.learningRate / 2});
+ * ```
+ */
+export const TRAINING_DEFAULTS = {
+  /** Data specification (`--data`). */
+  data: 'mnist',
+  /** Fraction of each class of the training data carved out as the validation set (5,000 of MNIST's 60,000). */
+  validationFraction: 1 / 12,
+  /** For data without an official test set: fraction of each class held out as the test set. */
+  testFraction: 0.2,
+  /** Epochs over the training set. */
+  epochs: 1,
+  /** Examples per step. */
+  batchSize: 64,
+  /** Peak learning rate of AdamW. */
+  learningRate: 2e-3,
+  /** Linear warmup, as a fraction of the run's steps. */
+  warmupFraction: 0.05,
+  /** Learning rate at the end of the cosine decay. */
+  endLearningRate: 0,
+  /** Decoupled weight decay of AdamW. */
+  weightDecay: 1e-4,
+  /** Clip gradients to this global norm. */
+  clipNorm: 1,
+  /** Weight of the model's auxiliary losses (MoE load balancing). */
+  auxLossWeight: 1,
+  /** Log (loss, accuracy, load balance) every this many steps. */
+  logEvery: 10,
+  /** Periodic evaluations on the validation set per run (evaluate every `floor(steps / evalsPerRun)` steps). */
+  evalsPerRun: 4,
+  /** Periodic evaluations use at most this many validation examples (the final one reads all test examples). */
+  evalExamples: 1000,
+  /** Write a checkpoint every this many steps (when the run has an output folder). */
+  checkpointEvery: 50,
+  /** Checkpoints kept on disk. */
+  keepCheckpoints: 2,
+  /** Random shift of training images, in pixels, in each direction (0: no augmentation). */
+  maxShift: 0,
+} as const;
+
+/**
+ * Default model of the CLI and {@link runTraining}: the sparse-OT V-MoE.
+ *
+ * @example
+ * ```ts
+ * buildModel({...MODEL_DEFAULTS, router: 'topk'}, input);
+ * ```
+ */
+export const MODEL_DEFAULTS = {
+  /** Routing rule of every MoE block. */
+  router: 'sparse-ot',
+  /** How gradients reach the sparse-OT router. */
+  gradient: 'softmax',
+  /** Experts per MoE block. */
+  experts: 4,
+  /** Capacity factor in training. */
+  capacityFactor: 1.25,
+  /** ViT preset the overrides below apply to. */
+  preset: 'mnist-tiny',
+} as const;
+
+/**
+ * Evaluation interval of a run of `steps` steps: {@link TRAINING_DEFAULTS}.evalsPerRun times per run.
+ *
+ * @example
+ * ```ts
+ * defaultEvalEvery(1000); // 250
+ * ```
+ */
+export function defaultEvalEvery(steps: number): number {
+  return Math.max(1, Math.floor(steps / TRAINING_DEFAULTS.evalsPerRun));
+}
+
+/**
+ * Warmup steps of a run of `steps` steps: {@link TRAINING_DEFAULTS}.warmupFraction of them.
+ *
+ * @example
+ * ```ts
+ * defaultWarmupSteps(1000); // 50
+ * ```
+ */
+export function defaultWarmupSteps(steps: number): number {
+  return Math.floor(TRAINING_DEFAULTS.warmupFraction * steps);
+}
