@@ -9,6 +9,8 @@ export {ClassToken, classToken, PositionEmbedding, positionEmbedding, TokenPooli
 export type {PositionEmbeddingArgs, TokenPoolingArgs, Classifier} from './layers/tokens';
 export {MultiHeadSelfAttention, multiHeadSelfAttention} from './layers/attention';
 export type {MultiHeadSelfAttentionArgs} from './layers/attention';
+export {LayerNorm, layerNorm, layerNorm1D} from './layers/layer-norm';
+export type {LayerNormArgs} from './layers/layer-norm';
 export {MlpBlock, mlpBlock, MLP_ACTIVATIONS} from './layers/mlp';
 export type {MlpBlockArgs, MlpActivation} from './layers/mlp';
 export {VIT_PRESETS, HEAD_ACTIVATIONS, resolveViTConfig, numPatches, sequenceLength} from './config';

@@ -8,6 +8,7 @@ import {patchEmbedding} from './layers/patch-embedding';
 import {classToken, positionEmbedding, tokenPooling} from './layers/tokens';
 import {multiHeadSelfAttention} from './layers/attention';
 import {mlpBlock} from './layers/mlp';
+import {layerNorm} from './layers/layer-norm';
 
 /**
  * Layer names inside a ViT / V-MoE built here, for the `i`-th (0-based) encoder block.
@@ -18,13 +19,13 @@ import {mlpBlock} from './layers/mlp';
  * ```
  */
 export const blockLayerNames = (i: number) => ({
-  /** LayerNormalization before attention. */
+  /** LayerNorm before attention. */
   norm1: `block${i}_norm1`,
   /** MultiHeadSelfAttention. */
   attention: `block${i}_attention`,
   /** Residual add after attention. */
   add1: `block${i}_add1`,
-  /** LayerNormalization before the MLP / MoE. */
+  /** LayerNorm before the MLP / MoE. */
   norm2: `block${i}_norm2`,
   /** The dense MLP (MlpBlock). */
   mlp: `block${i}_mlp`,
@@ -60,16 +61,16 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
   x = positionEmbedding({seed: layerSeed(c, 1), name: 'position_embedding'}).apply(x) as tf.SymbolicTensor;
   for (let i = 0; i < c.depth; i++) {
     const names = blockLayerNames(i);
-    const a = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: names.norm1}).apply(x) as tf.SymbolicTensor;
+    const a = layerNorm({epsilon: c.layerNormEpsilon, name: names.norm1}).apply(x) as tf.SymbolicTensor;
     const attn = multiHeadSelfAttention({
       numHeads: c.numHeads, seed: layerSeed(c, 100 + 2 * i), name: names.attention,
     }).apply(a) as tf.SymbolicTensor;
     x = tf.layers.add({name: names.add1}).apply([x, attn]) as tf.SymbolicTensor;
-    const m = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: names.norm2}).apply(x) as tf.SymbolicTensor;
+    const m = layerNorm({epsilon: c.layerNormEpsilon, name: names.norm2}).apply(x) as tf.SymbolicTensor;
     const mlp = mlpSlot(i).apply(m) as tf.SymbolicTensor;
     x = tf.layers.add({name: names.add2}).apply([x, mlp]) as tf.SymbolicTensor;
   }
-  x = tf.layers.layerNormalization({epsilon: c.layerNormEpsilon, name: 'encoder_norm'}).apply(x) as tf.SymbolicTensor;
+  x = layerNorm({epsilon: c.layerNormEpsilon, name: 'encoder_norm'}).apply(x) as tf.SymbolicTensor;
   x = tokenPooling({mode: c.classifier, name: 'pooling'}).apply(x) as tf.SymbolicTensor;
   const headInit = c.seed === undefined ? {} : {seed: layerSeed(c, 2)};
   const output = tf.layers.dense({

@@ -84,3 +84,4 @@ export type {MoEArgs, MoEActivation} from './moe/moe-layer';
 
 // Backend workarounds.
 export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';
+export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';

@@ -12,7 +12,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import {InvalidArgumentError, TfjsMoeError, patchWebGPUInt32Transpose} from '@tfjs-moe/router';
+import {fastKernelsRegistered, InvalidArgumentError, patchWebGPUInt32Transpose, registerFastKernels, TfjsMoeError, unregisterFastKernels} from '@tfjs-moe/router';
 
 /** The backends {@link setupBackend} accepts. `'tensorflow'` is tfjs-node's backend. */
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu', 'webgl'] as const;
@@ -58,6 +58,12 @@ export interface SetupBackendOptions {
    */
   wasmThreads?: number;
   /**
+   * Installs the fast wasm kernels (`registerFastKernels` from `@tfjs-moe/router`: transposed and
+   * batched matMuls through XNNPACK, row-copy gathers) when the wasm backend is chosen. Default
+   * true; false restores tfjs-backend-wasm's stock kernels.
+   */
+  fastKernels?: boolean;
+  /**
    * Loads an optional package by name (default: Node's `require`). Tests inject a loader to
    * simulate installed or missing packages.
    */
@@ -100,6 +106,8 @@ export interface BackendSetup {
   attempts: BackendAttempt[];
   /** For `'webgpu'`: the adapter that is in use. */
   adapter?: WebGPUAdapterDescription;
+  /** Whether the fast wasm kernels are installed (see {@link SetupBackendOptions.fastKernels}). */
+  fastKernels: boolean;
 }
 
 /**
@@ -359,9 +367,11 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
   const load = options.load ?? defaultLoad;
   const log = options.log ?? (() => undefined);
   const attempts: BackendAttempt[] = [];
-  const done = (pkg: string, extra: Partial<BackendSetup> = {}): BackendSetup => ({
-    backend: tf.getBackend(), requested: name, package: pkg, attempts, ...extra,
-  });
+  const done = (pkg: string, extra: Partial<BackendSetup> = {}): BackendSetup => {
+    if (options.fastKernels === false) unregisterFastKernels();
+    else if (tf.getBackend() === 'wasm') registerFastKernels();
+    return {backend: tf.getBackend(), requested: name, package: pkg, attempts, fastKernels: fastKernelsRegistered(), ...extra};
+  };
 
   switch (name) {
     case 'auto': {

@@ -48,7 +48,9 @@ export class ClassToken extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = singleTensor(inputs);
       const [, d] = tokensShape(x.shape, this.name);
-      const cls = tf.broadcastTo(this.token.read(), [x.shape[0], 1, d]);
+      // A broadcasting add, not tf.broadcastTo: broadcastTo runs the Tile kernel, whose gradient
+      // is one Slice and one Add per batch entry; the add's gradient is one sum over the batch.
+      const cls = tf.add(tf.zeros([x.shape[0], 1, d]), this.token.read());
       return tf.concat([cls, x], 1);
     });
   }

@@ -1,0 +1,270 @@
+/**
+ * Faster wasm kernels for the two kinds that dominate MoE training on tfjs-backend-wasm 4.22:
+ *
+ * - `BatchMatMul`: the stock kernel reaches XNNPACK only when both operands are untransposed and
+ *   unbatched; every transposed product (all of backprop's `dX = dY W^T` and `dW = X^T dY`) and
+ *   every batched product (experts, attention) runs a scalar loop, 10-20x slower. The fast kernel
+ *   transposes operands explicitly (the wasm `Transpose` kernel, O(size)) and then runs only
+ *   untransposed 2-D products through the same XNNPACK entry: a batched left operand against a
+ *   shared right operand is folded into the rows of one product; otherwise one product per batch
+ *   entry, on views into the operands' memory (no copies).
+ * - `GatherV2`: the stock kernel copies element by element after reading the indices back; the fast
+ *   kernel copies whole rows (`copyWithin` on the wasm heap).
+ *
+ * Nothing here runs on import: {@link registerFastKernels} installs the kernels (once), and
+ * {@link unregisterFastKernels} restores the stock ones. Results equal the stock kernels' up to
+ * float32 summation order.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The wasm backend's bookkeeping of one tensor's data, as tfjs-backend-wasm 4.22 keeps it. */
+interface WasmData {
+  id: number;
+  memoryOffset: number;
+  shape: number[];
+  dtype: tf.DataType;
+  refCount: number;
+}
+
+/** The parts of tfjs-backend-wasm's `BackendWasm` that the fast kernels use. */
+interface WasmBackendLike {
+  wasm: {
+    cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
+    HEAPU8: Uint8Array;
+    tfjs: {disposeData(id: number): void};
+  };
+  dataIdMap: {get(dataId: object): WasmData; delete(dataId: object): boolean};
+  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number): tf.TensorInfo;
+  disposeData(dataId: object): boolean;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+type StockKernels = {batchMatMul: tf.KernelConfig; gatherV2: tf.KernelConfig; transpose: tf.KernelConfig};
+
+const BACKEND = 'wasm';
+/**
+ * Smallest per-entry product (m k n multiply-adds) of a batched matMul that goes through XNNPACK
+ * one entry at a time; below it the stock scalar loop is faster (measured: 17x16x17 equal, 64^3
+ * 6x faster through XNNPACK).
+ */
+const MIN_BATCHED_PRODUCT = 16384;
+let stock: StockKernels | undefined;
+const matMulFns = new WeakMap<object, (...args: unknown[]) => void>();
+
+function size(shape: readonly number[]): number {
+  return shape.reduce((p, s) => p * s, 1);
+}
+
+/** The wasm `BatchMatMul` entry (the same one the stock kernel wraps), bound to `backend`. */
+function wasmMatMul(backend: WasmBackendLike): (...args: unknown[]) => void {
+  let fn = matMulFns.get(backend);
+  if (fn === undefined) {
+    fn = backend.wasm.cwrap('BatchMatMul', null,
+      ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
+    matMulFns.set(backend, fn);
+  }
+  return fn;
+}
+
+/** Registers a float32 tensor of `shape` that aliases existing wasm memory at byte `offset`. */
+function view(backend: WasmBackendLike, shape: number[], offset: number): tf.TensorInfo {
+  return backend.makeOutput(shape, 'float32', offset);
+}
+
+/** Forgets an alias made by {@link view} without freeing the memory it points into. */
+function releaseView(backend: WasmBackendLike, info: tf.TensorInfo): void {
+  const data = backend.dataIdMap.get(info.dataId);
+  backend.wasm.tfjs.disposeData(data.id);
+  backend.dataIdMap.delete(info.dataId);
+}
+
+const shapeBytes = (shape: number[]) => new Uint8Array(new Int32Array(shape).buffer);
+
+/**
+ * `out[rows, n] = a[rows, k] b[k, n]` through XNNPACK: `a`, `b` and `out` are byte offsets of
+ * row-major float32 blocks on the wasm heap.
+ */
+function product2D(backend: WasmBackendLike, a: number, b: number, out: number, rows: number, k: number, n: number): void {
+  const av = view(backend, [1, rows, k], a);
+  const bv = view(backend, [1, k, n], b);
+  const ov = view(backend, [1, rows, n], out);
+  const id = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).id;
+  wasmMatMul(backend)(id(av), shapeBytes([1, rows, k]), 3, id(bv), shapeBytes([1, k, n]), 3, false, false, id(ov));
+  releaseView(backend, av);
+  releaseView(backend, bv);
+  releaseView(backend, ov);
+}
+
+/** `x` with its last two axes swapped, as `[batch, cols, rows]` (a new tensor the caller disposes). */
+function swapLast2(backend: WasmBackendLike, x: tf.TensorInfo, batch: number): tf.TensorInfo {
+  const r = x.shape.length;
+  const rows = x.shape[r - 2];
+  const cols = x.shape[r - 1];
+  const x3: tf.TensorInfo = {dataId: x.dataId, shape: [batch, rows, cols], dtype: x.dtype};
+  return stock!.transpose.kernelFunc({inputs: {x: x3}, backend: backend as never, attrs: {perm: [0, 2, 1]}}) as tf.TensorInfo;
+}
+
+function fastBatchMatMul(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as unknown as WasmBackendLike;
+  const {a, b} = args.inputs as {a: tf.TensorInfo; b: tf.TensorInfo};
+  const {transposeA, transposeB} = args.attrs as {transposeA: boolean; transposeB: boolean};
+  const ar = a.shape.length;
+  const br = b.shape.length;
+  const fallback = () => stock!.batchMatMul.kernelFunc(args) as tf.TensorInfo;
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || ar < 2 || br < 2) return fallback();
+  const m = transposeA ? a.shape[ar - 1] : a.shape[ar - 2];
+  const k = transposeA ? a.shape[ar - 2] : a.shape[ar - 1];
+  const kb = transposeB ? b.shape[br - 1] : b.shape[br - 2];
+  const n = transposeB ? b.shape[br - 2] : b.shape[br - 1];
+  if (k !== kb || m === 0 || n === 0 || k === 0) return fallback(); // the stock kernel throws or handles empties
+  const aBatchShape = a.shape.slice(0, -2);
+  const bBatchShape = b.shape.slice(0, -2);
+  let outBatchShape: number[];
+  try {
+    outBatchShape = tf.broadcast_util.assertAndGetBroadcastShape(aBatchShape, bBatchShape);
+  } catch {
+    return fallback();
+  }
+  const batch = size(outBatchShape);
+  const aBatch = size(aBatchShape);
+  const bBatch = size(bBatchShape);
+  // Only "equal batches" or "one side unbatched"; general broadcasts such as [2,1] x [1,3] go stock.
+  if ((aBatch !== batch && aBatch !== 1) || (bBatch !== batch && bBatch !== 1)) return fallback();
+  if (batch === 1 && !transposeA && !transposeB) return fallback(); // already XNNPACK
+  // Many tiny products (attention heads): one XNNPACK call each costs more than the scalar loop.
+  if (bBatch > 1 && m * k * n < MIN_BATCHED_PRODUCT) return fallback();
+  const temps: tf.TensorInfo[] = [];
+  // Untransposed operands: A as [aBatch, m, k], B as [bBatch, k, n]. (A transpose with a size-1
+  // axis is a relabelling the Transpose kernel handles as a copy.)
+  const a3 = transposeA ? swapLast2(backend, a, aBatch) : a;
+  if (transposeA) temps.push(a3);
+  const b3 = transposeB ? swapLast2(backend, b, bBatch) : b;
+  if (transposeB) temps.push(b3);
+  const out = backend.makeOutput([batch, m, n], 'float32');
+  const aOff = backend.dataIdMap.get(a3.dataId).memoryOffset;
+  const bOff = backend.dataIdMap.get(b3.dataId).memoryOffset;
+  const oOff = backend.dataIdMap.get(out.dataId).memoryOffset;
+  if (bBatch === 1) {
+    // A shared right operand: the batch of A folds into the rows of one product.
+    if (aBatch === batch) {
+      product2D(backend, aOff, bOff, oOff, batch * m, k, n);
+    } else {
+      for (let i = 0; i < batch; i++) product2D(backend, aOff, bOff, oOff + i * m * n * 4, m, k, n);
+    }
+  } else {
+    for (let i = 0; i < batch; i++) {
+      const ai = aBatch === 1 ? aOff : aOff + i * m * k * 4;
+      product2D(backend, ai, bOff + i * k * n * 4, oOff + i * m * n * 4, m, k, n);
+    }
+  }
+  for (const t of temps) backend.disposeData(t.dataId);
+  return {dataId: out.dataId, shape: [...outBatchShape, m, n], dtype: 'float32'};
+}
+
+function fastGatherV2(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as unknown as WasmBackendLike;
+  const {x, indices} = args.inputs as {x: tf.TensorInfo; indices: tf.TensorInfo};
+  const {axis, batchDims} = args.attrs as {axis: number; batchDims: number};
+  const fallback = () => stock!.gatherV2.kernelFunc(args) as tf.TensorInfo;
+  if ((x.dtype !== 'float32' && x.dtype !== 'int32') || indices.dtype !== 'int32' || (batchDims ?? 0) !== 0) return fallback();
+  if (size(x.shape) === 0 || size(indices.shape) === 0 || x.shape.length === 0) return fallback();
+  const ax = axis < 0 ? axis + x.shape.length : axis;
+  if (!(ax >= 0 && ax < x.shape.length)) return fallback();
+  const outer = size(x.shape.slice(0, ax));
+  const dim = x.shape[ax];
+  const inner = size(x.shape.slice(ax + 1));
+  const count = size(indices.shape);
+  const out = backend.makeOutput([...x.shape.slice(0, ax), ...indices.shape, ...x.shape.slice(ax + 1)], x.dtype);
+  // Views after the allocation (which may grow the heap and detach older views).
+  const heap = new Int32Array(backend.wasm.HEAPU8.buffer);
+  const xAt = backend.dataIdMap.get(x.dataId).memoryOffset / 4;
+  const iAt = backend.dataIdMap.get(indices.dataId).memoryOffset / 4;
+  const oAt = backend.dataIdMap.get(out.dataId).memoryOffset / 4;
+  for (let j = 0; j < count; j++) {
+    const index = heap[iAt + j];
+    if (!(index >= 0 && index < dim)) {
+      backend.disposeData(out.dataId);
+      throw new Error(`GatherV2: the index value ${index} is not in [0, ${dim - 1}]`);
+    }
+  }
+  for (let o = 0; o < outer; o++) {
+    const src = xAt + o * dim * inner;
+    let dst = oAt + o * count * inner;
+    for (let j = 0; j < count; j++, dst += inner) {
+      const s = src + heap[iAt + j] * inner;
+      if (inner >= 8) {
+        heap.copyWithin(dst, s, s + inner);
+      } else {
+        for (let c = 0; c < inner; c++) heap[dst + c] = heap[s + c];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Installs the fast wasm kernels for `BatchMatMul` (transposed and batched products through
+ * XNNPACK) and `GatherV2` (row copies) in place of tfjs-backend-wasm's stock ones. Call it once,
+ * before or after `tf.setBackend('wasm')`; later calls do nothing. It affects only the wasm
+ * backend, and results equal the stock kernels' up to float32 summation order. `setupBackend`
+ * from `@tfjs-moe/training` calls it; library users on wasm call it themselves.
+ *
+ * Measured on a 2-core machine: transposed and batched products 5-15x faster; the default V-MoE's
+ * training step several times faster (see `BENCHMARKS.md`).
+ *
+ * @returns true when it installed the kernels now, false when they were already installed.
+ * @throws Error when `@tensorflow/tfjs-backend-wasm` has not registered its kernels (import it first).
+ *
+ * @example
+ * ```ts
+ * import '@tensorflow/tfjs-backend-wasm';
+ * import {registerFastKernels} from '@tfjs-moe/router';
+ * registerFastKernels();
+ * await tf.setBackend('wasm');
+ * ```
+ */
+export function registerFastKernels(): boolean {
+  if (stock !== undefined) return false;
+  const batchMatMul = tf.getKernel('BatchMatMul', BACKEND);
+  const gatherV2 = tf.getKernel('GatherV2', BACKEND);
+  const transpose = tf.getKernel('Transpose', BACKEND);
+  if (!batchMatMul || !gatherV2 || !transpose) {
+    throw new Error('registerFastKernels: the wasm kernels are not registered; import @tensorflow/tfjs-backend-wasm first');
+  }
+  stock = {batchMatMul, gatherV2, transpose};
+  tf.unregisterKernel('BatchMatMul', BACKEND);
+  tf.unregisterKernel('GatherV2', BACKEND);
+  // The stock setup functions stay attached: they bind the stock kernels when wasm initializes
+  // after this call (the fast kernels fall back to them and bind their own entry lazily).
+  tf.registerKernel({...batchMatMul, kernelFunc: fastBatchMatMul});
+  tf.registerKernel({...gatherV2, kernelFunc: fastGatherV2});
+  return true;
+}
+
+/**
+ * Restores tfjs-backend-wasm's stock `BatchMatMul` and `GatherV2` kernels (after
+ * {@link registerFastKernels}; otherwise does nothing).
+ *
+ * @returns true when it restored them now.
+ *
+ * @example
+ * ```ts
+ * registerFastKernels();
+ * // ... train ...
+ * unregisterFastKernels();
+ * ```
+ */
+export function unregisterFastKernels(): boolean {
+  if (stock === undefined) return false;
+  tf.unregisterKernel('BatchMatMul', BACKEND);
+  tf.unregisterKernel('GatherV2', BACKEND);
+  tf.registerKernel(stock.batchMatMul);
+  tf.registerKernel(stock.gatherV2);
+  stock = undefined;
+  return true;
+}
+
+/** True while the fast wasm kernels are installed. */
+export function fastKernelsRegistered(): boolean {
+  return stock !== undefined;
+}

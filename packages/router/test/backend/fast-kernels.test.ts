@@ -1,0 +1,125 @@
+/**
+ * The fast wasm kernels (registerFastKernels) against tfjs-backend-wasm's stock kernels: matMul
+ * forward and gradient for every transpose combination, batch shapes (none, 1, n, broadcast one
+ * side, rank 4, general broadcast that falls back), size-1 dimensions and products large enough to
+ * take the per-batch XNNPACK path; row gathers on every axis, both dtypes, and the index check.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {fastKernelsRegistered, registerFastKernels, unregisterFastKernels} from '../../src/backend/fast-kernels';
+import {expectAllClose, expectNoLeaks, useBackend} from '../helpers/backends';
+
+/** Runs `fn` with the stock kernels and with the fast ones; returns both results as arrays. */
+function both<T>(fn: () => T): {stock: T; fast: T} {
+  unregisterFastKernels();
+  const stock = fn();
+  registerFastKernels();
+  const fast = fn();
+  return {stock, fast};
+}
+
+function rand(shape: number[], seed: number): tf.Tensor {
+  return tf.randomUniform(shape, -1, 1, 'float32', seed);
+}
+
+const COMBOS: [boolean, boolean][] = [[false, false], [true, false], [false, true], [true, true]];
+// [batch of a, batch of b, m, k, n]
+const SHAPES: [number[], number[], number, number, number][] = [
+  [[], [], 5, 7, 3],
+  [[], [], 1, 1, 1],
+  [[], [], 1, 6, 4],
+  [[], [], 4, 1, 6],
+  [[], [], 6, 4, 1],
+  [[1], [1], 5, 7, 3],
+  [[3], [3], 5, 7, 3],
+  [[3], [], 5, 7, 3],
+  [[], [3], 5, 7, 3],
+  [[1], [3], 5, 7, 3],
+  [[3], [1], 1, 7, 1],
+  [[2, 3], [2, 3], 4, 5, 6],
+  [[2, 3], [], 4, 5, 6],
+  [[4], [4], 40, 33, 29], // per-batch XNNPACK path (m k n >= 16384)
+  [[2], [], 40, 33, 29],
+  [[], [2], 40, 33, 29],
+];
+
+describe('fast wasm kernels', () => {
+  beforeAll(async () => {
+    await useBackend('wasm');
+  });
+  afterAll(() => {
+    unregisterFastKernels();
+  });
+  beforeEach(() => expect(tf.getBackend()).toBe('wasm'));
+
+  it('register and unregister are idempotent and report what they did', () => {
+    unregisterFastKernels();
+    expect(fastKernelsRegistered()).toBe(false);
+    expect(registerFastKernels()).toBe(true);
+    expect(registerFastKernels()).toBe(false);
+    expect(fastKernelsRegistered()).toBe(true);
+    expect(unregisterFastKernels()).toBe(true);
+    expect(unregisterFastKernels()).toBe(false);
+  });
+
+  it.each(COMBOS)('matMul equals the stock kernel, forward and gradient (transposeA %s, transposeB %s)', (tA, tB) => {
+    SHAPES.forEach(([ba, bb, m, k, n], i) => {
+      const a = rand([...ba, ...(tA ? [k, m] : [m, k])], 10 + i);
+      const b = rand([...bb, ...(tB ? [n, k] : [k, n])], 50 + i);
+      const run = () => tf.tidy(() => {
+        const y = tf.matMul(a, b, tA, tB);
+        // tfjs-core 4.22's BatchMatMul gradient does not reduce broadcast batch axes: equal batches only.
+        if (ba.join() !== bb.join()) return {shape: y.shape, y: y.arraySync(), da: [], db: [], daShape: a.shape, dbShape: b.shape};
+        const dy = rand(y.shape, 90 + i);
+        const [da, db] = tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, w, tA, tB), dy)))([a, b]);
+        return {shape: y.shape, y: y.arraySync(), da: da.arraySync(), db: db.arraySync(), daShape: da.shape, dbShape: db.shape};
+      });
+      const {stock, fast} = both(run);
+      expect(fast.shape).toEqual(stock.shape);
+      expect(fast.daShape).toEqual(a.shape);
+      expect(fast.dbShape).toEqual(b.shape);
+      expectAllClose(fast.y as number[], stock.y as number[], 1e-5, 1e-5);
+      expectAllClose(fast.da as number[], stock.da as number[], 1e-5, 1e-5);
+      expectAllClose(fast.db as number[], stock.db as number[], 1e-5, 1e-5);
+      tf.dispose([a, b]);
+    });
+  });
+
+  it('matMul keeps the stock error for mismatched inner sizes and leaks no tensors', async () => {
+    registerFastKernels();
+    expect(() => tf.matMul(tf.zeros([2, 3, 4]), tf.zeros([2, 5, 6]))).toThrow(/inner shapes/);
+    const a = rand([3, 40, 33], 1);
+    const b = rand([3, 29, 33], 2);
+    await expectNoLeaks(() => tf.tidy(() => tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.matMul(x, w, false, true)))([a, b])).forEach((t) => t.dispose()), 5);
+    tf.dispose([a, b]);
+  });
+
+  it.each([0, 1, 2, -1])('gather equals the stock kernel on axis %s (float32 and int32, repeated indices)', (axis) => {
+    const x = rand([4, 5, 9], 3);
+    const xi = tf.cast(tf.mul(x, 100), 'int32');
+    const dim = x.shape[axis < 0 ? axis + 3 : axis];
+    const idx = tf.tensor1d([dim - 1, 0, 2, 2, 0], 'int32');
+    const idx2 = tf.tensor2d([[1, 0], [dim - 1, 1]], [2, 2], 'int32');
+    const run = () => [x, xi].flatMap((t) => [idx, idx2].map((i) => tf.tidy(() => {
+      const g = tf.gather(t, i, axis);
+      return {shape: g.shape, dtype: g.dtype, v: g.arraySync()};
+    })));
+    const {stock, fast} = both(run);
+    fast.forEach((f, j) => {
+      expect(f.shape).toEqual(stock[j].shape);
+      expect(f.dtype).toBe(stock[j].dtype);
+      expect(f.v).toEqual(stock[j].v);
+    });
+    tf.dispose([x, xi, idx, idx2]);
+  });
+
+  it('gather rejects an out-of-range index, as the stock kernel does, without leaking', async () => {
+    registerFastKernels();
+    const x = rand([4, 3], 4);
+    const before = tf.memory().numTensors;
+    expect(() => tf.gather(x, tf.tensor1d([0, 4], 'int32'))).toThrow(/index value 4 is not in \[0, 3\]/);
+    expect(() => tf.gather(x, tf.tensor1d([-1], 'int32'))).toThrow(/index value -1/);
+    expect(tf.memory().numTensors).toBeLessThanOrEqual(before + 2); // the two index tensors
+    await expectNoLeaks(() => tf.tidy(() => tf.gather(x, tf.tensor1d([3, 1], 'int32'))).dispose(), 5);
+    x.dispose();
+  });
+});
