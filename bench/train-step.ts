@@ -1,0 +1,154 @@
+/**
+ * Training-step throughput of the default V-MoE (sparse-OT), the top-k V-MoE and the dense ViT,
+ * before and after each speed fix, as images/s and as % of the backend's matMul peak measured in
+ * the same process, with kernel counts and kernel milliseconds of one step from `tf.profile`.
+ *
+ * Variants (all in one process, so their ratios share the machine's load):
+ * - `legacy`: tfjs-layers' `LayerNormalization` and a `broadcastTo` class token (the layers of
+ *   the models saved before the fix), stock wasm kernels.
+ * - `layernorm`: our `LayerNorm` and broadcasting class token, stock wasm kernels.
+ * - `fast`: plus `registerFastKernels()` (XNNPACK for transposed / batched matMuls, row gathers).
+ *
+ * `npx tsx bench/train-step.ts [--backend=wasm] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast]`
+ */
+import * as tf from '@tensorflow/tfjs';
+import {parseArgs} from 'util';
+import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
+import {registerFastKernels, unregisterFastKernels} from '@tfjs-moe/router';
+import {
+  AdamW, buildModel, forwardFlopsPerImage, trainableVariables, trainStep, type ModelSpec,
+} from '@tfjs-moe/training';
+import {machineDescription, measureMatMulPeak, selectBackend} from './common';
+
+const {values: args} = parseArgs({
+  options: {
+    backend: {type: 'string', default: 'wasm'},
+    batch: {type: 'string', default: '64'},
+    steps: {type: 'string', default: '4'},
+    models: {type: 'string', default: 'sparse-ot,topk,dense'},
+    variants: {type: 'string', default: 'legacy,layernorm,fast'},
+    quick: {type: 'boolean', default: false},
+    top: {type: 'string', default: '0'},
+  },
+});
+
+const INPUT = {height: 28, width: 28, channels: 1, numClasses: 10};
+const SPECS: Record<string, ModelSpec> = {
+  'sparse-ot': {router: 'sparse-ot'},
+  topk: {router: 'topk'},
+  dense: {router: 'dense'},
+};
+
+/** The class token as it was before the fix: `tf.broadcastTo` (the Tile kernel and its gradient loop). */
+class LegacyClassToken extends tf.layers.Layer {
+  static className = 'BenchLegacyClassToken';
+  private token!: tf.LayerVariable;
+  override build(inputShape: tf.Shape | tf.Shape[]): void {
+    const d = (inputShape as number[])[2];
+    this.token = this.addWeight('token', [1, 1, d], 'float32', tf.initializers.zeros());
+    this.built = true;
+  }
+  override computeOutputShape(s: tf.Shape | tf.Shape[]): tf.Shape {
+    const shape = s as number[];
+    return [shape[0], shape[1] + 1, shape[2]];
+  }
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      return tf.concat([tf.broadcastTo(this.token.read(), [x.shape[0], 1, x.shape[2]]), x], 1);
+    });
+  }
+}
+tf.serialization.registerClass(LegacyClassToken);
+
+/** The model with the layers of before the fix (same weights). */
+function legacyLayers(model: tf.LayersModel): tf.LayersModel {
+  const swaps = new Map<string, LayerReplacement>();
+  const copy = (n: tf.layers.Layer, o: tf.layers.Layer) => n.setWeights(o.getWeights());
+  for (const layer of model.layers) {
+    const cls = layer.getClassName();
+    if (cls === 'LayerNorm') {
+      const epsilon = (layer.getConfig() as {epsilon: number}).epsilon;
+      swaps.set(layer.name, {layer: tf.layers.layerNormalization({epsilon, name: layer.name}), init: copy});
+    } else if (cls === 'ClassToken') {
+      swaps.set(layer.name, {layer: new LegacyClassToken({name: layer.name}), init: copy});
+    }
+  }
+  const rebuilt = replaceLayers(model, swaps);
+  model.dispose();
+  return rebuilt;
+}
+
+interface Row {
+  model: string;
+  variant: string;
+  kernels: number;
+  kernelMs: number;
+  stepMs: number;
+  imagesPerSecond: number;
+  percentOfPeak: number;
+}
+
+/** Prints the `n` kernels with the most total time in one step (`--top=n`). */
+function printTop(kernels: tf.ProfileInfo['kernels'], n: number, label: string): void {
+  if (n <= 0) return;
+  const byName = new Map<string, {count: number; ms: number}>();
+  for (const k of kernels) {
+    const e = byName.get(k.name) ?? {count: 0, ms: 0};
+    e.count++;
+    e.ms += typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    byName.set(k.name, e);
+  }
+  const top = [...byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, n);
+  console.log(`${label}: ${top.map(([k, e]) => `${k} ${e.count}x ${e.ms.toFixed(0)} ms`).join(', ')}`);
+}
+
+async function measure(name: string, variant: string, batch: number, steps: number, peak: number): Promise<Row> {
+  if (variant === 'fast') registerFastKernels();
+  else unregisterFastKernels();
+  let model = buildModel(SPECS[name], INPUT);
+  if (variant === 'legacy') model = legacyLayers(model);
+  const variables = trainableVariables(model);
+  const optimizer = new AdamW(variables, {weightDecay: 1e-4});
+  const xs = tf.randomUniform([batch, 28, 28, 1]);
+  const ys = tf.tensor1d(Array.from({length: batch}, (_, i) => i % 10), 'int32') as tf.Tensor1D;
+  const step = async () => {
+    const out = trainStep(model, variables, optimizer, xs, ys, 1e-3, 1);
+    await out.loss.data();
+    tf.dispose(Object.values(out));
+  };
+  await step(); // warm-up (kernel setup, XNNPACK operators)
+  const profile = await tf.profile(step);
+  printTop(profile.kernels, Number(args.top), `${name} ${variant}`);
+  const kernelMs = profile.kernels.reduce((s, k) => s + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), 0);
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) await step();
+  const stepMs = (performance.now() - t0) / steps;
+  const imagesPerSecond = (batch * 1000) / stepMs;
+  // A training step is about 3 forward passes of matMul work (forward, dX and dW).
+  const percentOfPeak = (100 * 3 * forwardFlopsPerImage(SPECS[name], INPUT) * imagesPerSecond) / (peak * 1e9);
+  optimizer.dispose();
+  tf.dispose([xs, ys]);
+  model.dispose();
+  return {model: name, variant, kernels: profile.kernels.length, kernelMs, stepMs, imagesPerSecond, percentOfPeak};
+}
+
+async function main(): Promise<void> {
+  const batch = Number(args.batch);
+  const steps = args.quick ? 2 : Number(args.steps);
+  await selectBackend(args.backend!);
+  const load = (await import('os')).loadavg().map((l) => l.toFixed(2)).join(' ');
+  console.log(`${machineDescription()}; backend ${tf.getBackend()}; load average ${load}; batch ${batch}`);
+  registerFastKernels(); // the peak is the XNNPACK 2-D product either way
+  const peak = await measureMatMulPeak();
+  console.log(`matMul peak ${peak.toFixed(2)} GFLOP/s`);
+  console.log('| model | variant | kernels/step | kernel ms/step | wall ms/step | images/s | % of matMul peak |');
+  console.log('|---|---|---:|---:|---:|---:|---:|');
+  for (const name of args.models!.split(',')) {
+    for (const variant of args.variants!.split(',')) {
+      const r = await measure(name, variant, batch, steps, peak);
+      console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
+    }
+  }
+}
+void main();
