@@ -49,6 +49,11 @@ export interface ViTConfig {
   /** Epsilon of every LayerNormalization. Default 1e-6 (as in ViT). */
   layerNormEpsilon?: number;
   /**
+   * Width of the pre-logits layer (ViT's `representation_size`): a dense `d -> R` layer with tanh,
+   * named `pre_logits`, between the pooling and the head. Default `null` (no such layer).
+   */
+  representationSize?: number | null;
+  /**
    * Seed for every weight initializer; each layer derives its own seed from it, so two models
    * built with the same seed start from the same weights. Unseeded when omitted.
    */
@@ -151,6 +156,7 @@ export function resolveViTConfig(config: ViTConfigLike, defaultName = 'vit'): Re
     activation: assertOneOf('activation', c.activation ?? 'gelu', MLP_ACTIVATIONS, context),
     headActivation: assertOneOf('headActivation', c.headActivation ?? 'softmax', HEAD_ACTIVATIONS, context),
     layerNormEpsilon: assertPositiveNumber('layerNormEpsilon', c.layerNormEpsilon ?? 1e-6, context),
+    representationSize: c.representationSize == null ? null : assertPositiveInt('representationSize', c.representationSize, context),
     seed,
     name,
   };

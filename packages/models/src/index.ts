@@ -26,3 +26,5 @@ export {vmoe, resolveVMoEConfig, moeLayers, moeLayerArgs, moeMetrics, auxiliaryL
 export type {VMoEConfig, VMoEConfigLike, ResolvedVMoEConfig} from './vmoe';
 export {moeify, mlpBlocks, findMlps, moeNameFor, upcycleExperts} from './moeify';
 export type {MoeifyOptions, ExpertInit, FoundMlp} from './moeify';
+export {VMoETopKRouter, VMoESparseOTRouter, vmoeCapacity} from './vmoe-routing';
+export type {VMoETopKRouterArgs, VMoESparseOTRouterArgs, VMoECapacityArgs, CapacityRounding} from './vmoe-routing';

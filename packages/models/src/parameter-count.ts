@@ -28,7 +28,8 @@ export function layerNormParameterCount(d: number): number {
  * - class token `d` (classifier `'token'` only);
  * - position embeddings `T d`, with `T` = patches (+1 with a class token);
  * - per block: two LayerNorms `4d`, attention `4d^2 + 4d`, MLP `2dh + h + d`;
- * - final LayerNorm `2d`; head `d K + K` for `K` classes.
+ * - final LayerNorm `2d`; pre-logits `d R + R` with `representationSize` R; head `(R or d) K + K`
+ *   for `K` classes.
  *
  * @example
  * ```ts
@@ -42,8 +43,10 @@ export function vitParameterCount(config: ViTConfigLike): number {
   const cls = c.classifier === 'token' ? d : 0;
   const pos = sequenceLength(c) * d;
   const block = 2 * layerNormParameterCount(d) + attentionParameterCount(d) + mlpParameterCount(d, c.mlpDim);
-  const head = d * c.numClasses + c.numClasses;
-  return patch + cls + pos + c.depth * block + layerNormParameterCount(d) + head;
+  const R = c.representationSize;
+  const preLogits = R == null ? 0 : d * R + R;
+  const head = (R ?? d) * c.numClasses + c.numClasses;
+  return patch + cls + pos + c.depth * block + layerNormParameterCount(d) + preLogits + head;
 }
 
 /**

@@ -72,6 +72,15 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
   }
   x = layerNorm({epsilon: c.layerNormEpsilon, name: 'encoder_norm'}).apply(x) as tf.SymbolicTensor;
   x = tokenPooling({mode: c.classifier, name: 'pooling'}).apply(x) as tf.SymbolicTensor;
+  if (c.representationSize != null) {
+    const preInit = c.seed === undefined ? {} : {seed: layerSeed(c, 3)};
+    x = tf.layers.dense({
+      units: c.representationSize,
+      activation: 'tanh',
+      kernelInitializer: tf.initializers.glorotUniform(preInit),
+      name: 'pre_logits',
+    }).apply(x) as tf.SymbolicTensor;
+  }
   const headInit = c.seed === undefined ? {} : {seed: layerSeed(c, 2)};
   const output = tf.layers.dense({
     units: c.numClasses,

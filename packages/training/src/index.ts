@@ -15,3 +15,6 @@ export * from './run';
 export * from './compare';
 export * from './report/html';
 export * from './report/progress';
+export * from './vmoe/index';
+export * from './vmoe/node';
+export * from './vmoe/node-source';
