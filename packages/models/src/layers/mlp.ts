@@ -48,7 +48,9 @@ export class MlpBlock extends tf.layers.Layer {
   constructor(args: MlpBlockArgs) {
     super(args);
     this.hiddenDim = assertPositiveInt('hiddenDim', args.hiddenDim, 'MlpBlock');
-    this.activation = assertOneOf('activation', args.activation ?? 'gelu', MLP_ACTIVATIONS, 'MlpBlock');
+    // tfjs's model loader camel-cases string config values: a saved 'gelu_new' comes back as 'geluNew'.
+    const activation = (args.activation as string | undefined) === 'geluNew' ? 'gelu_new' : args.activation;
+    this.activation = assertOneOf('activation', activation ?? 'gelu', MLP_ACTIVATIONS, 'MlpBlock');
     this.seed = args.seed;
     this.act = tf.layers.activation({activation: this.activation});
   }

@@ -140,7 +140,9 @@ export class MoE extends tf.layers.Layer {
     const ctx = 'MoE';
     this.numExperts = assertPositiveInt('numExperts', args?.numExperts, ctx);
     this.hiddenDim = assertPositiveInt('hiddenDim', args.hiddenDim, ctx);
-    this.activation = assertOneOf('activation', args.activation ?? 'gelu', ACTIVATIONS, ctx);
+    // tfjs's model loader camel-cases string config values: a saved 'gelu_new' comes back as 'geluNew'.
+    const activation = (args.activation as string | undefined) === 'geluNew' ? 'gelu_new' : args.activation;
+    this.activation = assertOneOf('activation', activation ?? 'gelu', ACTIVATIONS, ctx);
     const entry = tf.serialization.SerializationMap.getMap().classNameMap[this.activation];
     this.activationFn = new (entry[0] as unknown as new () => {apply(x: tf.Tensor): tf.Tensor})();
     this.router = createRouter(args.router ?? 'sparse-ot', {numExperts: this.numExperts});

@@ -106,7 +106,7 @@ function patchSize(c: Json): number {
  */
 export function vmoeConfigToTfjs(json: unknown, imageSize: [number, number], channels: number, options: VMoEImportOptions = {}): ImportedConfig {
   const top = fields(json, '', ['name', 'num_classes', 'patch_size', 'patches', 'hidden_size', 'classifier', 'representation_size', 'encoder', 'transformer']);
-  const name = top.name ?? top.model_name ?? 'VisionTransformerMoe';
+  const name = top.name ?? (top.transformer !== undefined ? 'VisionTransformer' : 'VisionTransformerMoe');
   const naming = name === 'VisionTransformer' || top.transformer !== undefined ? 'vit_jax' : 'vmoe';
   if (name !== 'VisionTransformerMoe' && name !== 'VisionTransformer' && !/(^|\.)VisionTransformerMoe$/.test(String(name))) {
     throw new ConfigError('name', "'VisionTransformerMoe' or 'VisionTransformer'", name, 'vmoe config');
