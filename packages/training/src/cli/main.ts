@@ -25,6 +25,7 @@ import {formatBalance} from '../metrics/load-balance';
 import {ROUTER_CHOICES, GRADIENT_CHOICES, type GradientChoice, type RouterChoice} from '../model-factory';
 import {runTraining, summaryLines, type RunOptions} from '../run';
 import {evaluate} from '../train/evaluate';
+import {VMOE_COMMANDS, vmoeCommand} from './vmoe';
 
 const USAGE = `Usage: tfjs-moe <command> [options]
 
@@ -32,6 +33,7 @@ Commands:
   train     Train a V-MoE (or the dense ViT) and write the model, a JSONL log and an HTML report.
   eval      Evaluate a saved model on held-out data: accuracy and load balance.
   compare   Train several routers at the same budget and write a comparison table.
+  import-vmoe / export-vmoe   Convert google-research/vmoe checkpoints (tfjs-moe import-vmoe --help).
 
 train options:
   --router <name>            ${ROUTER_CHOICES.join('|')} (default sparse-ot)
@@ -184,6 +186,7 @@ async function compareCommand(values: Values): Promise<void> {
  */
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if ((VMOE_COMMANDS as readonly string[]).includes(command)) return vmoeCommand(command as (typeof VMOE_COMMANDS)[number], rest);
   let values: Values;
   try {
     values = parseArgs({args: rest, options: OPTIONS, allowPositionals: false, strict: true}).values as Values;
