@@ -71,13 +71,14 @@ export async function readCheckpointParams(location: string, open: SourceOpener)
   const format = checkpointFormat(location);
   if (format === 'partitioned') {
     const prefix = location.replace(/\.index$/, '');
-    let trainState = false;
+    let trainState: boolean | null = null;
     const {index, arrays} = await readPartitionedCheckpoint(prefix, open, {
       select: (path, idx) => {
-        trainState = isTrainStateTop(idx.leaves.map((l) => l.path[0]));
+        trainState ??= isTrainStateTop(idx.leaves.map((l) => l.path[0]));
         return !trainState || path[0] === 'params';
       },
     });
+    trainState ??= false;
     return {format, version: index.version, trainState, arrays: trainState ? stripParams(arrays) : arrays};
   }
   const source = await open(location);

@@ -207,7 +207,7 @@ async function readShard(
   out: Map<number, {array: CheckpointArray; covered: number; item: number}>,
 ): Promise<void> {
   const file = source.name;
-  const top = await decodeDocument(source, 0, undefined, {inlineLimit: 0});
+  const top = await decodeDocument(source, 0, undefined, {inlineLimit: 0, chunk: 1 << 16});
   if (!isMap(top) || top.get(SHARD_MARKER) !== true) {
     throw new CheckpointError(file, `not a vmoe data shard (no "${SHARD_MARKER}" marker)`);
   }
