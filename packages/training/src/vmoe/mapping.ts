@@ -136,18 +136,21 @@ export function checkParams(arrays: CheckpointArrays, specs: ParamSpec[], file: 
 
 type Values = Map<string, {shape: number[]; values: Float32Array}>;
 
-function layerWeightsByName(layer: tf.layers.Layer, named: Record<string, tf.Tensor>, aliases: Record<string, string> = {}): tf.Tensor[] {
-  const keys = Object.keys(named).sort((a, b) => b.length - a.length);
-  return layer.weights.map((w) => {
-    const n = w.originalName;
-    let key = keys.find((k) => n === k || n.endsWith(`/${k}`));
-    if (key === undefined) {
-      const alias = Object.keys(aliases).find((a) => n.endsWith(`/${a}`));
-      if (alias !== undefined) key = aliases[alias];
-    }
-    if (key === undefined) throw new ConfigError('model', `a layer "${layer.name}" whose weights the vmoe mapping knows (${keys.join(', ')})`, n, 'import-vmoe');
-    return named[key];
-  });
+/**
+ * The mapping key of a tfjs weight (by its original name `layer/.../key`), or undefined. A
+ * LayerNorm written with `scale`/`bias` names maps to `gamma`/`beta`.
+ */
+function weightKey(originalName: string, keys: string[]): string | undefined {
+  const sorted = [...keys].sort((a, b) => b.length - a.length);
+  const key = sorted.find((k) => originalName === k || originalName.endsWith(`/${k}`));
+  if (key !== undefined) return key;
+  const alias = Object.keys(LN_ALIASES).find((a) => originalName.endsWith(`/${a}`));
+  const target = alias === undefined ? undefined : LN_ALIASES[alias as keyof typeof LN_ALIASES];
+  return target !== undefined && keys.includes(target) ? target : undefined;
+}
+
+function unknownWeight(layer: tf.layers.Layer, name: string, keys: string[], context: string): ConfigError {
+  return new ConfigError('model', `a layer "${layer.name}" whose weights the vmoe mapping knows (${keys.join(', ')})`, name, context);
 }
 
 const LN_ALIASES = {scale: 'gamma', bias: 'beta'};
@@ -273,7 +276,12 @@ export function setModelWeights(model: tf.LayersModel, values: Values, s: TreeSi
         const {shape, values: v} = spec.toTfjs(spec.paths.map((p) => values.get(p)!.values));
         named[w] = tf.tensor(v, shape, 'float32');
       }
-      layer.setWeights(layerWeightsByName(layer, named, LN_ALIASES));
+      const keys = Object.keys(named);
+      layer.setWeights(layer.weights.map((w) => {
+        const key = weightKey(w.originalName, keys);
+        if (key === undefined) throw unknownWeight(layer, w.originalName, keys, 'import-vmoe');
+        return named[key];
+      }));
     });
   }
 }
@@ -292,15 +300,10 @@ export function modelParams(model: tf.LayersModel, s: TreeSizes): Map<string, {s
   const out = new Map<string, {shape: number[]; values: Float32Array}>();
   for (const map of layerMaps(s, 'vmoe')) {
     const layer = model.getLayer(map.layer);
-    const keys = Object.keys(map.weights).sort((a, b) => b.length - a.length);
+    const keys = Object.keys(map.weights);
     for (const w of layer.weights) {
-      const n = w.originalName;
-      let key = keys.find((k) => n === k || n.endsWith(`/${k}`));
-      if (key === undefined) {
-        const alias = Object.keys(LN_ALIASES).find((a) => n.endsWith(`/${a}`));
-        if (alias !== undefined) key = LN_ALIASES[alias as keyof typeof LN_ALIASES];
-      }
-      if (key === undefined) throw new ConfigError('model', `a layer "${layer.name}" whose weights the vmoe mapping knows`, n, 'export-vmoe');
+      const key = weightKey(w.originalName, keys);
+      if (key === undefined) throw unknownWeight(layer, w.originalName, keys, 'export-vmoe');
       const spec = map.weights[key];
       const parts = spec.fromTfjs(w.read().dataSync() as Float32Array);
       spec.paths.forEach((p, i) => {
