@@ -80,7 +80,19 @@ export {stopGradient, noGrad, untracked} from './core/stop-gradient';
 
 // The mixture-of-experts layer.
 export {MoE, moe} from './moe/moe-layer';
-export type {MoEArgs, MoEActivation} from './moe/moe-layer';
+export type {MoEArgs, MoEActivation} from './moe/moe-args';
+export {MOE_ARG_KEYS} from './moe/moe-args';
+export {FEED_FORWARD_ACTIVATIONS, activationFunction, assertActivation} from './moe/activations';
+export type {FeedForwardActivation} from './moe/activations';
+export {PerExpertInitializer, perExpertInitializer, deriveSeed} from './moe/expert-initializer';
+export type {PerExpertInitializerArgs} from './moe/expert-initializer';
+export {expertFeedForward} from './moe/experts';
+export type {ExpertMatMul, FeedForwardWeights} from './moe/experts';
+export {defaultCapacityFactors} from './moe/capacity-defaults';
+export type {CapacityFactors} from './moe/capacity-defaults';
+export {rankExperts} from './moe/inspect';
+export type {MoERouting, GroupedRouting} from './moe/inspect';
+export {isMoELayer, moeLayers, auxiliaryLoss, auxiliaryLossMetric, withAuxiliaryLoss} from './moe/model-helpers';
 
 // Backend workarounds.
 export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';

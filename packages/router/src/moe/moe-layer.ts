@@ -1,127 +1,142 @@
 /**
- * The mixture-of-experts layer: a router plus `numExperts` two-layer expert FFNs held as batched
- * weights, with index-based dispatch and combine (see `dispatch.ts`).
+ * The mixture-of-experts layer: a router plus `numExperts` expert FFNs held as stacked weights,
+ * with index-based dispatch and combine (`dispatch.ts`), optional shared experts and a residual
+ * expert, and a per-token view of its routing (`inspect`).
  */
 import * as tf from '@tensorflow/tfjs';
-import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
+import {activationFunction, assertActivation, FeedForwardActivation} from './activations';
+import {defaultCapacityFactors} from './capacity-defaults';
 import {combine, dispatch, normalizeCombineWeights as normalizeWeights} from './dispatch';
+import {asPerExpert} from './expert-initializer';
+import {ExpertMatMul, expertFeedForward, FeedForwardWeights} from './experts';
+import {GroupingMode, groupTokens, TokenGroups, ungroupTokens} from './grouping';
+import {GroupedRouting, MoERouting, perTokenRouting, rankExperts, slotsToTokens} from './inspect';
+import {MOE_ARG_KEYS, MoEArgs} from './moe-args';
+import {MOE_LAYER_BRAND} from './model-helpers';
 import {assertOneOf, assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
-import {GroupingMode, groupTokens, ungroupTokens} from './grouping';
-import {metricsToValues, RoutingMetrics, RoutingMetricValues} from '../routers/routing-result';
+import {checkOptions} from '../core/options';
+import {metricsToValues, RoutingMetrics, RoutingMetricValues, RoutingResult} from '../routers/routing-result';
 import {createRouter, RouterSpec} from '../routers/registry';
-import {InitializerLike, resolveInitializer, Router, serializeInitializer} from '../routers/router';
+import {resolveInitializer, Router, serializeInitializer} from '../routers/router';
 import '../routers';
 
-/** Expert activations: the tfjs activation names. */
-export type MoEActivation = 'gelu' | 'gelu_new' | 'relu' | 'relu6' | 'elu' | 'selu' | 'swish' | 'mish' | 'tanh' | 'sigmoid' | 'linear';
+export type {MoEArgs, MoEActivation} from './moe-args';
 
-const ACTIVATIONS: readonly MoEActivation[] = ['gelu', 'gelu_new', 'relu', 'relu6', 'elu', 'selu', 'swish', 'mish', 'tanh', 'sigmoid', 'linear'];
+let layerCount = 0;
 
-/** Constructor arguments of {@link MoE}. */
-export interface MoEArgs extends LayerArgs {
-  /** Number of experts E (>= 1). */
-  numExperts: number;
-  /** Hidden width h of every expert FFN (`d -> h -> d`). */
-  hiddenDim: number;
-  /** Activation between the two expert matMuls. Default `'gelu'` (ViT). */
-  activation?: MoEActivation;
-  /**
-   * The routing rule: a registered name (`'sparse-ot'`, `'topk'`, `'expert-choice'`,
-   * `'sinkhorn'`), a name with router arguments (`{name: 'topk', k: 2}`), a serialized
-   * `{className, config}`, or a `Router` instance with the same `numExperts`. Default
-   * `'sparse-ot'`.
-   */
-  router?: RouterSpec;
-  /**
-   * Capacity factor in training: slots per expert =
-   * `min(S, ceil(S * capacityFactor * expertsPerToken / E))` for groups of S tokens (the router may
-   * round it, see `Router.computeCapacity`). Default 1.0: exactly the balanced share, the
-   * setting where balanced routing matters most.
-   */
-  capacityFactor?: number;
-  /** Capacity factor at inference. Default: `capacityFactor`. */
-  evalCapacityFactor?: number;
-  /**
-   * Inference only: give every expert `groupSize` slots, so no token-choice router drops a token
-   * (for expert-choice and OT routers this means every expert may take every token). Default false.
-   */
-  dropless?: boolean;
-  /**
-   * Tokens per routing group. Default: the number of tokens per example. Clamped to the tokens
-   * available; a partial last group is padded with masked tokens (see `grouping.ts`).
-   */
-  groupSize?: number;
-  /**
-   * `'per-example'` (default): groups never mix examples, so an example's output never depends on
-   * the rest of the batch. `'flat'`: tokens of the whole batch are grouped together.
-   * Expert-choice and OT routing look at the whole group (every token of it), so neither is causal
-   * and neither should be used where a token must not see later tokens.
-   */
-  groupingMode?: GroupingMode;
-  /** Rescale each kept token's combine weights to sum to 1. Default false. */
-  normalizeCombineWeights?: boolean;
-  /** Expert biases `[E, h]` and `[E, d]`. Default true. */
-  useBias?: boolean;
-  /** Initializer of each expert's kernels, applied per expert to `[d, h]` and `[h, d]`. Default `'glorotUniform'`. */
-  kernelInitializer?: InitializerLike;
-  /** Initializer of the expert biases. Default `'zeros'`. */
-  biasInitializer?: InitializerLike;
-  /**
-   * How the experts' matMuls run: `'batched'` (default) as one batched `[E, n, d] x [E, d, h]`
-   * matMul per layer, or `'per-expert'` as E separate 2-D matMuls (faster on backends whose
-   * batched matMul is slow per FLOP, such as tfjs-wasm with few, large experts; see
-   * bench/RESULTS-moe.md). Both give the same numbers.
-   */
-  expertMatMul?: 'batched' | 'per-expert';
+/** Default layer names `moe_1`, `moe_2`, ... (as Keras numbers its layers). */
+function defaultName(): string {
+  layerCount += 1;
+  return `moe_${layerCount}`;
+}
+
+/** The router argument that holds experts per token, by router name or class name. */
+const EXPERTS_PER_TOKEN_ARG: Readonly<Record<string, string>> = {
+  topk: 'k', TopKRouter: 'k', 'sparse-ot': 'expertsPerToken', SparseOTRouter: 'expertsPerToken',
+};
+
+/** Puts the layer's `k` into the router spec (see `MoEArgs.k`). */
+function routerWithK(spec: RouterSpec, k: number | undefined): RouterSpec {
+  if (k === undefined || spec instanceof tf.layers.Layer) return spec;
+  const name = typeof spec === 'string' ? spec : ((spec as {name?: string}).name ?? (spec as {className?: string}).className);
+  const arg = name === undefined ? undefined : EXPERTS_PER_TOKEN_ARG[name];
+  if (arg === undefined) {
+    throw new ConfigError('k', "a router where tokens choose experts ('topk', or 'sparse-ot' with direction 'tokens-choose-experts')", name, 'MoE');
+  }
+  const extra: Record<string, unknown> = {[arg]: k};
+  if (arg === 'expertsPerToken') extra.direction = 'tokens-choose-experts';
+  if (typeof spec === 'string') return {name: spec, ...extra} as RouterSpec;
+  if ('config' in spec && typeof (spec as {className?: unknown}).className === 'string') {
+    const s = spec as {className: string; config: tf.serialization.ConfigDict};
+    return {className: s.className, config: {...extra, ...s.config} as tf.serialization.ConfigDict};
+  }
+  return {...extra, ...(spec as object)} as RouterSpec;
+}
+
+function positive(argument: string, value: unknown, context: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(argument, 'a finite number > 0', value, context);
+  }
+  return value;
+}
+
+function bool(argument: string, value: unknown, fallback: boolean, context: string): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(argument, 'a boolean', value, context);
+  return value;
+}
+
+/** What one call routes: the groups, the routing and the bookkeeping to undo the grouping. */
+interface RoutedGroups {
+  groups: TokenGroups;
+  routing: RoutingResult;
+  capacity: number;
+  /** Leading axes of the input (`[...batch]`), their product, and tokens per example. */
+  lead: number[];
+  batch: number;
+  tokens: number;
+}
+
+/** Weights of one set of feed-forward networks (routed, shared or residual). */
+interface FeedForwardVariables {
+  kernelIn: tf.LayerVariable;
+  biasIn?: tf.LayerVariable;
+  kernelGate?: tf.LayerVariable;
+  biasGate?: tf.LayerVariable;
+  kernelOut: tf.LayerVariable;
+  biasOut?: tf.LayerVariable;
 }
 
 /**
- * Applies an initializer to every expert separately, so that fan-in and fan-out are those of one
- * expert's `[d, h]` matrix and not of the stacked `[E, d, h]` tensor.
- */
-function perExpert(inner: Initializer): Initializer {
-  return {
-    apply: (shape: tf.Shape, dtype?: tf.DataType) =>
-      tf.tidy(() => tf.stack(Array.from({length: shape[0] as number}, () => inner.apply(shape.slice(1) as number[], dtype)))),
-  } as unknown as Initializer;
-}
-
-/**
- * Mixture-of-experts layer (V-MoE style). Input `<float32>[batch, tokens, d]` (and optionally a
- * token mask `<float32>[batch, tokens]` as a second input, 1 = real token); output
- * `<float32>[batch, tokens, d]`. Dropped and masked tokens get 0: put the layer inside a residual
- * connection so that they pass through unchanged.
+ * Mixture-of-experts layer (V-MoE style). Input `<float32>[...batch, tokens, d]` (any rank >= 2;
+ * optionally a token mask `<float32>[...batch, tokens]` as a second input, 1 = real token);
+ * output `<float32>[...batch, tokens, d]` (with `outputRouterLogits`, also the per-token router
+ * logits and expert indices). Dropped and masked tokens get 0 from the routed experts: put the
+ * layer inside a residual connection so that they pass through unchanged.
  *
  * Pipeline per call: group tokens -> router logits and routing -> gather each expert's tokens
- * into `[E, groups * capacity, d]` -> two batched matMuls -> weighted scatter-add back.
+ * into `[E, groups * capacity, d]` -> the expert FFNs as batched matMuls -> weighted scatter-add
+ * back -> ungroup; plus shared experts and the residual expert when configured.
  * The router's auxiliary loss is registered with `addLoss`, so `model.fit` minimizes it; the
- * metrics of the last call are in {@link MoE.lastMetrics}.
+ * metrics of the last call are in {@link MoE.lastMetrics} (and per mode in
+ * {@link MoE.lastTrainingMetrics} / {@link MoE.lastInferenceMetrics}).
+ * Throws `InvalidArgumentError` / `ConfigError` / `UnknownOptionError` for bad arguments and
+ * `ShapeError` for inputs of rank < 2 or the wrong model dimension.
  *
  * @example
  * ```ts
  * const x = tf.input({shape: [64, 192]});
- * const y = moe({numExperts: 8, hiddenDim: 768, router: 'topk', capacityFactor: 1.25}).apply(x);
+ * const y = moe({numExperts: 8, hiddenDim: 768, router: 'topk', k: 2}).apply(x);
  * const model = tf.model({inputs: x, outputs: y as tf.SymbolicTensor});
  * ```
  */
 export class MoE extends tf.layers.Layer {
+  /** @nocollapse */
   static className = 'MoE';
   readonly numExperts: number;
   readonly hiddenDim: number;
-  readonly activation: MoEActivation;
+  readonly activation: FeedForwardActivation;
+  readonly gated: boolean;
   readonly router: Router;
   readonly capacityFactor: number;
   readonly evalCapacityFactor: number;
+  readonly minCapacity: number;
+  readonly dropTokens: boolean;
   readonly dropless: boolean;
   readonly groupSize: number | undefined;
   readonly groupingMode: GroupingMode;
   readonly normalizeCombineWeights: boolean;
+  readonly numSharedExperts: number;
+  readonly sharedHiddenDim: number;
+  readonly residualExpert: boolean;
+  readonly outputRouterLogits: boolean;
   readonly useBias: boolean;
   readonly kernelInitializer: Initializer;
   readonly biasInitializer: Initializer;
-  readonly expertMatMul: 'batched' | 'per-expert';
+  /** Run-time choice, not saved in the config (see `MoEArgs.expertMatMul`). */
+  expertMatMul: ExpertMatMul;
   /** `<float32>[E, d, h]`. */
   kernelIn: tf.LayerVariable | null = null;
   /** `<float32>[E, h]`. */
@@ -130,50 +145,100 @@ export class MoE extends tf.layers.Layer {
   kernelOut: tf.LayerVariable | null = null;
   /** `<float32>[E, d]`. */
   biasOut: tf.LayerVariable | null = null;
-  private readonly activationFn: {apply(x: tf.Tensor): tf.Tensor};
+  /** `<float32>[E, d, h]`: gate kernel of gated experts. */
+  kernelGate: tf.LayerVariable | null = null;
+  /** `<float32>[E, h]`. */
+  biasGate: tf.LayerVariable | null = null;
+  private shared: FeedForwardVariables | null = null;
+  private residual: (FeedForwardVariables & {coefKernel: tf.LayerVariable; coefBias: tf.LayerVariable}) | null = null;
+  private readonly activationFn: (x: tf.Tensor) => tf.Tensor;
   private lastAux: tf.Scalar | null = null;
-  private lastMetricTensors: RoutingMetrics | null = null;
-  private lastMetricValues: RoutingMetricValues | null = null;
+  private readonly lastByMode: Record<'training' | 'inference', {tensors: RoutingMetrics | null; values: RoutingMetricValues | null}> = {
+    training: {tensors: null, values: null},
+    inference: {tensors: null, values: null},
+  };
+  /** Mode of the last call: true (training), false (inference), null before any call. */
+  lastCallTraining: boolean | null = null;
 
   constructor(args: MoEArgs) {
-    super(args);
+    super({...checkOptions(args, MOE_ARG_KEYS, 'moe'), name: args?.name ?? defaultName()});
     const ctx = 'MoE';
+    (this as unknown as Record<symbol, boolean>)[MOE_LAYER_BRAND] = true;
     this.numExperts = assertPositiveInt('numExperts', args?.numExperts, ctx);
     this.hiddenDim = assertPositiveInt('hiddenDim', args.hiddenDim, ctx);
-    // tfjs's model loader camel-cases string config values: a saved 'gelu_new' comes back as 'geluNew'.
-    const activation = (args.activation as string | undefined) === 'geluNew' ? 'gelu_new' : args.activation;
-    this.activation = assertOneOf('activation', activation ?? 'gelu', ACTIVATIONS, ctx);
-    const entry = tf.serialization.SerializationMap.getMap().classNameMap[this.activation];
-    this.activationFn = new (entry[0] as unknown as new () => {apply(x: tf.Tensor): tf.Tensor})();
-    this.router = createRouter(args.router ?? 'sparse-ot', {numExperts: this.numExperts});
+    this.activation = assertActivation('activation', args.activation ?? 'gelu', ctx);
+    this.gated = bool('gated', args.gated, false, ctx);
+    this.activationFn = activationFunction(this.activation);
+    if (args.k !== undefined && args.topK !== undefined && args.k !== args.topK) {
+      throw new ConfigError('topK', `equal to k = ${args.k} (they are one setting)`, args.topK, ctx);
+    }
+    const k = args.k ?? args.topK;
+    if (k !== undefined) assertPositiveInt(args.k !== undefined ? 'k' : 'topK', k, ctx);
+    this.router = createRouter(routerWithK(args.router ?? 'sparse-ot', k), {numExperts: this.numExperts});
     if (this.router.numExperts !== this.numExperts) {
       throw new ConfigError('router', `a router with numExperts = ${this.numExperts}`, `${this.router.getClassName()} with numExperts = ${this.router.numExperts}`, ctx);
     }
-    this.capacityFactor = positive('capacityFactor', args.capacityFactor ?? 1.0, ctx);
-    this.evalCapacityFactor = positive('evalCapacityFactor', args.evalCapacityFactor ?? this.capacityFactor, ctx);
-    this.dropless = args.dropless ?? false;
+    if (k !== undefined && this.router.expertsPerToken !== k) {
+      throw new ConfigError('k', `the router's experts per token ${this.router.expertsPerToken}`, k, ctx);
+    }
+    const defaults = defaultCapacityFactors(this.router);
+    this.capacityFactor = positive('capacityFactor', args.capacityFactor ?? defaults.training, ctx);
+    const evalDefault = defaults.evaluation === defaults.training ? this.capacityFactor : Math.max(this.capacityFactor, defaults.evaluation);
+    this.evalCapacityFactor = positive('evalCapacityFactor', args.evalCapacityFactor ?? evalDefault, ctx);
+    this.minCapacity = assertPositiveInt('minCapacity', args.minCapacity ?? 1, ctx);
+    this.dropTokens = bool('dropTokens', args.dropTokens, true, ctx);
+    this.dropless = bool('dropless', args.dropless, false, ctx);
     this.groupSize = args.groupSize == null ? undefined : assertPositiveInt('groupSize', args.groupSize, ctx);
     this.groupingMode = assertOneOf('groupingMode', args.groupingMode ?? 'per-example', ['per-example', 'flat'] as const, ctx);
-    this.normalizeCombineWeights = args.normalizeCombineWeights ?? false;
-    this.useBias = args.useBias ?? true;
+    this.normalizeCombineWeights = bool('normalizeCombineWeights', args.normalizeCombineWeights, false, ctx);
+    this.numSharedExperts = assertPositiveInt('numSharedExperts', args.numSharedExperts ?? 0, ctx, 0);
+    this.sharedHiddenDim = assertPositiveInt('sharedHiddenDim', args.sharedHiddenDim ?? this.hiddenDim, ctx);
+    this.residualExpert = bool('residualExpert', args.residualExpert, false, ctx);
+    this.outputRouterLogits = bool('outputRouterLogits', args.outputRouterLogits, false, ctx);
+    this.useBias = bool('useBias', args.useBias, true, ctx);
     this.kernelInitializer = resolveInitializer(args.kernelInitializer ?? 'glorotUniform', 'kernelInitializer');
     this.biasInitializer = resolveInitializer(args.biasInitializer ?? 'zeros', 'biasInitializer');
     this.expertMatMul = assertOneOf('expertMatMul', args.expertMatMul ?? 'batched', ['batched', 'per-expert'] as const, ctx);
     this.addLoss(() => (this.lastAux && !this.lastAux.isDisposed ? this.lastAux : tf.scalar(0)));
   }
 
+  /** Adds one set of stacked FFN weights `[n, d, h]` / `[n, h, d]` named `<prefix>kernel_in`, ... */
+  private addFeedForward(prefix: string, n: number, d: number, h: number, salt: number): FeedForwardVariables {
+    const kernel = (name: string, shape: number[], s: number) =>
+      this.addWeight(`${prefix}${name}`, shape, 'float32', asPerExpert(this.kernelInitializer, s));
+    const bias = (name: string, shape: number[]) =>
+      (this.useBias ? this.addWeight(`${prefix}${name}`, shape, 'float32', this.biasInitializer) : undefined);
+    const w: FeedForwardVariables = {
+      kernelIn: kernel('kernel_in', [n, d, h], salt),
+      biasIn: bias('bias_in', [n, h]),
+      kernelOut: kernel('kernel_out', [n, h, d], salt + 1),
+      biasOut: bias('bias_out', [n, d]),
+    };
+    if (this.gated) {
+      w.kernelGate = kernel('kernel_gate', [n, d, h], salt + 2);
+      w.biasGate = bias('bias_gate', [n, h]);
+    }
+    return w;
+  }
+
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
-    if (shape.length !== 3) throw new ShapeError('inputs', 'a rank-3 shape [batch, tokens, d]', shape, 'MoE');
-    const d = shape[2];
+    if (shape.length < 2) throw new ShapeError('inputs', 'a shape [..., tokens, d] of rank >= 2', shape, 'MoE');
+    const d = shape[shape.length - 1];
     if (d == null) throw new ShapeError('inputs', 'a known model dimension (last axis)', shape, 'MoE');
-    const E = this.numExperts;
-    const h = this.hiddenDim;
-    this.kernelIn = this.addWeight('kernel_in', [E, d, h], 'float32', perExpert(this.kernelInitializer));
-    this.kernelOut = this.addWeight('kernel_out', [E, h, d], 'float32', perExpert(this.kernelInitializer));
-    if (this.useBias) {
-      this.biasIn = this.addWeight('bias_in', [E, h], 'float32', this.biasInitializer);
-      this.biasOut = this.addWeight('bias_out', [E, d], 'float32', this.biasInitializer);
+    const routed = this.addFeedForward('', this.numExperts, d, this.hiddenDim, 0);
+    this.kernelIn = routed.kernelIn;
+    this.biasIn = routed.biasIn ?? null;
+    this.kernelOut = routed.kernelOut;
+    this.biasOut = routed.biasOut ?? null;
+    this.kernelGate = routed.kernelGate ?? null;
+    this.biasGate = routed.biasGate ?? null;
+    if (this.numSharedExperts > 0) this.shared = this.addFeedForward('shared_', this.numSharedExperts, d, this.sharedHiddenDim, 10);
+    if (this.residualExpert) {
+      const ffn = this.addFeedForward('residual_', 1, d, this.hiddenDim, 20);
+      const coefKernel = this.addWeight('residual_coef_kernel', [1, d, 2], 'float32', asPerExpert(this.kernelInitializer, 30));
+      const coefBias = this.addWeight('residual_coef_bias', [2], 'float32', tf.initializers.zeros());
+      this.residual = {...ffn, coefKernel, coefBias};
     }
     this.router.build([null, null, d]);
     this.built = true;
@@ -199,99 +264,214 @@ export class MoE extends tf.layers.Layer {
   }
 
   /**
-   * Slots per expert for groups of `groupSize` tokens in the given mode: `groupSize` when dropless
-   * at inference, else the router's capacity at `capacityFactor` (training) or
-   * `evalCapacityFactor` (inference).
+   * Slots per expert for groups of `groupSize` tokens in the given mode: `groupSize` when
+   * `dropTokens` is false (or `dropless` at inference), else the router's capacity at
+   * `capacityFactor` (training) or `evalCapacityFactor` (inference), at least `minCapacity`,
+   * at most `groupSize`.
+   *
+   * @example
+   * ```ts
+   * moe({numExperts: 8, hiddenDim: 64, router: 'topk', minCapacity: 4}).capacityFor(16, true); // max(4, ceil(16 * 1.25 / 8) = 3) = 4
+   * ```
    */
   capacityFor(groupSize: number, training: boolean): number {
-    if (!training && this.dropless) return groupSize;
-    return this.router.computeCapacity(groupSize, training ? this.capacityFactor : this.evalCapacityFactor);
+    if (!this.dropTokens || (!training && this.dropless)) return groupSize;
+    const c = this.router.computeCapacity(groupSize, training ? this.capacityFactor : this.evalCapacityFactor);
+    return Math.min(groupSize, Math.max(c, this.minCapacity));
   }
 
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
-    const list = Array.isArray(inputs) ? inputs : [inputs];
-    const x = list[0] as tf.Tensor3D;
-    const userMask = (list[1] ?? kwargs?.mask) as tf.Tensor2D | undefined;
+  /** Checks the inputs, flattens `[...batch, tokens, d]` to `[batch, tokens, d]` and routes the groups. */
+  private routeGroups(x: tf.Tensor, userMask: tf.Tensor | undefined, training: boolean): RoutedGroups {
     const ctx = 'MoE';
-    if (x.rank !== 3) throw new ShapeError('inputs', 'a rank-3 tensor [batch, tokens, d]', x.shape, ctx);
-    const [batch, tokens, d] = x.shape;
+    if (!(x instanceof tf.Tensor) || x.rank < 2) {
+      throw new ShapeError('inputs', 'a tensor [..., tokens, d] of rank >= 2', x instanceof tf.Tensor ? x.shape : x, ctx);
+    }
     if (!this.built) this.build(x.shape);
+    const d = x.shape[x.rank - 1];
+    const tokens = x.shape[x.rank - 2];
+    const lead = x.shape.slice(0, -2);
     const dModel = (this.kernelIn as tf.LayerVariable).shape[1];
     if (d !== dModel) throw new ShapeError('inputs', `a model dimension (last axis) of ${dModel}`, x.shape, ctx);
-    if (userMask != null && (userMask.rank !== 2 || userMask.shape[0] !== batch || userMask.shape[1] !== tokens)) {
-      throw new ShapeError('mask', `a tensor of shape [${batch}, ${tokens}]`, userMask.shape, ctx);
+    if (userMask != null && (userMask.rank !== x.rank - 1 || userMask.shape.some((s, i) => s !== x.shape[i]))) {
+      throw new ShapeError('mask', `a tensor of shape [${x.shape.slice(0, -1).join(', ')}]`, userMask.shape, ctx);
     }
+    const batch = lead.reduce((a, b) => a * b, 1);
+    const x3 = tf.reshape(x, [batch, tokens, d]) as tf.Tensor3D;
+    const m2 = userMask == null ? undefined : (tf.reshape(userMask, [batch, tokens]) as tf.Tensor2D);
+    const groups = groupTokens(x3, this.groupingMode, this.groupSize, m2);
+    const capacity = this.capacityFor(groups.groupSize, training);
+    const routing = this.router.route(groups.tokens, {mask: groups.mask, training, capacity});
+    return {groups, routing, capacity, lead, batch, tokens};
+  }
+
+  /** `<float32>[G, S, E]`: the router logits of the groups (from the result when the router returns them). */
+  private groupLogits(r: RoutedGroups): tf.Tensor3D {
+    const fromResult = (r.routing as unknown as {logits?: tf.Tensor3D; routerLogits?: tf.Tensor3D});
+    const given = fromResult.routerLogits ?? fromResult.logits;
+    if (given instanceof tf.Tensor) return given.clone();
+    // Noise-free logits through the router's own computation.
+    return (this.router as unknown as {computeLogits(t: tf.Tensor3D, training: boolean): tf.Tensor3D}).computeLogits(r.groups.tokens, false);
+  }
+
+  private variables(w: FeedForwardVariables): FeedForwardWeights {
+    const read = <T extends tf.Tensor>(v: tf.LayerVariable | undefined) => (v ? (v.read() as T) : undefined);
+    return {
+      kernelIn: read<tf.Tensor3D>(w.kernelIn)!, biasIn: read(w.biasIn), kernelGate: read(w.kernelGate),
+      biasGate: read(w.biasGate), kernelOut: read<tf.Tensor3D>(w.kernelOut)!, biasOut: read(w.biasOut),
+    };
+  }
+
+  /** Dense paths on every token `<float32>[N, d]`: the residual mixture and the shared experts. */
+  private denseExperts(routed: tf.Tensor2D, flat: tf.Tensor2D): tf.Tensor2D {
+    let y = routed;
+    const N = flat.shape[0];
+    const run = (w: FeedForwardVariables) => {
+      const n = w.kernelIn.shape[0] as number;
+      const xe = tf.tile(tf.expandDims(flat, 0), [n, 1, 1]) as tf.Tensor3D;
+      return tf.sum(expertFeedForward(xe, this.variables(w), this.activationFn, this.expertMatMul), 0) as tf.Tensor2D;
+    };
+    if (this.residual) {
+      const coef = tf.softmax(tf.add(tf.matMul(flat, tf.reshape(this.residual.coefKernel.read(), [-1, 2])), this.residual.coefBias.read()));
+      const [c0, c1] = tf.split(coef, 2, 1);
+      y = tf.add(tf.mul(y, c0), tf.mul(run(this.residual), c1));
+    }
+    if (this.shared) y = tf.add(y, run(this.shared));
+    return tf.reshape(y, [N, -1]) as tf.Tensor2D;
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
+    const list = Array.isArray(inputs) ? inputs : [inputs];
+    const x = list[0];
+    const userMask = (list[1] ?? kwargs?.mask) as tf.Tensor | undefined;
     const training = kwargs?.training === true;
     let aux: tf.Scalar | null = null;
     let metrics: RoutingMetrics | null = null;
     const out = tf.tidy(() => {
-      const groups = groupTokens(x, this.groupingMode, this.groupSize, userMask);
+      const r = this.routeGroups(x, userMask, training);
+      const {groups, routing, lead, batch, tokens} = r;
       const S = groups.groupSize;
-      const routing = this.router.route(groups.tokens, {mask: groups.mask, training, capacity: this.capacityFor(S, training)});
+      const d = x.shape[x.rank - 1];
       const weights = this.normalizeCombineWeights
         ? normalizeWeights(routing.expertIndices, routing.combineWeights, S)
         : routing.combineWeights;
-      const y = this.experts(dispatch(groups.tokens, routing.expertIndices, 'expert-major'));
-      const combined = combine(y, routing.expertIndices, weights, S, 'expert-major');
+      const routedOut = this.experts(dispatch(groups.tokens, routing.expertIndices, 'expert-major'));
+      const combined = combine(routedOut, routing.expertIndices, weights, S, 'expert-major');
+      let y: tf.Tensor = ungroupTokens(combined, batch, tokens, this.groupingMode);
+      if (this.residual || this.shared) {
+        const flat = tf.reshape(x, [batch * tokens, d]) as tf.Tensor2D;
+        let dense: tf.Tensor = tf.reshape(this.denseExperts(tf.reshape(y, [batch * tokens, d]) as tf.Tensor2D, flat), [batch, tokens, d]);
+        if (userMask != null) dense = tf.mul(dense, tf.reshape(tf.cast(userMask, 'float32'), [batch, tokens, 1]));
+        y = dense;
+      }
+      y = tf.reshape(y, [...lead, tokens, d]);
       aux = tf.keep(routing.auxiliaryLoss);
       metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)]));
-      return ungroupTokens(combined, batch, tokens, this.groupingMode);
+      if (!this.outputRouterLogits) return y;
+      const logits = this.groupLogits(r);
+      const back = (t: tf.Tensor3D) => tf.reshape(ungroupTokens(t, batch, tokens, this.groupingMode), [...lead, tokens, this.numExperts]);
+      const ones = tf.cast(tf.greaterEqual(routing.expertIndices, 0), 'float32') as tf.Tensor3D;
+      const mask = back(slotsToTokens(ones, routing.expertIndices, S));
+      const w = back(slotsToTokens(routing.combineWeights, routing.expertIndices, S));
+      return [y, back(logits), rankExperts(mask, w)];
     });
-    this.replaceLast(aux, metrics);
+    this.replaceLast(aux, metrics, training);
     return out;
   }
 
-  /** Runs every expert on its slots: `<float32>[E, n, d]` -> `<float32>[E, n, d]`. */
+  /** Runs every routed expert on its slots: `<float32>[E, n, d]` -> `<float32>[E, n, d]`. */
   private experts(xe: tf.Tensor): tf.Tensor {
-    if (this.expertMatMul === 'per-expert') return this.expertsOneByOne(xe);
-    const E = this.numExperts;
-    let hidden = tf.matMul(xe as tf.Tensor3D, (this.kernelIn as tf.LayerVariable).read() as tf.Tensor3D);
-    if (this.biasIn) hidden = tf.add(hidden, tf.reshape(this.biasIn.read(), [E, 1, this.hiddenDim]));
-    hidden = this.activationFn.apply(hidden) as tf.Tensor3D;
-    let y = tf.matMul(hidden, (this.kernelOut as tf.LayerVariable).read() as tf.Tensor3D);
-    if (this.biasOut) y = tf.add(y, tf.reshape(this.biasOut.read(), [E, 1, -1]));
-    return y;
-  }
-
-  /** Same as {@link MoE.experts}, with one 2-D matMul pair per expert. */
-  private expertsOneByOne(xe: tf.Tensor): tf.Tensor {
-    const E = this.numExperts;
-    const [, n, d] = xe.shape as number[];
-    const h = this.hiddenDim;
-    const xs = tf.split(xe, E, 0);
-    const w1 = tf.split((this.kernelIn as tf.LayerVariable).read(), E, 0);
-    const w2 = tf.split((this.kernelOut as tf.LayerVariable).read(), E, 0);
-    const b1 = this.biasIn ? tf.split(this.biasIn.read(), E, 0) : null;
-    const b2 = this.biasOut ? tf.split(this.biasOut.read(), E, 0) : null;
-    const outs = xs.map((x, e) => {
-      let hidden = tf.matMul(tf.reshape(x, [n, d]) as tf.Tensor2D, tf.reshape(w1[e], [d, h]) as tf.Tensor2D);
-      if (b1) hidden = tf.add(hidden, tf.reshape(b1[e], [1, h]));
-      hidden = this.activationFn.apply(hidden) as tf.Tensor2D;
-      let y = tf.matMul(hidden, tf.reshape(w2[e], [h, d]) as tf.Tensor2D);
-      if (b2) y = tf.add(y, tf.reshape(b2[e], [1, d]));
-      return y;
-    });
-    return tf.stack(outs);
-  }
-
-  private replaceLast(aux: tf.Scalar | null, metrics: RoutingMetrics | null): void {
-    if (this.lastAux) this.lastAux.dispose();
-    if (this.lastMetricTensors) tf.dispose(Object.values(this.lastMetricTensors));
-    this.lastAux = aux;
-    this.lastMetricTensors = metrics;
-    this.lastMetricValues = null;
+    const w: FeedForwardVariables = {
+      kernelIn: this.kernelIn as tf.LayerVariable, biasIn: this.biasIn ?? undefined,
+      kernelGate: this.kernelGate ?? undefined, biasGate: this.biasGate ?? undefined,
+      kernelOut: this.kernelOut as tf.LayerVariable, biasOut: this.biasOut ?? undefined,
+    };
+    return expertFeedForward(xe as tf.Tensor3D, this.variables(w), this.activationFn, this.expertMatMul);
   }
 
   /**
-   * Metrics of the last call as plain numbers and arrays (names in `routing-result.ts`), or null
-   * before the first call. Read lazily (one read per metric, cached), so calls stay asynchronous
-   * until someone asks.
+   * The per-token routing of an inference call on `x`, exactly as `call` groups, routes and
+   * ungroups it (same groups, capacity and router state), without running the experts and without
+   * touching {@link MoE.lastMetrics}. The caller owns the result and frees it with `dispose()`.
+   *
+   * @param x `<float32>[...batch, tokens, d]`
+   * @param options `mask`: `<float32>[...batch, tokens]`, 1 = real token (default: all real)
+   * @returns {@link MoERouting}: per-token router logits, gates, dispatch mask, combine weights and
+   *   experts `[...batch, tokens, E]`, and the grouped routing
+   * @throws {ShapeError} as `call` does
+   *
+   * @example
+   * ```ts
+   * const routing = layer.inspect(tokens);           // tokens: <float32>[2, 17, 64]
+   * const main = routing.expertIndices.slice([0, 0, 0], [-1, -1, 1]); // [2, 17, 1]: each token's main expert
+   * routing.dispose();
+   * ```
+   */
+  inspect(x: tf.Tensor, options: {mask?: tf.Tensor} = {}): MoERouting {
+    checkOptions(options, ['mask'], 'MoE.inspect');
+    type Parts = {grouped: GroupedRouting; mask?: tf.Tensor2D; auxiliaryLoss: tf.Scalar; metrics: RoutingMetrics; lead: number[]; tokens: number};
+    const parts = tf.tidy(() => {
+      const r = this.routeGroups(x, options.mask, false);
+      const {groups, routing, batch, tokens} = r;
+      const S = groups.groupSize;
+      const position = tf.reshape(tf.range(0, batch * tokens, 1, 'float32'), [batch, tokens, 1]) as tf.Tensor3D;
+      const real = groupTokens(position, this.groupingMode, this.groupSize, tf.ones([batch, tokens]) as tf.Tensor2D);
+      const tokenIndex = tf.cast(tf.where(tf.greater(real.mask!, 0), tf.reshape(real.tokens, [-1, S]), tf.fill([real.tokens.shape[0], S], -1)), 'int32') as tf.Tensor2D;
+      const grouped: GroupedRouting = {
+        expertIndices: routing.expertIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
+        tokenIndex, groupSize: S, capacity: r.capacity,
+      };
+      const result: Parts = {grouped, mask: groups.mask, auxiliaryLoss: routing.auxiliaryLoss, metrics: routing.metrics, lead: r.lead, tokens};
+      return result as unknown as tf.TensorContainer;
+    }) as unknown as Parts;
+    const out = perTokenRouting(parts.grouped, parts.lead, parts.tokens, this.groupingMode, parts.auxiliaryLoss, parts.metrics);
+    if (parts.mask) {
+      const dispose = out.dispose;
+      const mask = parts.mask;
+      out.grouped.mask = mask;
+      out.dispose = () => {
+        dispose();
+        mask.dispose();
+      };
+    }
+    return out;
+  }
+
+  private replaceLast(aux: tf.Scalar | null, metrics: RoutingMetrics | null, training: boolean | null): void {
+    if (this.lastAux) this.lastAux.dispose();
+    this.lastAux = aux;
+    const modes = training === null ? (['training', 'inference'] as const) : [training ? 'training' as const : 'inference' as const];
+    for (const mode of modes) {
+      const slot = this.lastByMode[mode];
+      if (slot.tensors) tf.dispose(Object.values(slot.tensors));
+      slot.tensors = training === null ? null : metrics;
+      slot.values = null;
+    }
+    this.lastCallTraining = training;
+  }
+
+  private metricsOf(mode: 'training' | 'inference'): RoutingMetricValues | null {
+    const slot = this.lastByMode[mode];
+    if (slot.values == null && slot.tensors != null) slot.values = metricsToValues(slot.tensors);
+    return slot.values;
+  }
+
+  /**
+   * Metrics of the last call (training or inference) as plain numbers and arrays (names in
+   * `routing-result.ts`), or null before the first call. Read lazily (one read per metric,
+   * cached), so calls stay asynchronous until someone asks.
    */
   get lastMetrics(): RoutingMetricValues | null {
-    if (this.lastMetricValues == null && this.lastMetricTensors != null) {
-      this.lastMetricValues = metricsToValues(this.lastMetricTensors);
-    }
-    return this.lastMetricValues;
+    return this.lastCallTraining === null ? null : this.metricsOf(this.lastCallTraining ? 'training' : 'inference');
+  }
+
+  /** Metrics of the last training-mode call (e.g. the last `fit` batch), or null. */
+  get lastTrainingMetrics(): RoutingMetricValues | null {
+    return this.metricsOf('training');
+  }
+
+  /** Metrics of the last inference-mode call (e.g. the last validation batch), or null. */
+  get lastInferenceMetrics(): RoutingMetricValues | null {
+    return this.metricsOf('inference');
   }
 
   /** `<float32>[]`: the auxiliary loss of the last call (owned by the layer), or null. */
@@ -299,9 +479,9 @@ export class MoE extends tf.layers.Layer {
     return this.lastAux;
   }
 
-  /** Frees the tensors kept from the last call (metrics and auxiliary loss). */
+  /** Frees the tensors kept from the last calls (metrics and auxiliary loss). */
   disposeLast(): void {
-    this.replaceLast(null, null);
+    this.replaceLast(null, null, null);
   }
 
   /** Disposes the layer's weights (as tfjs layers do) and the tensors kept from the last call. */
@@ -310,8 +490,11 @@ export class MoE extends tf.layers.Layer {
     return super.dispose();
   }
 
-  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape | tf.Shape[] {
+    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    if (!this.outputRouterLogits) return shape;
+    const perToken = [...shape.slice(0, -1), this.numExperts];
+    return [shape, perToken, perToken];
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -320,44 +503,57 @@ export class MoE extends tf.layers.Layer {
       numExperts: this.numExperts,
       hiddenDim: this.hiddenDim,
       activation: this.activation,
+      gated: this.gated,
       router: {className: this.router.getClassName(), config: this.router.getConfig()},
       capacityFactor: this.capacityFactor,
       evalCapacityFactor: this.evalCapacityFactor,
+      minCapacity: this.minCapacity,
+      dropTokens: this.dropTokens,
       dropless: this.dropless,
       groupSize: this.groupSize ?? null,
       groupingMode: this.groupingMode,
       normalizeCombineWeights: this.normalizeCombineWeights,
+      numSharedExperts: this.numSharedExperts,
+      sharedHiddenDim: this.sharedHiddenDim,
+      residualExpert: this.residualExpert,
+      outputRouterLogits: this.outputRouterLogits,
       useBias: this.useBias,
       kernelInitializer: serializeInitializer(this.kernelInitializer),
       biasInitializer: serializeInitializer(this.biasInitializer),
-      expertMatMul: this.expertMatMul,
     };
   }
 
-  /** Rebuilds the layer and its nested router from {@link MoE.getConfig} output. */
+  /**
+   * Rebuilds the layer from {@link MoE.getConfig} output; the nested router is rebuilt through
+   * `tf.serialization` from its `{className, config}`. Configs saved by earlier versions (with
+   * `expertMatMul`, without the newer fields) load unchanged.
+   */
   static override fromConfig<T extends tf.serialization.Serializable>(
     cls: tf.serialization.SerializableConstructor<T>,
     config: tf.serialization.ConfigDict,
   ): T {
-    const args = {...config, groupSize: config.groupSize ?? undefined} as unknown as MoEArgs;
+    // tfjs adds `customObjects` to every config it deserializes.
+    const {customObjects: _customObjects, ...rest} = config;
+    const args = {...rest, groupSize: config.groupSize ?? undefined} as unknown as MoEArgs;
+    const spec = config.router as {className?: unknown; config?: tf.serialization.ConfigDict} | undefined;
+    if (spec && typeof spec.className === 'string' && spec.config) {
+      const entry = tf.serialization.SerializationMap.getMap().classNameMap[spec.className];
+      // Registered class names deserialize directly; older names go through the router aliases.
+      args.router = entry
+        ? (entry[1](entry[0], {numExperts: config.numExperts, ...spec.config}) as unknown as Router)
+        : (spec as RouterSpec);
+    }
     return new cls(args as unknown as tf.serialization.ConfigDict) as T;
   }
 }
 tf.serialization.registerClass(MoE);
-
-function positive(argument: string, value: unknown, context: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(argument, 'a finite number > 0', value, context);
-  }
-  return value;
-}
 
 /**
  * Creates an {@link MoE} layer.
  *
  * @example
  * ```ts
- * const layer = moe({numExperts: 8, hiddenDim: 768, router: {name: 'topk', k: 2}});
+ * const layer = moe({numExperts: 8, hiddenDim: 768, router: 'topk', k: 2});
  * const y = layer.apply(tf.randomNormal([4, 64, 192])) as tf.Tensor; // [4, 64, 192]
  * console.log(layer.lastMetrics?.droppedFraction);
  * ```

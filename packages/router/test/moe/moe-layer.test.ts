@@ -49,7 +49,7 @@ function reference(layer: MoE, x: number[][][], idx: number[][][], w: number[][]
 describeBackends('MoE layer', (backend) => {
   it('forward equals the per-token reference; dropped tokens give exactly 0', () => {
     // top-2 at capacity factor 0.5: capacity ceil(6 * 0.5 * 2 / 3) = 2 slots, demand 12 per example -> drops.
-    const layer = makeLayer({router: {name: 'topk', k: 2}, capacityFactor: 0.5});
+    const layer = makeLayer({router: {name: 'topk', k: 2}, capacityFactor: 0.5, evalCapacityFactor: 0.5});
     const x = seeded([B, T, D], 1) as tf.Tensor3D;
     const y = layer.apply(x) as tf.Tensor;
     expect(y.shape).toEqual([B, T, D]);
@@ -162,7 +162,8 @@ describeBackends('MoE layer', (backend) => {
   it(`trains in tf.sequential with model.fit, and the auxiliary loss is part of the fit loss [${backend}]`, async () => {
     expect(tf.getBackend()).toBe(backend);
     const model = tf.sequential();
-    model.add(moe({numExperts: E, hiddenDim: 8, router: {name: 'topk', loadBalanceLossWeight: 1}, inputShape: [T, D]}));
+    // Equal capacity factors: predict (inference) and fit (training) route alike here.
+    model.add(moe({numExperts: E, hiddenDim: 8, router: {name: 'topk', loadBalanceLossWeight: 1}, capacityFactor: 1.25, evalCapacityFactor: 1.25, inputShape: [T, D]}));
     model.compile({optimizer: tf.train.adam(0.02), loss: 'meanSquaredError'});
     const x = seeded([8, T, D], 8);
     const y = tf.tanh(seeded([8, T, D], 9));
@@ -277,8 +278,8 @@ describe('MoE bad input', () => {
     layer = makeLayer();
   });
   it('pins the messages of bad inputs and bad configs', () => {
-    expect(() => layer.apply(tf.zeros([2, 4]))).toThrow(ShapeError);
-    expect(() => layer.apply(tf.zeros([2, 4]))).toThrow('MoE: Expected inputs to be a rank-3 tensor [batch, tokens, d], but got [2,4].');
+    expect(() => layer.apply(tf.zeros([4]))).toThrow(ShapeError);
+    expect(() => layer.apply(tf.zeros([4]))).toThrow('MoE: Expected inputs to be a tensor [..., tokens, d] of rank >= 2, but got [4].');
     expect(() => layer.apply(tf.zeros([2, 3, 7]))).toThrow('MoE: Expected inputs to be a model dimension (last axis) of 4, but got [2,3,7].');
     expect(() => layer.apply([tf.zeros([2, 3, 4]), tf.ones([2, 2])])).toThrow('MoE: Expected mask to be a tensor of shape [2, 3], but got [2,2].');
     expect(() => moe({numExperts: 0, hiddenDim: 4, router: 'topk'})).toThrow(InvalidArgumentError);
