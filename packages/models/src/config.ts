@@ -2,7 +2,7 @@
  * ViT configuration: every field documented, presets sized for 2 CPU cores, and validation that
  * names the bad field and echoes its value.
  */
-import {ConfigError} from '@tfjs-moe/router';
+import {checkOptions, ConfigError} from '@tfjs-moe/router';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber} from './validate';
 import {CLASSIFIERS, Classifier} from './layers/tokens';
 import {MLP_ACTIVATIONS, MlpActivation} from './layers/mlp';
@@ -39,11 +39,12 @@ export interface ViTConfig {
    * tokens (global average pooling). Default `'token'`.
    */
   classifier?: Classifier;
-  /** MLP activation, a tfjs activation name. Default `'gelu'` (exact, erf-based). */
+  /** MLP activation, one of `MLP_ACTIVATIONS` (shared with the experts). Default `'gelu'` (exact, erf-based). */
   activation?: MlpActivation;
   /**
-   * Activation of the classifier head: `'softmax'` (probabilities, for tfjs's
-   * `categoricalCrossentropy`) or `'linear'` (logits). Default `'softmax'`.
+   * Activation of the classifier head: `'linear'` (logits, the default: what `train()` of
+   * `@tfjs-moe/training` and `tf.losses.softmaxCrossEntropy` take) or `'softmax'`
+   * (probabilities, for tfjs's `categoricalCrossentropy` loss in `model.compile`).
    */
   headActivation?: HeadActivation;
   /** Epsilon of every LayerNormalization. Default 1e-6 (as in ViT). */
@@ -61,6 +62,12 @@ export interface ViTConfig {
   /** Name of the tfjs model. Default `'vit'` (or `'vmoe'`). */
   name?: string;
 }
+
+/** Every key of a {@link ViTConfig} (and `preset`): anything else is an `UnknownOptionError`. */
+export const VIT_CONFIG_KEYS: readonly string[] = [
+  'preset', 'imageSize', 'channels', 'patchSize', 'hiddenSize', 'depth', 'numHeads', 'mlpDim', 'numClasses', 'classifier',
+  'activation', 'headActivation', 'layerNormEpsilon', 'representationSize', 'seed', 'name',
+];
 
 /** The names of the built-in presets. */
 export type ViTPresetName = 'mnist-tiny' | 'mnist-small' | 'cifar-tiny';
@@ -100,6 +107,7 @@ export type ViTConfigLike = ViTPresetName | ViTConfig | ({preset: ViTPresetName}
  */
 export function resolveViTConfig(config: ViTConfigLike, defaultName = 'vit'): ResolvedViTConfig {
   const context = 'vit config';
+  if (config != null && typeof config === 'object') checkOptions(config, VIT_CONFIG_KEYS, context);
   let c: ViTConfig;
   if (typeof config === 'string') {
     c = {...VIT_PRESETS[assertOneOf('preset', config, PRESET_NAMES, context)]};
@@ -154,7 +162,7 @@ export function resolveViTConfig(config: ViTConfigLike, defaultName = 'vit'): Re
     numClasses: assertPositiveInt('numClasses', c.numClasses, context),
     classifier: assertOneOf('classifier', c.classifier ?? 'token', CLASSIFIERS, context),
     activation: assertOneOf('activation', c.activation ?? 'gelu', MLP_ACTIVATIONS, context),
-    headActivation: assertOneOf('headActivation', c.headActivation ?? 'softmax', HEAD_ACTIVATIONS, context),
+    headActivation: assertOneOf('headActivation', c.headActivation ?? 'linear', HEAD_ACTIVATIONS, context),
     layerNormEpsilon: assertPositiveNumber('layerNormEpsilon', c.layerNormEpsilon ?? 1e-6, context),
     representationSize: c.representationSize == null ? null : assertPositiveInt('representationSize', c.representationSize, context),
     seed,

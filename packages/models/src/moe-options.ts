@@ -2,7 +2,9 @@
  * Options of the MoE blocks that `vmoe` builds and `moeify` inserts, and the choice of which
  * encoder blocks become MoE blocks.
  */
+import * as tf from '@tensorflow/tfjs';
 import {ConfigError} from '@tfjs-moe/router';
+import type {MoEArgs} from './router-api';
 import {assertPositiveInt} from './validate';
 
 /**
@@ -86,4 +88,38 @@ export function selectMoEBlocks(selection: MoEBlockSelection, depth: number, arg
     throw new ConfigError(argument, 'a selection of at least one block', selection, context);
   }
   return [...blocks].sort((a, b) => a - b);
+}
+
+/**
+ * Seeds an MoE layer's arguments through seeded initializers only: the expert kernels get
+ * `{className: 'GlorotUniform', config: {seed}}` (which the layer's per-expert initializer turns
+ * into a distinct draw per expert and kernel) and the router kernel a seeded LeCun-normal (the
+ * router's default initializer), each only where the user chose no initializer. A `Router`
+ * instance is left as it is.
+ *
+ * @example
+ * ```ts
+ * seededMoEArgs({numExperts: 4, hiddenDim: 8, router: 'topk'}, 7);
+ * // {..., kernelInitializer: {className: 'GlorotUniform', config: {seed: 7}},
+ * //  router: {name: 'topk', kernelInitializer: {className: 'LeCunNormal', config: {seed: 8}}}}
+ * ```
+ */
+export function seededMoEArgs(args: MoEArgs, seed: number): MoEArgs {
+  const routerInit = {className: 'LeCunNormal', config: {seed: seed + 1}};
+  let router = args.router ?? 'sparse-ot';
+  if (typeof router === 'string') {
+    router = {name: router, kernelInitializer: routerInit};
+  } else if (!(router instanceof tf.layers.Layer)) {
+    const spec = router as {config?: Record<string, unknown>; kernelInitializer?: unknown};
+    if (spec.config !== undefined && typeof (router as {className?: unknown}).className === 'string') {
+      if (spec.config.kernelInitializer === undefined) router = {...router, config: {...spec.config, kernelInitializer: routerInit}} as never;
+    } else if (spec.kernelInitializer === undefined) {
+      router = {...router, kernelInitializer: routerInit} as never;
+    }
+  }
+  return {
+    ...args,
+    router,
+    kernelInitializer: args.kernelInitializer ?? {className: 'GlorotUniform', config: {seed}},
+  };
 }

@@ -4,13 +4,24 @@
  * from fresh weights.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError} from '@tfjs-moe/router';
+import {checkOptions, ConfigError, MOE_ARG_KEYS} from '@tfjs-moe/router';
 import {LayerReplacement, replaceLayers} from './graph';
 import {MlpBlock} from './layers/mlp';
-import {MoEBlockOptions, MoEBlockSelection, selectMoEBlocks} from './moe-options';
+import {MoEBlockOptions, MoEBlockSelection, seededMoEArgs, selectMoEBlocks} from './moe-options';
 import {moe, MoE} from './router-api';
 import {assertOneOf} from './validate';
-import {moeLayerArgs, routerUsesDefaultInit, seedMoEWeights} from './vmoe';
+import {moeLayerArgs} from './vmoe';
+
+/** Every key that `moeify(model, options)` accepts: the MoE layer's arguments and its own. */
+export const MOEIFY_OPTION_KEYS: readonly string[] = [...MOE_ARG_KEYS.filter((k) => k !== 'name'), 'blocks', 'init', 'seed', 'name'];
+
+/**
+ * The MoE arguments `moeify` uses unless told otherwise: with them, and experts upcycled from the
+ * dense MLP, the new model computes what the dense model computed until training moves it:
+ * combine weights rescaled to sum to 1 per kept token (identical experts then give the MLP's
+ * output exactly), and dropless inference (no token loses its MLP output to capacity).
+ */
+export const MOEIFY_DEFAULTS = {normalizeCombineWeights: true, dropless: true} as const;
 
 /** How the experts of a new MoE layer start. */
 export type ExpertInit = 'upcycle' | 'fresh';
@@ -193,21 +204,24 @@ function chooseMlps(mlps: FoundMlp[], blocks: MoeifyOptions['blocks'], context: 
 /**
  * Returns a new model in which the chosen `MlpBlock` layers of `model` are replaced by MoE layers
  * of `@tfjs-moe/router` (named `block<i>_moe` for `block<i>_mlp`), wired to the same inputs and
- * outputs; every other layer keeps a copy of its weights and `model` itself is unchanged. With
- * `init: 'upcycle'` each expert is a copy of the MLP it replaces, so, with
- * `normalizeCombineWeights: true`, every token that the router does not drop gets exactly the
- * dense MLP's output (the combine weights of identical experts sum to 1), and the model computes
- * what the dense model computed wherever no token is dropped. A dropped token gets 0 from the MoE
- * layer, so its block output is the residual input alone: `x + MoE(LN(x)) = x`.
+ * outputs; every other layer keeps a copy of its weights and `model` itself is unchanged. A
+ * `tf.sequential` model is read as the functional model of its chain of layers (the result is
+ * functional). With `init: 'upcycle'` (the default) each expert is a copy of the MLP it replaces,
+ * and with the defaults {@link MOEIFY_DEFAULTS} (`normalizeCombineWeights: true`, dropless
+ * inference) every token gets exactly the dense MLP's output (the combine weights of identical
+ * experts sum to 1), so the new model predicts what the dense model predicted until training
+ * moves it. In training, capacity applies: a dropped token gets 0 from the MoE layer, so its block
+ * output is the residual input alone: `x + MoE(LN(x)) = x`.
  * The result saves and loads like any model (`model.save`, `tf.loadLayersModel`).
- * Throws `ConfigError` when the model has no `MlpBlock` (e.g. `moeify` of a V-MoE without MLPs),
- * for a bad selection, an unknown router, or an upcycle whose shapes differ.
+ * Throws `UnknownOptionError` for an unknown option (naming the nearest known one), and
+ * `ConfigError` when the model has no MLP to replace, for a bad selection, an unknown router, or
+ * an upcycle whose shapes differ.
  *
  * @example
  * ```ts
- * const dense = vit('mnist-tiny');           // ... trained
- * const sparse = moeify(dense, {numExperts: 4, router: 'sparse-ot', normalizeCombineWeights: true});
- * await sparse.save('file://vmoe-upcycled'); // loads with tf.loadLayersModel
+ * const dense = vit('mnist-tiny');                     // ... trained
+ * const sparse = moeify(dense, {numExperts: 4});       // same predictions as dense
+ * const top2 = moeify(dense, {numExperts: 8, router: 'topk', k: 2, blocks: {last: 2}});
  * ```
  */
 export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.LayersModel {
@@ -215,7 +229,13 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
   if (options == null || typeof options !== 'object') {
     throw new ConfigError('options', 'an object with at least numExperts', options, context);
   }
-  const {blocks, init: initOption, name, seed, ...moeOptions} = options;
+  checkOptions(options, MOEIFY_OPTION_KEYS, context);
+  const {blocks, init: initOption, name, seed, ...userMoeOptions} = options;
+  const moeOptions = {...MOEIFY_DEFAULTS, ...userMoeOptions};
+  if (model instanceof tf.Sequential) {
+    // A sequential model is a chain of layers: the same graph as a functional model over its inputs.
+    model = tf.model({inputs: model.inputs, outputs: model.outputs, name: model.name});
+  }
   const init = assertOneOf('init', initOption ?? 'upcycle', ['upcycle', 'fresh'] as const, context);
   const mlps = findMlps(model);
   if (mlps.length === 0) {
@@ -234,18 +254,12 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
     if (init === 'upcycle' && args.hiddenDim !== mlp.hiddenDim) {
       throw new ConfigError('hiddenDim', `the replaced MLP's hiddenDim ${mlp.hiddenDim} for init 'upcycle'`, args.hiddenDim, context);
     }
-    const layer = moe(args);
+    const layer = moe(seed === undefined ? args : seededMoEArgs(args, seed * 1009 + 100 * index));
     replacements.set(mlp.name, {
       layer,
       inputsFrom: mlp.first === mlp.name ? undefined : mlp.first,
       remove: mlp.inner,
       init: (fresh) => {
-        if (seed !== undefined) {
-          seedMoEWeights(fresh as MoE, seed * 1009 + 100 * index, {
-            experts: init === 'fresh' && moeOptions.kernelInitializer === undefined,
-            router: routerUsesDefaultInit(moeOptions.router),
-          });
-        }
         if (init === 'upcycle') upcycleExperts(fresh as MoE, mlp);
       },
     });

@@ -78,7 +78,8 @@ export function vmoeParameterCount(config: VMoEConfigLike): number {
   const h = c.moe.hiddenDim ?? c.mlpDim;
   const useBias = (c.moe.useBias as boolean | undefined) ?? true;
   const perBlock = moeParameterCount(d, h, c.moe.numExperts, useBias) - mlpParameterCount(d, c.mlpDim);
-  return vitParameterCount(c) + c.moeBlocks.length * perBlock;
+  const {moe: _moe, moeBlocks, ...vitPart} = c;
+  return vitParameterCount(vitPart) + moeBlocks.length * perBlock;
 }
 
 /**

@@ -93,7 +93,8 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
 
 /**
  * Builds a dense ViT classifier `<float32>[batch, height, width, channels]` ->
- * `<float32>[batch, numClasses]` (probabilities by default, logits with `headActivation: 'linear'`).
+ * `<float32>[batch, numClasses]`: logits by default (what `train()` takes), probabilities with
+ * `headActivation: 'softmax'`.
  * Pass a preset name (`'mnist-tiny'`, `'mnist-small'`, `'cifar-tiny'`), a full config, or
  * `{preset, ...overrides}`. Layer names follow {@link blockLayerNames}; the MLPs are
  * `MlpBlock` layers named `block<i>_mlp`, which `moeify` can replace by MoE layers.
@@ -101,7 +102,8 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
  * @example
  * ```ts
  * const model = vit('mnist-tiny');
- * const probs = model.predict(tf.zeros([8, 28, 28, 1])) as tf.Tensor; // [8, 10]
+ * const logits = model.predict(tf.zeros([8, 28, 28, 1])) as tf.Tensor; // [8, 10]
+ * const probs = vit({preset: 'mnist-tiny', headActivation: 'softmax'}); // for categoricalCrossentropy
  * const custom = vit({preset: 'mnist-tiny', depth: 2, classifier: 'gap', seed: 42});
  * ```
  */

@@ -3,11 +3,11 @@
  * the MLPs of chosen blocks (V-MoE, Riquelme et al. 2021).
  */
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError} from '@tfjs-moe/router';
+import {checkOptions, ConfigError, MOE_ARG_KEYS} from '@tfjs-moe/router';
 import {resolveViTConfig, ResolvedViTConfig, ViTConfig, ViTPresetName} from './config';
 import {mlpBlock} from './layers/mlp';
-import {MoEBlockOptions, MoEBlockSelection, selectMoEBlocks} from './moe-options';
-import {moe, MoE, MoEArgs, RoutingMetricValues} from './router-api';
+import {MoEBlockOptions, MoEBlockSelection, seededMoEArgs, selectMoEBlocks} from './moe-options';
+import {moe, MoEArgs, moeLayers, RoutingMetricValues} from './router-api';
 import {blockLayerNames, buildViT, layerSeed} from './vit';
 
 /** A V-MoE: a {@link ViTConfig} plus the MoE blocks' options and which blocks get them. */
@@ -17,6 +17,9 @@ export interface VMoEConfig extends ViTConfig {
   /** Which blocks are MoE blocks. Default `'every-other'` (blocks 1, 3, ...). */
   moeBlocks?: MoEBlockSelection;
 }
+
+/** Keys of `config.moe`: the MoE layer's arguments except `name` (set per block). */
+const MOE_BLOCK_OPTION_KEYS = MOE_ARG_KEYS.filter((k) => k !== 'name');
 
 /** A full {@link VMoEConfig}, or a ViT preset name with overrides and the MoE fields. */
 export type VMoEConfigLike = VMoEConfig | ({preset: ViTPresetName; moe: MoEBlockOptions; moeBlocks?: MoEBlockSelection} & Partial<ViTConfig>);
@@ -42,6 +45,7 @@ export function resolveVMoEConfig(config: VMoEConfigLike): ResolvedVMoEConfig {
     throw new ConfigError('config', 'a config object with a moe field', config, context);
   }
   const {moe: moeOptions, moeBlocks, ...vitPart} = config as VMoEConfig;
+  if (moeOptions != null && typeof moeOptions === 'object') checkOptions(moeOptions, MOE_BLOCK_OPTION_KEYS, `${context}.moe`);
   const c = resolveViTConfig(vitPart as ViTConfig, 'vmoe');
   if (moeOptions == null || typeof moeOptions !== 'object') {
     throw new ConfigError('moe', 'an object with at least numExperts', moeOptions, context);
@@ -85,90 +89,21 @@ export function moeLayerArgs(options: MoEBlockOptions, mlp: {hiddenDim: number; 
  * @example
  * ```ts
  * const model = vmoe({preset: 'mnist-tiny', moe: {numExperts: 4, router: 'sparse-ot', capacityFactor: 1.25}});
- * const probs = model.predict(tf.zeros([8, 28, 28, 1])) as tf.Tensor; // [8, 10]
+ * const logits = model.predict(tf.zeros([8, 28, 28, 1])) as tf.Tensor; // [8, 10]
  * const last2 = vmoe({preset: 'mnist-tiny', moeBlocks: {last: 2}, moe: {numExperts: 8, router: {name: 'topk', k: 2}}});
  * ```
  */
 export function vmoe(config: VMoEConfigLike): tf.LayersModel {
   const c = resolveVMoEConfig(config);
   const moeSet = new Set(c.moeBlocks);
-  const model = buildViT(c, (i) => {
+  return buildViT(c, (i) => {
     const names = blockLayerNames(i);
     if (!moeSet.has(i)) {
       return mlpBlock({hiddenDim: c.mlpDim, activation: c.activation, seed: layerSeed(c, 101 + 2 * i), name: names.mlp});
     }
-    return moe(moeLayerArgs(c.moe, {hiddenDim: c.mlpDim, activation: c.activation}, names.moe));
+    const args = moeLayerArgs(c.moe, {hiddenDim: c.mlpDim, activation: c.activation}, names.moe);
+    return moe(c.seed === undefined ? args : seededMoEArgs(args, layerSeed(c, 1000 + 100 * i) as number));
   });
-  if (c.seed !== undefined) {
-    for (const i of c.moeBlocks) {
-      seedMoEWeights(model.getLayer(blockLayerNames(i).moe) as MoE, layerSeed(c, 1000 + 100 * i) as number, {
-        experts: c.moe.kernelInitializer === undefined, router: routerUsesDefaultInit(c.moe.router),
-      });
-    }
-  }
-  return model;
-}
-
-/**
- * Re-initializes a built MoE layer reproducibly from `seed`: with `experts` (default true),
- * expert `e`'s kernels from Glorot-uniform draws seeded by `(seed, e)` (distinct experts) and
- * biases 0; with `router` (default true), the router kernel `<float32>[d, E]` from a seeded
- * LeCun-normal draw (the router's default initializer). `vmoe` calls it when the config has a
- * `seed` (skipping the parts whose initializer the user chose); tfjs initializers alone cannot do
- * this, since one seeded initializer applied per expert would make every expert identical.
- *
- * @example
- * ```ts
- * seedMoEWeights(model.getLayer('block1_moe') as MoE, 42);
- * ```
- */
-export function seedMoEWeights(layer: MoE, seed: number, parts: {experts?: boolean; router?: boolean} = {}): void {
-  tf.tidy(() => {
-    const E = layer.numExperts;
-    const kIn = layer.kernelIn as tf.LayerVariable;
-    const [, d, h] = kIn.shape as number[];
-    if (parts.experts ?? true) {
-      const kOut = layer.kernelOut as tf.LayerVariable;
-      kIn.write(tf.stack(Array.from({length: E}, (_, e) => tf.initializers.glorotUniform({seed: seed + 2 * e + 1}).apply([d, h]))));
-      kOut.write(tf.stack(Array.from({length: E}, (_, e) => tf.initializers.glorotUniform({seed: seed + 2 * e + 2}).apply([h, d]))));
-      for (const b of [layer.biasIn, layer.biasOut]) if (b) b.write(tf.zerosLike(b.read()));
-    }
-    if (parts.router ?? true) {
-      const routerWeights = layer.router.getWeights();
-      const i = routerWeights.findIndex((w) => w.rank === 2 && w.shape[0] === d && w.shape[1] === E);
-      if (i >= 0) {
-        const fresh = routerWeights.slice();
-        fresh[i] = tf.initializers.leCunNormal({seed: seed + 2 * E + 1}).apply([d, E]);
-        layer.router.setWeights(fresh);
-      }
-    }
-  });
-}
-
-/**
- * True unless the user chose the router's kernel initializer (or passed a Router instance).
- *
- * @example
- * ```ts
- * routerUsesDefaultInit('topk'); // true
- * routerUsesDefaultInit({name: 'topk', kernelInitializer: 'zeros'}); // false
- * ```
- */
-export function routerUsesDefaultInit(router: unknown): boolean {
-  if (router instanceof tf.layers.Layer) return false;
-  return !(router != null && typeof router === 'object' && (router as {kernelInitializer?: unknown}).kernelInitializer !== undefined);
-}
-
-/**
- * The MoE layers of a model, in layer order.
- *
- * @example
- * ```ts
- * moeLayers(vmoe({preset: 'mnist-tiny', moe: {numExperts: 4}})).map((l) => l.name); // ['block1_moe', 'block3_moe']
- * ```
- */
-export function moeLayers(model: tf.LayersModel): MoE[] {
-  return model.layers.filter((l): l is MoE => l instanceof MoE);
 }
 
 /**
@@ -184,23 +119,4 @@ export function moeLayers(model: tf.LayersModel): MoE[] {
  */
 export function moeMetrics(model: tf.LayersModel): Record<string, RoutingMetricValues | null> {
   return Object.fromEntries(moeLayers(model).map((l) => [l.name, l.lastMetrics]));
-}
-
-/**
- * `<float32>[]`: the sum of the auxiliary losses of every MoE layer's last call (0 when there is
- * none). Call it inside the same gradient tape as the forward pass (e.g. in the function given
- * to `tf.variableGrads`) to train with the auxiliary losses in a custom loop; `model.fit` adds
- * them by itself. The caller owns the returned scalar.
- *
- * @example
- * ```ts
- * const {value, grads} = tf.variableGrads(() => {
- *   const probs = model.apply(images, {training: true}) as tf.Tensor;
- *   return tf.add(tf.losses.softmaxCrossEntropy(labels, tf.log(probs)), auxiliaryLoss(model)) as tf.Scalar;
- * });
- * ```
- */
-export function auxiliaryLoss(model: tf.LayersModel): tf.Scalar {
-  const losses = moeLayers(model).map((l) => l.lastAuxiliaryLoss).filter((t): t is tf.Scalar => t != null && !t.isDisposed);
-  return tf.tidy(() => (losses.length === 0 ? tf.scalar(0) : tf.addN(losses) as tf.Scalar));
 }

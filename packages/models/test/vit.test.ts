@@ -71,8 +71,8 @@ describeBackends('vit forward', () => {
     layer.dispose();
   });
 
-  it.each([1, 4])('preset mnist-tiny: batch %i -> [batch, 10] probabilities', (batch) => {
-    const model = vit('mnist-tiny');
+  it.each([1, 4])('preset mnist-tiny with a softmax head: batch %i -> [batch, 10] probabilities', (batch) => {
+    const model = vit({preset: 'mnist-tiny', headActivation: 'softmax'});
     const y = model.predict(tf.zeros([batch, 28, 28, 1])) as tf.Tensor;
     expect(y.shape).toEqual([batch, 10]);
     const sums = tf.sum(y, 1).arraySync() as number[];
@@ -82,12 +82,12 @@ describeBackends('vit forward', () => {
   });
 
   it('every weight gets a finite, nonzero gradient', () => {
-    const model = vit({...TINY, seed: 1});
+    const model = vit({...TINY, seed: 1}); // logits head (the default)
     randomizeWeights(model, 2);
     const x = uniformTensor([2, 8, 12, 2], 3);
     const labels = tf.oneHot([0, 2], 3);
     const {value, grads} = tf.variableGrads(
-      () => tf.losses.softmaxCrossEntropy(labels, tf.log(model.apply(x) as tf.Tensor)) as tf.Scalar,
+      () => tf.losses.softmaxCrossEntropy(labels, model.apply(x) as tf.Tensor) as tf.Scalar,
     );
     const names = model.trainableWeights.map((w) => w.originalName);
     expect(Object.keys(grads).length).toBe(names.length);
@@ -134,7 +134,8 @@ describe('vit bad input', () => {
     [{...TINY, mlpDim: 2.5}, 'vit config: Expected mlpDim to be a positive integer, but got 2.5.'],
     [{...TINY, imageSize: [8]}, 'vit config: Expected imageSize to be a positive integer or [height, width], but got [8].'],
     [{...TINY, classifier: 'cls'}, "vit config: Expected classifier to be one of 'token', 'gap', but got \"cls\"."],
-    [{...TINY, activation: 'sigmoid'}, "vit config: Expected activation to be one of 'gelu', 'gelu_new', 'relu', 'swish', 'tanh', 'elu', 'selu', 'linear', but got \"sigmoid\"."],
+    [{...TINY, activation: 'swiglu'}, "vit config: Expected activation to be one of 'gelu', 'gelu_new', 'relu', 'relu6', 'elu', 'selu', 'swish', 'silu', 'mish', 'tanh', 'sigmoid', 'softplus', 'linear', but got \"swiglu\"."],
+    [{...TINY, mlpDims: 4}, "vit config: Unknown option 'mlpDims'. Did you mean 'mlpDim'?"],
     ['mnist-huge', "vit config: Expected preset to be one of 'mnist-tiny', 'mnist-small', 'cifar-tiny', but got \"mnist-huge\"."],
     [{preset: 'mnist', depth: 2}, "vit config: Expected preset to be one of 'mnist-tiny', 'mnist-small', 'cifar-tiny', but got \"mnist\"."],
   ])('%j', (config, message) => {

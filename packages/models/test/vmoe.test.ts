@@ -47,7 +47,7 @@ describe('vmoe parameter counts', () => {
 
 describeBackends('vmoe', () => {
   it('predicts [batch, classes] probabilities, trains every weight, and reports metrics', () => {
-    const model = vmoe({...TINY, moe: {numExperts: 4, router: 'topk', capacityFactor: 2}});
+    const model = vmoe({...TINY, headActivation: 'softmax', moe: {numExperts: 4, router: 'topk', capacityFactor: 2}});
     randomizeWeights(model, 3);
     const x = uniformTensor([3, 8, 8, 1], 4);
     const y = model.predict(x) as tf.Tensor;
@@ -135,7 +135,7 @@ describeBackends('moeify', () => {
     randomizeWeights(dense, 31);
     // 4 experts, capacity per expert = ceil(17 * 0.25 / 4) = 2 (top-1: at most 8 of 17 tokens kept)
     const sparse = moeify(dense, {
-      numExperts: 4, router, capacityFactor: 0.25, evalCapacityFactor: 0.25, normalizeCombineWeights: true,
+      numExperts: 4, router, capacityFactor: 0.25, evalCapacityFactor: 0.25, normalizeCombineWeights: true, dropless: false,
     });
     const probeOf = (m: tf.LayersModel, mlpName: string) => tf.model({
       inputs: m.inputs,

@@ -3,14 +3,18 @@
  * swap it for a mixture of experts whose experts copy its weights.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ShapeError} from '@tfjs-moe/router';
-import {assertOneOf, assertPositiveInt} from '../validate';
+import {activationFunction, assertActivation, FEED_FORWARD_ACTIVATIONS, FeedForwardActivation, ShapeError} from '@tfjs-moe/router';
+import {assertPositiveInt} from '../validate';
 import {glorotUniform, Kwargs, LayerArgs, Shape, singleShape, singleTensor, subSeed} from './common';
 
-/** The activations that the MLP (and the models built here) accept: tfjs activation names. */
-export type MlpActivation = 'gelu' | 'gelu_new' | 'relu' | 'swish' | 'tanh' | 'elu' | 'selu' | 'linear';
+/**
+ * The activations that the MLP (and the models built here) accept: the one list shared with the
+ * experts of the MoE layer (`FeedForwardActivation` of `@tfjs-moe/router`), so every MLP can be
+ * upcycled into experts.
+ */
+export type MlpActivation = FeedForwardActivation;
 /** Accepted values of {@link MlpActivation}. */
-export const MLP_ACTIVATIONS: readonly MlpActivation[] = ['gelu', 'gelu_new', 'relu', 'swish', 'tanh', 'elu', 'selu', 'linear'];
+export const MLP_ACTIVATIONS: readonly MlpActivation[] = FEED_FORWARD_ACTIVATIONS;
 
 /** Arguments of {@link MlpBlock}. */
 export interface MlpBlockArgs extends LayerArgs {
@@ -39,7 +43,7 @@ export class MlpBlock extends tf.layers.Layer {
   readonly hiddenDim: number;
   readonly activation: MlpActivation;
   readonly seed?: number;
-  private readonly act: tf.layers.Layer;
+  private readonly act: (x: tf.Tensor) => tf.Tensor;
   private kernel1!: tf.LayerVariable;
   private bias1!: tf.LayerVariable;
   private kernel2!: tf.LayerVariable;
@@ -48,11 +52,9 @@ export class MlpBlock extends tf.layers.Layer {
   constructor(args: MlpBlockArgs) {
     super(args);
     this.hiddenDim = assertPositiveInt('hiddenDim', args.hiddenDim, 'MlpBlock');
-    // tfjs's model loader camel-cases string config values: a saved 'gelu_new' comes back as 'geluNew'.
-    const activation = (args.activation as string | undefined) === 'geluNew' ? 'gelu_new' : args.activation;
-    this.activation = assertOneOf('activation', activation ?? 'gelu', MLP_ACTIVATIONS, 'MlpBlock');
+    this.activation = assertActivation('activation', args.activation ?? 'gelu', 'MlpBlock');
     this.seed = args.seed;
-    this.act = tf.layers.activation({activation: this.activation});
+    this.act = activationFunction(this.activation);
   }
 
   private width(shape: Shape): number {
@@ -84,7 +86,7 @@ export class MlpBlock extends tf.layers.Layer {
       const x = singleTensor(inputs);
       const d = this.width(x.shape);
       const flat = tf.reshape(x, [-1, d]);
-      const hidden = this.act.apply(tf.add(tf.matMul(flat, this.kernel1.read()), this.bias1.read())) as tf.Tensor;
+      const hidden = this.act(tf.add(tf.matMul(flat, this.kernel1.read()), this.bias1.read()));
       const y = tf.add(tf.matMul(hidden, this.kernel2.read()), this.bias2.read());
       return tf.reshape(y, x.shape);
     });
