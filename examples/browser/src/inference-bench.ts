@@ -13,7 +13,7 @@
  * Nothing here imports Node modules: the page bundles it as is.
  */
 import * as tf from '@tensorflow/tfjs';
-import {moeLayers, vit, vmoe, resolveViTConfig, type ViTPresetName} from '@tfjs-moe/models';
+import {moeLayers, vit, vmoe, resolveViTConfig, vitForwardFlops, vmoeForwardFlops, type ViTPresetName} from '@tfjs-moe/models';
 import {webgpuSyncReadProblem} from './sync-read-routers';
 
 /**
@@ -117,18 +117,11 @@ export const DEFAULT_MODELS: InferenceModelSpec[] = [
  */
 export function forwardFlopsPerImage(config: {preset?: ViTPresetName; depth?: number},
   moe?: {numExperts: number; k?: number; moeBlocks: number}): number {
-  const c = resolveViTConfig({...(config.preset ? {preset: config.preset} : {}), ...(config.depth ? {depth: config.depth} : {})} as never);
-  const [h, w] = c.imageSize;
-  const patches = (h / c.patchSize) * (w / c.patchSize);
-  const t = patches + (c.classifier === 'gap' ? 0 : 1);
-  const d = c.hiddenSize;
-  const embed = 2 * patches * c.patchSize * c.patchSize * c.channels * d;
-  const attention = 2 * t * d * 3 * d + 2 * t * t * d * 2 + 2 * t * d * d;
-  const mlp = 2 * 2 * t * d * c.mlpDim;
-  const moeBlocks = moe ? moe.moeBlocks : 0;
-  const moeMlp = moe ? (moe.k ?? 1) * mlp + 2 * t * d * moe.numExperts : 0;
-  const head = 2 * d * c.numClasses;
-  return embed + c.depth * attention + (c.depth - moeBlocks) * mlp + moeBlocks * moeMlp + head;
+  const base = {...(config.preset ? {preset: config.preset} : {preset: 'mnist-tiny' as const}), ...(config.depth ? {depth: config.depth} : {})};
+  if (!moe) return vitForwardFlops(base).useful;
+  const k = moe.k ?? 1;
+  // The one FLOP count of @tfjs-moe/models, counted as useful work (k experts per token).
+  return vmoeForwardFlops({...base, moeBlocks: {last: moe.moeBlocks}, moe: {numExperts: moe.numExperts, router: {name: 'topk', k}}}).useful;
 }
 
 /**

@@ -1,17 +1,18 @@
 /**
  * Reads out the routing of every MoE layer of a model for a batch of images: which expert each
  * patch token went to, and how many tokens each expert took. It runs the model up to the input of
- * each MoE layer and asks that layer's router for the same routing the layer computes at
- * inference (per-example groups, the layer's eval capacity).
+ * each MoE layer and asks that layer for its own per-token routing (`MoE.inspect`: the same
+ * grouping, capacity and routing as the layer's inference call).
  */
 import * as tf from '@tensorflow/tfjs';
+import {moeLayers, prefixTokens, type MoE} from '@tfjs-moe/models';
 
 /** The routing of one MoE layer for one image. */
 export interface LayerRouting {
   /** The MoE layer's name. */
   layer: string;
   numExperts: number;
-  /** Expert of each patch token in row-major patch order, -1 for a dropped token. */
+  /** Expert of each patch token in row-major patch order (largest combine weight), -1 for a dropped token. */
   expertOfPatch: number[];
   /** Expert of the class token, if the model has one (-1 if dropped). */
   expertOfClassToken?: number;
@@ -24,57 +25,20 @@ export interface LayerRouting {
   expertsOfToken: number[][];
 }
 
-/** The parts of an MoE layer the probe uses (duck-typed, so any MoE layer class works). */
-interface MoELike extends tf.layers.Layer {
-  capacityFor?(groupSize: number, training: boolean): number;
-  router: {
-    numExperts: number;
-    computeCapacity(groupSize: number, capacityFactor: number): number;
-    route(tokens: tf.Tensor3D, options: {training: boolean; capacity: number}): {
-      expertIndices: tf.Tensor3D;
-      combineWeights: tf.Tensor3D;
-      dispose(): void;
-    };
-  };
-}
-
-/** True for layers that route tokens to experts. */
-export function isMoELayer(layer: tf.layers.Layer): layer is MoELike {
-  const r = (layer as Partial<MoELike>).router;
-  return !!r && typeof r.route === 'function' && typeof r.computeCapacity === 'function';
-}
-
-/**
- * Per-token expert of one group from `expertIndices`/`combineWeights` `[experts, capacity]`:
- * a token held by several experts is shown with the one of largest weight.
- */
-export function expertOfTokens(indices: number[][], weights: number[][], tokens: number): {expert: number[]; load: number[]; all: number[][]} {
-  const expert = new Array<number>(tokens).fill(-1);
-  const all = Array.from({length: tokens}, () => [] as number[]);
-  const best = new Array<number>(tokens).fill(-Infinity);
-  const load = indices.map((slots) => slots.filter((t) => t >= 0).length);
-  indices.forEach((slots, e) => slots.forEach((t, c) => {
-    if (t >= 0 && t < tokens && !all[t].includes(e)) all[t].push(e);
-    if (t >= 0 && t < tokens && weights[e][c] > best[t]) {
-      best[t] = weights[e][c];
-      expert[t] = e;
-    }
-  }));
-  all.forEach((list) => list.sort((a, b) => a - b));
-  return {expert, load, all};
-}
-
 /** Runs a model's MoE routing on images; see the module comment. */
 export class RoutingProbe {
-  readonly layers: MoELike[];
+  readonly layers: MoE[];
+  /** Tokens before the patches in the encoder's sequence (1 with a class token). */
+  readonly prefix: number;
   private readonly upTo?: tf.LayersModel;
 
   constructor(readonly model: tf.LayersModel) {
-    this.layers = model.layers.filter(isMoELayer);
+    this.layers = moeLayers(model);
+    this.prefix = prefixTokens(model);
     if (this.layers.length) {
       this.upTo = tf.model({
         inputs: model.inputs,
-        outputs: this.layers.map((l) => l.input as tf.SymbolicTensor),
+        outputs: this.layers.map((l) => (Array.isArray(l.input) ? l.input[0] : l.input)),
       });
     }
   }
@@ -90,23 +54,21 @@ export class RoutingProbe {
     }) as tf.Tensor3D[];
     for (let li = 0; li < this.layers.length; li++) {
       const layer = this.layers[li];
-      const tokens = inputs[li]; // <float32>[n, tokens, d]: one group per image
-      const groupSize = tokens.shape[1];
-      // The layer's own inference capacity (eval capacity factor, or dropless).
-      const capacity = typeof layer.capacityFor === 'function' ? layer.capacityFor(groupSize, false)
-        : layer.router.computeCapacity(groupSize, Number((layer.getConfig() as {evalCapacityFactor?: number}).evalCapacityFactor ?? 1));
-      const result = layer.router.route(tokens, {training: false, capacity});
-      const [idx, w] = await Promise.all([result.expertIndices.array(), result.combineWeights.array()]);
-      result.dispose();
-      const numPatches = Math.round(Math.sqrt(groupSize)) ** 2 === groupSize ? groupSize : groupSize - 1;
-      const hasClassToken = numPatches !== groupSize;
+      const routing = layer.inspect(inputs[li]);
+      const [experts, mask] = await Promise.all([
+        routing.expertIndices.array() as Promise<number[][][]>,
+        routing.dispatchMask.array() as Promise<number[][][]>,
+      ]);
+      routing.dispose();
       for (let i = 0; i < n; i++) {
-        const {expert, load, all} = expertOfTokens(idx[i], w[i], groupSize);
+        const main = experts[i].map((row) => row[0]);
+        const all = mask[i].map((row) => row.flatMap((m, e) => (m > 0 ? [e] : [])));
+        const load = Array.from({length: layer.numExperts}, (_, e) => mask[i].reduce((s, row) => s + (row[e] > 0 ? 1 : 0), 0));
         out[i].push({
           layer: layer.name,
-          numExperts: layer.router.numExperts,
-          expertOfPatch: hasClassToken ? expert.slice(1) : expert,
-          expertOfClassToken: hasClassToken ? expert[0] : undefined,
+          numExperts: layer.numExperts,
+          expertOfPatch: main.slice(this.prefix),
+          expertOfClassToken: this.prefix > 0 ? main[0] : undefined,
           load,
           expertsOfToken: all,
         });

@@ -35,6 +35,23 @@ export const blockLayerNames = (i: number) => ({
   add2: `block${i}_add2`,
 });
 
+/** Name of the class-token layer in a model built here (absent with `classifier: 'gap'`). */
+export const CLASS_TOKEN_LAYER = 'class_token';
+
+/**
+ * Tokens before the patch tokens in the encoder sequence of a model built by `vit` / `vmoe` /
+ * `moeify` (1 with a class token, 0 with global average pooling).
+ *
+ * @example
+ * ```ts
+ * prefixTokens(vit('mnist-tiny')); // 1
+ * prefixTokens(vit({preset: 'mnist-tiny', classifier: 'gap'})); // 0
+ * ```
+ */
+export function prefixTokens(model: tf.LayersModel): number {
+  return model.layers.some((l) => l.name === CLASS_TOKEN_LAYER) ? 1 : 0;
+}
+
 /**
  * Derives the seed of one layer from the model seed (undefined stays undefined).
  *
@@ -57,7 +74,7 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
   let x = patchEmbedding({
     patchSize: c.patchSize, hiddenSize: c.hiddenSize, seed: layerSeed(c, 0), name: 'patch_embedding',
   }).apply(input) as tf.SymbolicTensor;
-  if (c.classifier === 'token') x = classToken({name: 'class_token'}).apply(x) as tf.SymbolicTensor;
+  if (c.classifier === 'token') x = classToken({name: CLASS_TOKEN_LAYER}).apply(x) as tf.SymbolicTensor;
   x = positionEmbedding({seed: layerSeed(c, 1), name: 'position_embedding'}).apply(x) as tf.SymbolicTensor;
   for (let i = 0; i < c.depth; i++) {
     const names = blockLayerNames(i);

@@ -7,7 +7,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError} from '@tfjs-moe/router';
 import {atomicWriteFile} from './io/file-io';
-import {GRADIENT_CHOICES, ROUTER_CHOICES, resolveModelSpec, type GradientChoice, type ModelSpec, type RouterChoice} from './model-factory';
+import {vitForwardFlops, vmoeForwardFlops} from '@tfjs-moe/models';
+import {GRADIENT_CHOICES, modelConfig, ROUTER_CHOICES, type GradientChoice, type ModelSpec, type RouterChoice} from './model-factory';
 import {runTraining, type RunOptions} from './run';
 
 /** One contender: a router, and for sparse-OT a gradient mode. Written `router` or `sparse-ot:<gradient>`. */
@@ -63,7 +64,9 @@ export function variantName(v: Variant): string {
  * Multiply-add FLOPs (2 per multiply-add) of one forward pass of one image through the model of
  * `spec`, counting matMuls only: patch embedding, attention projections and products, MLPs (or
  * expert slots: `experts x capacity` tokens per group instead of every token once), router and
- * head. A training step costs about 3 times this (forward + two backward matMuls).
+ * head, at the training capacity: `total` of `vitForwardFlops` / `vmoeForwardFlops` of
+ * `@tfjs-moe/models` (the one FLOP count) for the model `buildModel` builds. A training step costs
+ * about 3 times this (forward + two backward matMuls).
  *
  * @example
  * ```ts
@@ -71,28 +74,8 @@ export function variantName(v: Variant): string {
  * ```
  */
 export function forwardFlopsPerImage(spec: ModelSpec, input: {height: number; width: number; channels: number; numClasses: number}): number {
-  const s = resolveModelSpec(spec);
-  const preset = {'mnist-tiny': {p: 7, d: 64, depth: 4, h: 128}, 'mnist-small': {p: 4, d: 64, depth: 4, h: 128}, 'cifar-tiny': {p: 4, d: 96, depth: 6, h: 192}}[s.preset];
-  const p = s.patchSize ?? preset.p;
-  const d = s.hiddenSize ?? preset.d;
-  const depth = s.depth ?? preset.depth;
-  const h = s.mlpDim ?? preset.h;
-  const patches = (input.height / p) * (input.width / p);
-  const T = patches + 1;
-  let flops = 2 * patches * p * p * input.channels * d + 2 * d * input.numClasses;
-  for (let b = 0; b < depth; b++) {
-    flops += 2 * T * d * 3 * d + 2 * 2 * T * T * d + 2 * T * d * d;
-    const moeBlock = s.router !== 'dense' && b % 2 === 1;
-    if (!moeBlock) {
-      flops += 2 * 2 * T * d * h;
-    } else {
-      const S = Math.min(s.groupSize ?? T, s.groupSize && s.groupSize > T ? s.groupSize : T);
-      const capacity = Math.min(S, Math.ceil((S * s.capacityFactor) / s.experts));
-      const slotsPerToken = (s.experts * capacity) / S;
-      flops += 2 * 2 * T * slotsPerToken * d * h + 2 * T * d * s.experts;
-    }
-  }
-  return flops;
+  const m = modelConfig(spec, input);
+  return m.kind === 'vit' ? vitForwardFlops(m.config).total : vmoeForwardFlops(m.config, {training: true}).total;
 }
 
 /**

@@ -1,7 +1,7 @@
 /** The models the CLI trains: the dense ViT or a V-MoE with any router, sized from the data. */
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
-import {vit, vmoe, type ViTPresetName} from '@tfjs-moe/models';
+import {vit, vmoe, type ViTConfig, type ViTPresetName, type VMoEConfigLike} from '@tfjs-moe/models';
 import {MODEL_DEFAULTS} from './defaults';
 
 /**
@@ -106,16 +106,19 @@ export interface InputSpec {
   numClasses: number;
 }
 
+/** The model config of a spec: a ViT config (`router: 'dense'`) or a V-MoE config. */
+export type ModelConfig = {kind: 'vit'; config: ViTConfig} | {kind: 'vmoe'; config: VMoEConfigLike};
+
 /**
- * Builds the model of `spec` for `input`: a ViT (`router: 'dense'`) or a V-MoE with MoE blocks
- * every other block; outputs logits `<float32>[batch, numClasses]` (linear head).
+ * The `vit` / `vmoe` config that {@link buildModel} builds for `spec` and `input` (one place,
+ * shared with the FLOP count of `compare`).
  *
  * @example
  * ```ts
- * const model = buildModel({router: 'sparse-ot', experts: 4}, {height: 28, width: 28, channels: 1, numClasses: 10});
+ * modelConfig({router: 'topk'}, {height: 28, width: 28, channels: 1, numClasses: 10}).kind; // 'vmoe'
  * ```
  */
-export function buildModel(spec: ModelSpec, input: InputSpec): tf.LayersModel {
+export function modelConfig(spec: ModelSpec, input: InputSpec): ModelConfig {
   const s = resolveModelSpec(spec);
   const vitPart = {
     preset: s.preset,
@@ -129,21 +132,38 @@ export function buildModel(spec: ModelSpec, input: InputSpec): tf.LayersModel {
     ...(s.numHeads !== undefined ? {numHeads: s.numHeads} : {}),
     ...(s.patchSize !== undefined ? {patchSize: s.patchSize} : {}),
   };
-  if (s.router === 'dense') return vit({...vitPart, name: 'vit'});
+  if (s.router === 'dense') return {kind: 'vit', config: {...vitPart, name: 'vit'} as unknown as ViTConfig};
   const patch = s.patchSize ?? ({'mnist-tiny': 7, 'mnist-small': 4, 'cifar-tiny': 4} as const)[s.preset];
   const tokensPerImage = (input.height / patch) * (input.width / patch) + 1;
   const flat = s.groupSize !== undefined && s.groupSize > tokensPerImage;
   const router = s.router === 'sparse-ot' ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true} : s.router;
-  return vmoe({
-    ...vitPart,
-    name: 'vmoe',
-    moe: {
-      numExperts: s.experts,
-      router,
-      capacityFactor: s.capacityFactor,
-      ...(s.evalCapacityFactor !== undefined ? {evalCapacityFactor: s.evalCapacityFactor} : {}),
-      ...(s.groupSize !== undefined ? {groupSize: s.groupSize} : {}),
-      ...(flat ? {groupingMode: 'flat' as const} : {}),
+  return {
+    kind: 'vmoe',
+    config: {
+      ...vitPart,
+      name: 'vmoe',
+      moe: {
+        numExperts: s.experts,
+        router,
+        capacityFactor: s.capacityFactor,
+        ...(s.evalCapacityFactor !== undefined ? {evalCapacityFactor: s.evalCapacityFactor} : {}),
+        ...(s.groupSize !== undefined ? {groupSize: s.groupSize} : {}),
+        ...(flat ? {groupingMode: 'flat' as const} : {}),
+      },
     },
-  });
+  };
+}
+
+/**
+ * Builds the model of `spec` for `input`: a ViT (`router: 'dense'`) or a V-MoE with MoE blocks
+ * every other block; outputs logits `<float32>[batch, numClasses]` (linear head).
+ *
+ * @example
+ * ```ts
+ * const model = buildModel({router: 'sparse-ot', experts: 4}, {height: 28, width: 28, channels: 1, numClasses: 10});
+ * ```
+ */
+export function buildModel(spec: ModelSpec, input: InputSpec): tf.LayersModel {
+  const m = modelConfig(spec, input);
+  return m.kind === 'vit' ? vit(m.config) : vmoe(m.config);
 }

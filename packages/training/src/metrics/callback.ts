@@ -48,7 +48,7 @@ export class LoadBalanceCallback extends tf.Callback {
   override async onBatchEnd(batch: number): Promise<void> {
     const every = this.options.everyBatches ?? 10;
     if (batch % every !== 0) return;
-    for (const [name, s] of Object.entries(readLayerStats(this.model))) (this.samples[name] ??= []).push(s);
+    for (const [name, s] of Object.entries(readLayerStats(this.model, 'training'))) (this.samples[name] ??= []).push(s);
   }
 
   override async onEpochEnd(epoch: number, logs?: tf.Logs): Promise<void> {

@@ -11,7 +11,7 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
+import {auxiliaryLoss, ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
 import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
@@ -336,17 +336,10 @@ interface StepOutput {
 }
 
 /**
- * Sum of the model's auxiliary losses (each MoE layer's, via `addLoss`), `<float32>[]`.
- *
- * @example
- * ```ts
- * const total = tf.add(crossEntropy, auxiliaryLoss(model)); // inside tf.variableGrads
- * ```
+ * Sum of the model's auxiliary losses, `<float32>[]`: the one definition, `auxiliaryLoss` of
+ * `@tfjs-moe/router` (what `model.fit` adds through `addLoss`).
  */
-export function auxiliaryLoss(model: tf.LayersModel): tf.Scalar {
-  const losses = model.calculateLosses();
-  return (losses.length ? tf.addN(losses) : tf.scalar(0)) as tf.Scalar;
-}
+export {auxiliaryLoss};
 
 /**
  * One optimization step: forward in training mode, loss = mean cross-entropy + auxWeight *
