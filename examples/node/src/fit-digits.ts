@@ -55,6 +55,7 @@ export async function fitDigits(options: FitDigitsOptions = {}): Promise<FitDigi
   const {train, heldOut} = splitDataset(loadDigits({perClassLimit: options.perClass ?? 200}), {seed: options.seed ?? 0});
   const model = vmoe({
     preset: 'mnist-tiny',
+    headActivation: 'softmax', // probabilities, for sparseCategoricalCrossentropy
     seed: options.seed ?? 0,
     moe: {numExperts: 4, router: options.router ?? 'sparse-ot', capacityFactor: 1.25},
   });

@@ -3,6 +3,14 @@
  * names the bad field and echoes its value.
  */
 import {checkOptions, ConfigError} from '@tfjs-moe/router';
+
+/**
+ * Rejects unknown keys of a user's ViT config (`UnknownOptionError` naming the nearest known key);
+ * `extra` adds the keys of a config that extends it (the V-MoE's `moe`, `moeBlocks`).
+ */
+export function checkViTConfigKeys(config: unknown, extra: readonly string[] = [], context = 'vit config'): void {
+  if (config != null && typeof config === 'object') checkOptions(config, [...VIT_CONFIG_KEYS, ...extra], context);
+}
 import {assertOneOf, assertPositiveInt, assertPositiveNumber} from './validate';
 import {CLASSIFIERS, Classifier} from './layers/tokens';
 import {MLP_ACTIVATIONS, MlpActivation} from './layers/mlp';
@@ -107,7 +115,6 @@ export type ViTConfigLike = ViTPresetName | ViTConfig | ({preset: ViTPresetName}
  */
 export function resolveViTConfig(config: ViTConfigLike, defaultName = 'vit'): ResolvedViTConfig {
   const context = 'vit config';
-  if (config != null && typeof config === 'object') checkOptions(config, VIT_CONFIG_KEYS, context);
   let c: ViTConfig;
   if (typeof config === 'string') {
     c = {...VIT_PRESETS[assertOneOf('preset', config, PRESET_NAMES, context)]};

@@ -3,7 +3,7 @@
  * registered, so `model.save` + `tf.loadLayersModel` round-trip it.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ResolvedViTConfig, resolveViTConfig, ViTConfigLike} from './config';
+import {checkViTConfigKeys, ResolvedViTConfig, resolveViTConfig, ViTConfigLike} from './config';
 import {patchEmbedding} from './layers/patch-embedding';
 import {classToken, positionEmbedding, tokenPooling} from './layers/tokens';
 import {multiHeadSelfAttention} from './layers/attention';
@@ -125,6 +125,7 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
  * ```
  */
 export function vit(config: ViTConfigLike): tf.LayersModel {
+  checkViTConfigKeys(config);
   const c = resolveViTConfig(config, 'vit');
   return buildViT(c, (i) =>
     mlpBlock({

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {checkOptions, ConfigError, MOE_ARG_KEYS} from '@tfjs-moe/router';
-import {resolveViTConfig, ResolvedViTConfig, ViTConfig, ViTPresetName} from './config';
+import {checkViTConfigKeys, resolveViTConfig, ResolvedViTConfig, ViTConfig, ViTPresetName} from './config';
 import {mlpBlock} from './layers/mlp';
 import {MoEBlockOptions, MoEBlockSelection, seededMoEArgs, selectMoEBlocks} from './moe-options';
 import {moe, MoEArgs, moeLayers, RoutingMetricValues} from './router-api';
@@ -94,6 +94,7 @@ export function moeLayerArgs(options: MoEBlockOptions, mlp: {hiddenDim: number; 
  * ```
  */
 export function vmoe(config: VMoEConfigLike): tf.LayersModel {
+  checkViTConfigKeys(config, ['moe', 'moeBlocks'], 'vmoe config');
   const c = resolveVMoEConfig(config);
   const moeSet = new Set(c.moeBlocks);
   return buildViT(c, (i) => {
