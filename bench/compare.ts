@@ -1,49 +1,191 @@
 /**
- * Router comparison at the same budget (issue 4, section 5): the dense ViT, top-k, expert choice,
- * Sinkhorn, and sparse OT in each gradient mode, each trained with the same data, steps, batch
- * size, schedule and seeds; held-out accuracy, max/mean load and dropped fraction, images/s and
- * the fraction of the backend's measured matMul peak (bench/common.ts) that training reaches.
+ * Router study on real data (issue 10, item 5): every router (sparse OT in its three gradient
+ * modes, top-1, top-2, expert choice, Sinkhorn, and the dense ViT) trained with the main job's
+ * model and schedule (`packages/training/src/defaults.ts`) on full MNIST and on Fashion-MNIST,
+ * at capacity factors 1.0 and 1.25, several seeds each. Per run: accuracy on the official test
+ * set, dropped tokens and max/mean expert load in training (averaged over logged steps) and at
+ * inference (on the test set), training images/s (wall, and per CPU second: the run is
+ * single-threaded, so the CPU rate is what an idle machine would show), wall time.
  *
- * Run:   npx tsx bench/compare.ts [--quick] [--backends=wasm] [--steps=N] [--seeds=0,1,2] [--routers=...]
- * Full:  npx tsx bench/compare.ts --backends=wasm --steps=250 --seeds=0,1,2
- * Also:  the same table comes from `npx tfjs-moe compare`.
+ * Every finished run is appended to `<out>/runs.jsonl` at once, and runs already there are
+ * skipped, so a long study can be run in pieces; the tables (mean ± sample std over seeds,
+ * accuracy range in brackets) are rewritten into `<out>/compare.md` after every run.
+ *
+ * Run:   npm run build && npx tsx bench/compare.ts [options]
+ *   --data=mnist,fashion-mnist     data sets (default both; fashion-mnist needs Debian's dataset-fashion-mnist)
+ *   --seeds=0,1,2                  seeds (default 0,1,2)
+ *   --capacity-factors=1,1.25      training capacity factors (default 1,1.25; the dense ViT runs once)
+ *   --routers=LIST                 default sparse-ot:softmax,sparse-ot:implicit,sparse-ot:unrolled,top-1,top-2,expert-choice,sinkhorn,dense
+ *   --epochs=X | --steps=N         budget per run (default: the main job's epochs)
+ *   --batch=N --backend=wasm --out=bench/results/compare-real
+ *   --quick                        smoke test: 20 steps, seed 0, capacity factor 1.25, mnist
  */
+import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
-import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBackend} from './common';
-import {compareRouters, DEFAULT_VARIANTS, parseVariants} from '../packages/training/src/compare';
-import type {BackendRequest} from '../packages/training/src/backend';
+import {runTraining, type RunOptions} from '../packages/training/src/run';
+import type {LoadBalanceStats} from '../packages/training/src/metrics/load-balance';
+import type {ModelSpec} from '../packages/training/src/model-factory';
+
+const QUICK = process.argv.includes('--quick');
 
 function arg(name: string): string | undefined {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
   return a?.slice(name.length + 3);
 }
 
-async function main(): Promise<void> {
-  const steps = Number(arg('steps') ?? (QUICK ? 20 : 250));
-  const seeds = (arg('seeds') ?? (QUICK ? '0' : '0,1,2')).split(',').map(Number);
-  const variants = parseVariants(arg('routers') ?? DEFAULT_VARIANTS);
-  console.log(`# Router comparison (${QUICK ? 'quick' : 'full'}): ${machineDescription()}`);
-  console.log(`budget: ${steps} steps of 64 embedded digits (8000 train / 2000 held-out), mnist-tiny V-MoE (4 experts every other block, capacity factor 1.25) vs dense ViT\n`);
-  for (const backend of backendsFromArgs(['wasm'])) {
-    await selectBackend(backend);
-    const peak = await measureMatMulPeak();
-    console.log(`## ${backend}: measured matMul peak ${peak.toFixed(1)} GFLOP/s (bench/common.ts)\n`);
-    const {table} = await compareRouters({
-      variants,
-      seeds,
-      steps,
-      batchSize: 64,
-      backend: backend as BackendRequest,
-      out: path.join('bench', 'results', `compare-${backend}`),
-      evalEvery: 0,
-      checkpointEvery: 0,
-      progress: null,
-      peakGflops: peak,
-      onRun: (r) => console.error(`  ${r.variant} seed ${r.seed}: ${(100 * r.accuracy).toFixed(2)}%, ${Math.round(r.imagesPerSecond)} img/s, ${r.seconds.toFixed(0)} s`),
-    });
-    console.log(table);
-    console.log('');
+/** A contender and the model options it stands for. */
+const ROUTERS: Record<string, Pick<ModelSpec, 'router' | 'gradient' | 'expertsPerToken'>> = {
+  'sparse-ot:softmax': {router: 'sparse-ot', gradient: 'softmax'},
+  'sparse-ot:implicit': {router: 'sparse-ot', gradient: 'implicit'},
+  'sparse-ot:unrolled': {router: 'sparse-ot', gradient: 'unrolled'},
+  'top-1': {router: 'topk', expertsPerToken: 1},
+  'top-2': {router: 'topk', expertsPerToken: 2},
+  'expert-choice': {router: 'expert-choice'},
+  sinkhorn: {router: 'sinkhorn'},
+  dense: {router: 'dense'},
+};
+
+/** One finished run. */
+interface StudyRun {
+  data: string;
+  router: string;
+  /** Training capacity factor (null for the dense ViT). */
+  capacityFactor: number | null;
+  seed: number;
+  steps: number;
+  batchSize: number;
+  testAccuracy: number;
+  /** Largest over the MoE layers of the dropped-token fraction / max-over-mean load, averaged over logged training steps. */
+  trainDropped: number;
+  trainMaxOverMean: number;
+  /** The same at inference on the test set. */
+  testDropped: number;
+  testMaxOverMean: number;
+  /** Median training images/s over logged intervals (wall clock). */
+  imagesPerSecond: number;
+  /** Whole run: training images per CPU second of this process (evaluation included in the CPU time). */
+  cpuImagesPerSecond: number;
+  seconds: number;
+  cpuSeconds: number;
+  loadAverage: number;
+}
+
+function worst(stats: Record<string, LoadBalanceStats>, key: 'droppedFraction' | 'maxOverMean', none: number): number {
+  const v = Object.values(stats).map((s) => s[key]);
+  return v.length ? Math.max(...v) : none;
+}
+
+function meanStd(v: number[]): [number, number] {
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  return [m, v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0];
+}
+
+function table(runs: StudyRun[]): string {
+  const lines: string[] = [];
+  const keys = [...new Set(runs.map((r) => `${r.data}|${r.capacityFactor ?? '-'}`))];
+  for (const key of keys) {
+    const [data, cf] = key.split('|');
+    const group = runs.filter((r) => `${r.data}|${r.capacityFactor ?? '-'}` === key);
+    const r0 = group[0];
+    lines.push(`### ${data}, capacity factor ${cf} (${r0.steps} steps of ${r0.batchSize})`, '');
+    lines.push('| router | seeds | test accuracy | train dropped | test dropped | train max/mean | test max/mean | images/s (wall) | images/CPU-s |');
+    lines.push('|---|---|---|---|---|---|---|---|---|');
+    for (const router of Object.keys(ROUTERS)) {
+      const rs = group.filter((r) => r.router === router);
+      if (!rs.length) continue;
+      const f = (sel: (r: StudyRun) => number, digits: number, scale = 1, unit = ''): string => {
+        const [m, sd] = meanStd(rs.map((r) => scale * sel(r)));
+        return rs.length > 1 ? `${m.toFixed(digits)}${unit} ± ${sd.toFixed(digits)}` : `${m.toFixed(digits)}${unit}`;
+      };
+      const accs = rs.map((r) => 100 * r.testAccuracy);
+      const range = rs.length > 1 ? ` [${Math.min(...accs).toFixed(2)}, ${Math.max(...accs).toFixed(2)}]` : '';
+      lines.push(
+        `| ${router} | ${rs.map((r) => r.seed).join(',')} | ${f((r) => r.testAccuracy, 2, 100, '%')}${range} | ${f((r) => r.trainDropped, 2, 100, '%')} | ${f((r) => r.testDropped, 2, 100, '%')} | ` +
+          `${f((r) => r.trainMaxOverMean, 2)} | ${f((r) => r.testMaxOverMean, 2)} | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.cpuImagesPerSecond, 0)} |`,
+      );
+    }
+    lines.push('');
   }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const datas = (arg('data') ?? (QUICK ? 'mnist' : 'mnist,fashion-mnist')).split(',');
+  const seeds = (arg('seeds') ?? (QUICK ? '0' : '0,1,2')).split(',').map(Number);
+  const factors = (arg('capacity-factors') ?? (QUICK ? '1.25' : '1,1.25')).split(',').map(Number);
+  const routers = (arg('routers') ?? Object.keys(ROUTERS).join(',')).split(',');
+  for (const r of routers) if (!ROUTERS[r]) throw new Error(`unknown router ${r}; one of ${Object.keys(ROUTERS).join(', ')}`);
+  const steps = arg('steps') !== undefined ? Number(arg('steps')) : QUICK ? 20 : undefined;
+  const epochs = arg('epochs') !== undefined ? Number(arg('epochs')) : undefined;
+  const out = arg('out') ?? path.join('bench', 'results', QUICK ? 'compare-real-quick' : 'compare-real');
+  fs.mkdirSync(out, {recursive: true});
+  const runsFile = path.join(out, 'runs.jsonl');
+  const runs: StudyRun[] = fs.existsSync(runsFile) ? fs.readFileSync(runsFile, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as StudyRun) : [];
+  console.log(`# Router study: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ${runs.length} runs already in ${runsFile}`);
+  for (const data of datas) {
+    for (const cf of factors) {
+      for (const router of routers) {
+        const spec = ROUTERS[router];
+        const capacityFactor = spec.router === 'dense' ? null : cf;
+        if (spec.router === 'dense' && cf !== factors[0]) continue; // the dense ViT has no capacity
+        for (const seed of seeds) {
+          const budget = steps ?? `e${epochs ?? 'default'}`;
+          const done = runs.find((r) => r.data === data && r.router === router && r.capacityFactor === capacityFactor && r.seed === seed && (steps === undefined || r.steps === steps));
+          if (done) continue;
+          const options: RunOptions = {
+            ...spec,
+            ...(capacityFactor !== null ? {capacityFactor} : {}),
+            data,
+            seed,
+            ...(steps !== undefined ? {steps} : {}),
+            ...(epochs !== undefined ? {epochs} : {}),
+            ...(arg('batch') ? {batchSize: Number(arg('batch'))} : {}),
+            backend: (arg('backend') ?? 'wasm') as RunOptions['backend'],
+            out: path.join(os.tmpdir(), `compare-real-${process.pid}`, `${data}-${router.replace(':', '-')}-cf${cf}-s${seed}-${budget}`),
+            evalEvery: 0,
+            checkpointEvery: 0,
+            report: false,
+            progress: null,
+          };
+          const cpu0 = process.cpuUsage();
+          const run = await runTraining(options);
+          const cpu = process.cpuUsage(cpu0);
+          const r = run.result;
+          const speeds = r.history.slice(1).map((h) => h.imagesPerSecond).sort((a, b) => a - b);
+          const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+          const batchSize = run.config.batchSize as number;
+          const rec: StudyRun = {
+            data,
+            router,
+            capacityFactor,
+            seed,
+            steps: r.steps,
+            batchSize,
+            testAccuracy: r.final.accuracy,
+            trainDropped: worst(r.trainBalance, 'droppedFraction', 0),
+            trainMaxOverMean: worst(r.trainBalance, 'maxOverMean', 1),
+            testDropped: worst(r.final.balance, 'droppedFraction', 0),
+            testMaxOverMean: worst(r.final.balance, 'maxOverMean', 1),
+            imagesPerSecond: speeds.length ? speeds[Math.floor(speeds.length / 2)] : NaN,
+            cpuImagesPerSecond: (r.steps * batchSize) / cpuSeconds,
+            seconds: run.seconds,
+            cpuSeconds,
+            loadAverage: os.loadavg()[0],
+          };
+          r.model.dispose();
+          runs.push(rec);
+          fs.appendFileSync(runsFile, JSON.stringify(rec) + '\n');
+          fs.writeFileSync(path.join(out, 'compare.md'), table(runs));
+          console.error(
+            `  ${data} ${router} cf ${capacityFactor ?? '-'} seed ${seed}: test ${(100 * rec.testAccuracy).toFixed(2)}%, dropped ${(100 * rec.trainDropped).toFixed(1)}% / ${(100 * rec.testDropped).toFixed(1)}%, ` +
+              `${Math.round(rec.imagesPerSecond)} img/s, ${rec.seconds.toFixed(0)} s (CPU ${cpuSeconds.toFixed(0)} s, load ${rec.loadAverage.toFixed(1)})`,
+          );
+        }
+      }
+    }
+  }
+  console.log(table(runs));
 }
 
 main().catch((e) => {

@@ -35,6 +35,8 @@ export interface ModelSpec {
   gradient?: GradientChoice;
   /** Experts per MoE block. Default 4. */
   experts?: number;
+  /** Top-k only: experts per token (k; 1 is Switch, 2 is GShard / V-MoE's top-2). Default 1. */
+  expertsPerToken?: number;
   /** Capacity factor in training (> 0). Default 1.25. */
   capacityFactor?: number;
   /** Capacity factor at evaluation. Default: `capacityFactor`. */
@@ -84,6 +86,12 @@ export function resolveModelSpec(spec: ModelSpec = {}): ResolvedModelSpec {
     throw new ConfigError('gradient', `'softmax' for router '${router}' (implicit and unrolled are sparse-ot modes)`, gradient);
   }
   const experts = spec.experts ?? MODEL_DEFAULTS.experts;
+  if (spec.expertsPerToken !== undefined) {
+    if (router !== 'topk') throw new ConfigError('expertsPerToken', `unset for router '${router}' (a top-k setting)`, spec.expertsPerToken);
+    if (!Number.isInteger(spec.expertsPerToken) || spec.expertsPerToken < 1 || spec.expertsPerToken > experts) {
+      throw new InvalidArgumentError('expertsPerToken', `an integer in [1, ${experts}] (the experts)`, spec.expertsPerToken);
+    }
+  }
   if (!Number.isInteger(experts) || experts < 1) throw new InvalidArgumentError('experts', 'a positive integer', experts);
   const capacityFactor = spec.capacityFactor ?? MODEL_DEFAULTS.capacityFactor;
   if (typeof capacityFactor !== 'number' || !Number.isFinite(capacityFactor) || capacityFactor <= 0) {
@@ -136,7 +144,12 @@ export function modelConfig(spec: ModelSpec, input: InputSpec): ModelConfig {
   const patch = s.patchSize ?? ({'mnist-tiny': 7, 'mnist-small': 4, 'cifar-tiny': 4} as const)[s.preset];
   const tokensPerImage = (input.height / patch) * (input.width / patch) + 1;
   const flat = s.groupSize !== undefined && s.groupSize > tokensPerImage;
-  const router = s.router === 'sparse-ot' ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true} : s.router;
+  const router =
+    s.router === 'sparse-ot'
+      ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true}
+      : s.router === 'topk' && s.expertsPerToken !== undefined
+        ? {name: 'topk', k: s.expertsPerToken}
+        : s.router;
   return {
     kind: 'vmoe',
     config: {
