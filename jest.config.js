@@ -21,6 +21,7 @@ module.exports = {
   },
   moduleNameMapper: {
     '^@tfjs-moe/router$': '<rootDir>/packages/router/src/index.ts',
+    '^@tfjs-moe/router/ot$': '<rootDir>/packages/router/src/ot/index.ts',
     '^@tfjs-moe/models$': '<rootDir>/packages/models/src/index.ts',
     '^@tfjs-moe/training$': '<rootDir>/packages/training/src/index.ts',
   },

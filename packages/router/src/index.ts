@@ -20,37 +20,8 @@ export {
 } from './core/errors';
 export {checkOptions, nearestKey, editDistance, UnknownOptionError} from './core/options';
 
-// The optimal-transport core.
-export {
-  kSparseSimplexProjection,
-  sparsemax,
-  solveSparseOT,
-  semidualPlan,
-  semidualValue,
-  dualPlan,
-  sinkhorn,
-  isFeasible,
-  minFeasibleK,
-  feasibleForMarginals,
-  marginalStats,
-  marginalStatsTensor,
-  defaultHostReads,
-} from './ot/index';
-export type {
-  ProjectionOptions,
-  Sparsity,
-  Formulation,
-  SolverName,
-  MarginalLike,
-  SparseOTOptions,
-  SparseOTResult,
-  SinkhornOptions,
-  SinkhornResult,
-} from './ot/index';
-export {conjugateGradient, sparseOTPlanVJP, sparseOTPlanImplicit} from './ot/implicit';
-export type {ImplicitGradientOptions, ConjugateGradientOptions, ImplicitPlanOptions} from './ot/implicit';
-export {unrolledSparseOT} from './ot/unrolled';
-export type {UnrolledSparseOTOptions, UnrolledSparseOTResult} from './ot/unrolled';
+// The optimal-transport core (also the subpath export `@tfjs-moe/router/ot`).
+export * from './ot/index';
 
 // Routing results and the routers.
 export {EMPTY_SLOT, makeRoutingResult, metricsToValues} from './routers/routing-result';
@@ -76,7 +47,7 @@ export type {GroupingMode, TokenGroups} from './moe/grouping';
 export {loadBalancingLoss, routerZLoss} from './routers/losses';
 export {standardMetrics} from './routers/metrics';
 export type {StandardMetricsInput} from './routers/metrics';
-export {stopGradient, noGrad, untracked} from './core/stop-gradient';
+export {stopGradient, noGrad, untracked, positiveMask} from './core/stop-gradient';
 
 // The mixture-of-experts layer.
 export {MoE, moe} from './moe/moe-layer';

@@ -1,9 +1,38 @@
 /**
- * Gradient barriers that tfjs 4.22 lacks: `stopGradient` (identity forward, zero gradient),
- * `noGrad` (a computation autodiff treats as a constant) and `untracked` (index computations kept
- * off the tape).
+ * The gradient barriers that tfjs 4.22 lacks, all built on one mechanism ({@link noGrad}, a
+ * `tf.customGrad` whose gradient is zero):
+ * - `noGrad(fn)`: a computation that autodiff treats as a constant (masks, freeze decisions,
+ *   anything built from comparisons or from ops without a gradient such as TopK or ScatterNd);
+ * - `stopGradient(x)`: identity forward, zero gradient;
+ * - `untracked(fn)`: a computation of no tensor input (index tables) kept off the tape;
+ * - `positiveMask(x)`: `1` where `x > 0`, as a constant (the support of a plan).
  */
 import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Wraps a computation whose result autodiff must treat as a constant: its gradient with respect
+ * to every input is zero. Use it for support masks, freeze decisions and anything built from
+ * comparisons (tfjs has no `stopGradient` op, and ops such as `greater`, `equal`, `logicalAnd`,
+ * `TopK` or `ScatterNd` have no gradient: a taped path through them makes `tf.grad` throw).
+ *
+ * @param fn a function of one or more tensors returning one tensor.
+ * @returns the same function, with a zero gradient.
+ *
+ * @example
+ * ```ts
+ * const positive = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));
+ * const relu = (x: tf.Tensor) => tf.mul(x, positive(x)); // differentiable: d/dx = positive(x)
+ * ```
+ */
+export function noGrad(fn: (...xs: tf.Tensor[]) => tf.Tensor): (...xs: tf.Tensor[]) => tf.Tensor {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const xs = args.slice(0, -1) as tf.Tensor[];
+    return {value: fn(...xs), gradFunc: () => xs.map((x) => tf.zerosLike(x))};
+  });
+  return (...xs: tf.Tensor[]) => op(...xs);
+}
+
+const identityNoGrad = noGrad((x: tf.Tensor) => tf.clone(x));
 
 /**
  * Returns `x` unchanged, but gradients do not flow through it.
@@ -18,11 +47,7 @@ import * as tf from '@tensorflow/tfjs';
  * ```
  */
 export function stopGradient<T extends tf.Tensor>(x: T): T {
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const t = args[0] as tf.Tensor;
-    return {value: tf.clone(t), gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.zerosLike(dy as tf.Tensor)};
-  });
-  return f(x) as T;
+  return identityNoGrad(x) as T;
 }
 
 /**
@@ -40,35 +65,20 @@ export function stopGradient<T extends tf.Tensor>(x: T): T {
  * ```
  */
 export function untracked<T extends tf.Tensor>(fn: () => T): T {
+  // tf.customGrad needs a tensor input: a scalar anchor that nothing reads.
   const anchor = tf.scalar(0);
-  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
-    value: fn(),
-    gradFunc: () => [tf.zerosLike(args[0] as tf.Tensor)],
-  }));
-  const out = f(anchor) as T;
+  const out = noGrad(() => fn())(anchor) as T;
   anchor.dispose();
   return out;
 }
 
 /**
- * Wraps a computation whose result autodiff must treat as a constant: it runs untaped, and its
- * gradient with respect to every input is zero. Use it for support masks, freeze decisions and
- * anything built from comparisons (tfjs has no `stopGradient` op, and ops such as `greater`,
- * `equal` or `logicalAnd` have no gradient: a taped path through them makes `tf.grad` throw).
- *
- * @param fn a function of tensors returning one tensor.
- * @returns the same function, with a zero gradient.
+ * `<float32>` 1 where `x > 0`, 0 elsewhere, as a constant for autodiff (e.g. the support of a
+ * plan `<float32>[groups, m, n]`).
  *
  * @example
  * ```ts
- * const positive = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));
- * const relu = (x: tf.Tensor) => tf.mul(x, positive(x)); // differentiable: d/dx = positive(x)
+ * positiveMask(tf.tensor1d([0.5, 0, -1])); // [1, 0, 0]
  * ```
  */
-export function noGrad(fn: (...xs: tf.Tensor[]) => tf.Tensor): (...xs: tf.Tensor[]) => tf.Tensor {
-  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const xs = args.slice(0, -1) as tf.Tensor[];
-    return {value: fn(...xs), gradFunc: () => xs.map((x) => tf.zerosLike(x))};
-  });
-  return (...xs: tf.Tensor[]) => op(...xs);
-}
+export const positiveMask: (x: tf.Tensor) => tf.Tensor = noGrad((x: tf.Tensor) => tf.cast(tf.greater(x, 0), 'float32'));

@@ -78,10 +78,11 @@ export function dualPlan(alpha: tf.Tensor, beta: tf.Tensor, cost: tf.Tensor, k: 
   assertPositiveNumber('gamma', gamma, context);
   return tf.tidy(() => {
     const groups = cost.rank === 3 ? cost.shape[0] : 1;
-    const costT = tf.transpose(tf.reshape(cost, [groups, m, n]), [0, 2, 1]);
-    const s = tf.sub(tf.add(tf.reshape(alpha, [groups, 1, m]), tf.reshape(beta, [groups, n, 1])), costT);
-    const mask = tf.reshape(topkMask(tf.reshape(s, [groups * n, m]) as tf.Tensor2D, k), [groups, n, m]);
-    const plan = tf.transpose(tf.div(tf.mul(tf.relu(s), mask), gamma), [0, 2, 1]);
-    return cost.rank === 2 ? tf.reshape(plan, [m, n]) : plan;
+    const costT = tf.transpose(tf.reshape(tf.cast(cost, 'float32'), [groups, m, n]), [0, 2, 1]) as tf.Tensor3D;
+    const al = tf.reshape(alpha, [groups, m]) as tf.Tensor2D;
+    const be = tf.reshape(beta, [groups, n]) as tf.Tensor2D;
+    const ev = evalDual(al, be, costT, tf.zerosLike(al), tf.zerosLike(be), k, gamma);
+    const plan = tf.transpose(ev.planT, [0, 2, 1]);
+    return cost.rank === 2 ? tf.squeeze(plan, [0]) : plan;
   });
 }

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
+import {noGrad} from '../core/stop-gradient';
 
 /** Options of {@link kSparseSimplexProjection} and {@link sparsemax}. */
 export interface ProjectionOptions {
@@ -30,18 +31,6 @@ export interface ProjectionParts {
 }
 
 /**
- * Runs `f` and returns its result as a constant for autodiff (a zero gradient flows back to `x`).
- * Needed because tfjs refuses to backpropagate through ops such as TopK that have no gradient.
- */
-function detached<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T): T {
-  const g = tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const xi = inputs[0] as tf.Tensor;
-    return {value: f(xi), gradFunc: () => tf.zerosLike(xi)};
-  });
-  return g(x) as T;
-}
-
-/**
  * The support mask of the k-sparse simplex projection of each row of `x`: the `rho <= k`
  * largest entries, where `rho` is the sparsemax support size of the k largest (sorted) values
  * `v`: `rho = #{j : v_j - (sum_{l<=j} v_l - radius) / j > 0}` (a prefix of the sorted order).
@@ -49,14 +38,21 @@ function detached<T extends tf.Tensor>(x: tf.Tensor, f: (x: tf.Tensor) => T): T 
  */
 function supportMask(x: tf.Tensor2D, k: number, radius: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const [rows, d] = x.shape;
+    const d = x.shape[1];
     const {values, indices} = tf.topk(x, k, true);
     const cs = tf.cumsum(values, 1);
     const j = tf.range(1, k + 1, 1, 'float32').reshape([1, k]);
     const keep = tf.cast(tf.greater(tf.sub(values, tf.div(tf.sub(cs, radius), j)), 0), 'float32');
+    return scatterRows(indices as tf.Tensor2D, keep as tf.Tensor2D, d);
+  });
+}
+
+/** `<float32>[rows, d]`: `values[r, l]` at column `indices[r, l]` of row r, 0 elsewhere. */
+function scatterRows(indices: tf.Tensor2D, values: tf.Tensor2D, d: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [rows, k] = indices.shape;
     const rowIdx = tf.tile(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), [1, k]);
-    const idx = tf.stack([rowIdx, indices], 2) as tf.Tensor3D;
-    return tf.scatterND(idx, keep, [rows, d]) as tf.Tensor2D;
+    return tf.scatterND(tf.stack([rowIdx, indices], 2), values, [rows, d]) as tf.Tensor2D;
   });
 }
 
@@ -69,12 +65,7 @@ function supportMask(x: tf.Tensor2D, k: number, radius: number): tf.Tensor2D {
 export function topkMask(x: tf.Tensor2D, k: number): tf.Tensor2D {
   const [rows, d] = x.shape;
   if (k >= d) return tf.ones([rows, d]);
-  return detached(x, (xi) => tf.tidy(() => {
-    const {indices} = tf.topk(xi, k, false);
-    const rowIdx = tf.tile(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), [1, k]);
-    const idx = tf.stack([rowIdx, indices], 2) as tf.Tensor3D;
-    return tf.scatterND(idx, tf.ones([rows, k]), [rows, d]) as tf.Tensor2D;
-  }));
+  return noGrad((xi) => scatterRows(tf.topk(xi, k, false).indices as tf.Tensor2D, tf.ones([rows, k]), d))(x) as tf.Tensor2D;
 }
 
 /**
@@ -86,12 +77,39 @@ export function topkMask(x: tf.Tensor2D, k: number): tf.Tensor2D {
  */
 export function projectRows(x: tf.Tensor2D, k: number, radius = 1): ProjectionParts {
   return tf.tidy(() => {
-    const support = detached(x, (xi) => supportMask(xi as tf.Tensor2D, k, radius));
+    // The projection ignores a shift of x: work on x - max(x) (a constant for autodiff), so that
+    // the threshold's sum does not cancel catastrophically when |x| is large (1e8 and beyond).
+    const shift = rowMax(x);
+    const xc = tf.sub(x, shift) as tf.Tensor2D;
+    const support = noGrad((xi) => supportMask(xi as tf.Tensor2D, k, radius))(xc) as tf.Tensor2D;
     const count = tf.maximum(tf.sum(support, 1, true), 1);
-    const tau = tf.div(tf.sub(tf.sum(tf.mul(x, support), 1, true), radius), count) as tf.Tensor2D;
-    const y = tf.mul(tf.relu(tf.sub(x, tau)), support) as tf.Tensor2D;
-    return {y, support, tau};
+    const tauC = tf.div(tf.sub(tf.sum(tf.mul(xc, support), 1, true), radius), count);
+    const y = tf.mul(tf.relu(tf.sub(xc, tauC)), support) as tf.Tensor2D;
+    return {y, support, tau: tf.add(tauC, shift) as tf.Tensor2D};
   });
+}
+
+/** `<float32>[rows, 1]`: the largest entry of each row, as a constant for autodiff. */
+const rowMax = noGrad((x: tf.Tensor) => tf.max(x, 1, true));
+
+/**
+ * The k-sparse simplex projection (radius 1) of each column of `x`, differentiable with its
+ * support held fixed: `y = S * (x - tau)`, `tau = (sum_S x - 1) / |S|`. Its Jacobian is `P_j`
+ * of implicit-gradients.md. The same projection as {@link projectRows}, along axis 1.
+ *
+ * @param x `<float32>[groups, m, n]`.
+ * @param k keep at most k entries per column.
+ * @returns `<float32>[groups, m, n]`: every column is in the simplex with at most k nonzeros.
+ *
+ * @example
+ * ```ts
+ * // Column [0.5, 0.3, -1]: with k = 2, tau = (0.5 + 0.3 - 1) / 2 = -0.1, y = [0.6, 0.4, 0].
+ * const y = kSparseProjectionFixedSupport(tf.tensor3d([[[0.5], [0.3], [-1]]]), 2);
+ * ```
+ */
+export function kSparseProjectionFixedSupport(x: tf.Tensor3D, k: number): tf.Tensor3D {
+  assertPositiveInt('k', k, 'kSparseProjectionFixedSupport');
+  return applyAlongAxis(x, 1, (x2) => projectRows(x2, Math.min(k, x.shape[1]), 1).y) as tf.Tensor3D;
 }
 
 function normalizeAxis(axis: number, rank: number, context: string): number {

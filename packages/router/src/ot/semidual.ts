@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {projectRows} from './projection';
+import {whereGroups} from './solvers/convergence';
 
 /** Everything one evaluation of the semi-dual yields, in the internal layout. */
 export interface SemidualEval {
@@ -50,6 +51,30 @@ export function evalSemidual(
     ) as tf.Tensor1D;
     return {planT, support, tau, grad, value};
   });
+}
+
+/**
+ * Per group, the evaluation `t` where `mask` (`<bool>[groups]`) holds and `f` elsewhere (new
+ * tensors; the inputs stay the caller's).
+ *
+ * @example
+ * ```ts
+ * const chosen = selectEval(tf.greater(evT.value, ev.value), evT, ev);
+ * ```
+ */
+export function selectEval(mask: tf.Tensor, t: SemidualEval, f: SemidualEval): SemidualEval {
+  return {
+    planT: whereGroups(mask, t.planT, f.planT),
+    support: whereGroups(mask, t.support, f.support),
+    tau: whereGroups(mask, t.tau, f.tau),
+    grad: whereGroups(mask, t.grad, f.grad),
+    value: whereGroups(mask, t.value, f.value),
+  };
+}
+
+/** Disposes every tensor of an evaluation. */
+export function disposeEval(e: SemidualEval): void {
+  tf.dispose([e.planT, e.support, e.tau, e.grad, e.value]);
 }
 
 /**
@@ -112,13 +137,9 @@ export function semidualPlan(alpha: tf.Tensor, cost: tf.Tensor, b: tf.Tensor, k:
   checkPublicArgs(alpha, cost, b, k, gamma, 'semidualPlan');
   return tf.tidy(() => {
     const [al, costT, bb] = toInternal(alpha, cost, b);
-    const [groups, n, m] = costT.shape;
-    const b3 = tf.reshape(bb, [groups, n, 1]);
-    const bSafe = tf.where(tf.greater(b3, 0), b3, tf.onesLike(b3));
-    const x = tf.div(tf.sub(tf.reshape(al, [groups, 1, m]), costT), tf.mul(bSafe, gamma));
-    const parts = projectRows(tf.reshape(x, [groups * n, m]) as tf.Tensor2D, k, 1);
-    const plan = tf.transpose(tf.mul(b3, tf.reshape(parts.y, [groups, n, m])), [0, 2, 1]);
-    return cost.rank === 2 ? tf.reshape(plan, [m, n]) : plan;
+    const ev = evalSemidual(al, costT, tf.zerosLike(al), bb, k, gamma);
+    const plan = tf.transpose(ev.planT, [0, 2, 1]);
+    return cost.rank === 2 ? tf.squeeze(plan, [0]) : plan;
   });
 }
 

@@ -12,11 +12,12 @@ import {assignTokenChoice, computeCapacity} from './capacity';
 import {gatherTokenExpertValues} from '../moe/dispatch';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber, ConfigError, InvalidArgumentError} from '../core/errors';
 import {EMPTY_SLOT, type RoutingMetrics} from './routing-result';
-import {sparseOTPlanImplicit, type ImplicitSolveSpace} from '../ot/implicit';
-import {noGrad} from '../core/stop-gradient';
+import {sparseOTPlanImplicit} from '../ot/gradients/legacy';
+import type {ImplicitSolveSpace} from '../ot/support-graph';
+import {noGrad, stopGradient} from '../core/stop-gradient';
 import {solveSparseOT} from '../ot/solve';
 import type {Formulation, SolverName, SparseOTOptions, SparseOTResult} from '../ot/types';
-import {unrolledSparseOT} from '../ot/unrolled';
+import {unrolledSparseOT} from '../ot/gradients/unrolled';
 import {Router, type RouterArgs, type RoutingParts} from './router';
 import {registerRouter} from './registry';
 
@@ -198,9 +199,6 @@ function assertBoolean(name: string, value: unknown): boolean {
   return value;
 }
 
-/** A copy of `x` that autodiff treats as a constant. */
-const constant = noGrad((x: tf.Tensor) => x.clone());
-
 /**
  * Runs the solver untaped (its iterations never enter a gradient tape) and returns the plan as a
  * constant of the cost. `onResult` receives the result; it must dispose alpha, beta and value.
@@ -356,7 +354,7 @@ export class SparseOTRouter extends Router {
       plan = solveAsConstant(cost, options, keepResult) as tf.Tensor3D;
       if (this.gradient === 'unrolled') {
         const alpha = holder.result?.alpha;
-        const init = rowSparse || !alpha ? undefined : (constant(alpha) as tf.Tensor);
+        const init = rowSparse || !alpha ? undefined : (stopGradient(alpha));
         const un = unrolledSparseOT(cost, {
           k, gamma: this.gamma, a: options.a as number | tf.Tensor, b: options.b as number | tf.Tensor,
           sparsity: rowSparse ? 'row' : 'column', iterations: this.unrolledIterations, init,
@@ -391,7 +389,7 @@ export class SparseOTRouter extends Router {
       tf.cast(tf.greaterEqual(expertIndices, 0), 'float32')) as tf.Tensor3D;
 
     const extra: RoutingMetrics = {};
-    const constPlan = constant(plan);
+    const constPlan = stopGradient(plan);
     const rowMass = tf.sum(constPlan, 2); // [G, S]
     const target = mask ?? tf.onesLike(rowMass);
     const realTokens = tf.maximum(tf.sum(target), 1);

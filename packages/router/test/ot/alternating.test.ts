@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as fs from 'fs';
 import * as path from 'path';
 import {semidualPlan, solveSparseOT} from '../../src/ot';
-import {rowBestResponseLifted} from '../../src/ot/alternating';
+import {rowBestResponseLifted} from '../../src/ot/solvers/lifted-dual';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 import {ascent64} from './helpers/float64';
 import {maxColumnNnz} from './helpers/plan';

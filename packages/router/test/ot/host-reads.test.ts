@@ -11,8 +11,8 @@ import {moe} from '../../src/moe/moe-layer';
 import '../../src/routers';
 import '../../src/routers/sparse-ot';
 import {sinkhorn, solveSparseOT} from '../../src/ot';
-import {alternatingSemidual} from '../../src/ot/alternating';
-import {buildProblem, defaultHostReads} from '../../src/ot/problem';
+import {alternating} from '../../src/ot/solvers/alternating';
+import {sparseOTProblem, defaultHostReads} from '../../src/ot/problem';
 import type {SparseOTOptions, SparseOTResult} from '../../src/ot/types';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 
@@ -89,12 +89,11 @@ describeBackends('solveSparseOT with hostReads: false', () => {
     const cost = gateCost(2, 10, 4, 9);
     for (const maxIterations of [1, 2, 4]) {
       const run = (hostReads: boolean): number[][] => {
-        const p = buildProblem(cost, {k: 4, hostReads}, 'test');
-        const alpha0 = tf.zeros([p.groups, p.mi]) as tf.Tensor2D;
-        const r = alternatingSemidual(p, alpha0, {maxIterations, multiStart: false, tolerance: 0});
-        const out = [r.alpha, r.ev.value, r.ev.planT].map((t) => Array.from(t.dataSync()));
+        const p = sparseOTProblem(cost, {k: 4, hostReads}, 'test');
+        const r = alternating({maxIterations, multiStart: false, tolerance: 0}).solve(p);
+        const out = [r.potentials.alpha, r.value, r.plan].map((t) => Array.from(t.dataSync()));
         expect(r.iterations).toBe(maxIterations);
-        tf.dispose([alpha0, r.alpha, r.ev.planT, r.ev.support, r.ev.tau, r.ev.grad, r.ev.value]);
+        r.dispose();
         p.dispose();
         return out;
       };

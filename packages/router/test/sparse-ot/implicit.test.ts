@@ -10,10 +10,9 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {InvalidArgumentError, ShapeError} from '../../src/core/errors';
-import {conjugateGradient, sparseOTPlanImplicit, sparseOTPlanVJP} from '../../src/ot/implicit';
+import {conjugateGradient, sparseOTPlanImplicit, sparseOTPlanVJP} from '../../src/ot';
 import {noGrad, stopGradient} from '../../src/core/stop-gradient';
-import {kSparseProjectionFixedSupport, unrolledSparseOT} from '../../src/ot/unrolled';
-import {solveSparseOT} from '../../src/ot/solve';
+import {kSparseProjectionFixedSupport, solveSparseOT, unrolledSparseOT} from '../../src/ot';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 
 /** A cost like the router's: `-softmax(logits)` with seeded normal logits. */
