@@ -14,7 +14,7 @@ import {moe} from '../packages/router/src/moe/moe-layer';
 import type {Router} from '../packages/router/src/routers/router';
 import {sparseOTRouter, type SparseOTRouterArgs} from '../packages/router/src/routers/sparse-ot';
 import {solveSparseOT} from '../packages/router/src/ot/solve';
-import {sparseOTPlanVJP} from '../packages/router/src/ot/implicit';
+import {sparseOTPlanVJP} from '../packages/router/src/ot';
 import {topKRouter} from '../packages/router/src/routers/top-k';
 
 const TOKENS = QUICK ? 512 : 2048;
