@@ -12,7 +12,22 @@ import type {InitializerLike} from '../routers/router';
 /** Expert activations: the one list shared with the dense MLPs ({@link FeedForwardActivation}). */
 export type MoEActivation = FeedForwardActivation;
 
-/** Constructor arguments of {@link MoE}. */
+/**
+ * Constructor arguments of {@link MoE}. Unknown keys throw `UnknownOptionError` (see
+ * {@link MOE_ARG_KEYS}).
+ *
+ * @example
+ * ```ts
+ * moe({numExperts: 8, hiddenDim: 256, router: 'topk', k: 2});                  // top-2 (GShard)
+ * moe({numExperts: 8, hiddenDim: 256, activation: 'silu', gated: true});        // SwiGLU experts
+ * moe({numExperts: 8, hiddenDim: 128, router: 'topk', numSharedExperts: 1});    // DeepSeek-MoE
+ * moe({numExperts: 8, hiddenDim: 256, router: 'topk', residualExpert: true});   // residual MoE
+ * moe({numExperts: 8, hiddenDim: 256, router: 'topk', dropTokens: false});      // dropless training
+ * moe({numExperts: 8, hiddenDim: 256, router: 'topk', minCapacity: 4});         // >= 4 slots per expert
+ * moe({numExperts: 8, hiddenDim: 256, outputRouterLogits: true});               // [y, logits, experts]
+ * moe({numExperts: 8, hiddenDim: 256, kernelInitializer: tf.initializers.glorotUniform({seed: 1})});
+ * ```
+ */
 export interface MoEArgs extends LayerArgs {
   /** Number of routed experts E (>= 1). */
   numExperts: number;

@@ -55,6 +55,15 @@ function routerWithK(spec: RouterSpec, k: number | undefined): RouterSpec {
   return {...extra, ...(spec as object)} as RouterSpec;
 }
 
+/**
+ * A router config without its run-time device choices (`hostReads`): a saved model must behave the
+ * same wherever it is loaded, and the loading program picks the device's default.
+ */
+function withoutDeviceChoices(config: tf.serialization.ConfigDict): tf.serialization.ConfigDict {
+  const {hostReads: _hostReads, ...rest} = config;
+  return rest;
+}
+
 function positive(argument: string, value: unknown, context: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw new InvalidArgumentError(argument, 'a finite number > 0', value, context);
@@ -504,7 +513,7 @@ export class MoE extends tf.layers.Layer {
       hiddenDim: this.hiddenDim,
       activation: this.activation,
       gated: this.gated,
-      router: {className: this.router.getClassName(), config: this.router.getConfig()},
+      router: {className: this.router.getClassName(), config: withoutDeviceChoices(this.router.getConfig())},
       capacityFactor: this.capacityFactor,
       evalCapacityFactor: this.evalCapacityFactor,
       minCapacity: this.minCapacity,

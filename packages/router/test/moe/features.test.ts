@@ -179,5 +179,7 @@ describe('MoE layer features [cpu]', () => {
     const back = MoE.fromConfig(MoE, old) as MoE;
     expect(back.expertMatMul).toBe('per-expert');
     expect(back.minCapacity).toBe(1);
+    const ot = moe({numExperts: E, hiddenDim: H, router: {name: 'sparse-ot', hostReads: false}});
+    expect('hostReads' in (ot.getConfig().router as {config: object}).config).toBe(false);
   });
 });
