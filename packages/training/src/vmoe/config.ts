@@ -52,6 +52,10 @@ function fields(obj: unknown, where: string, known: string[]): Json {
     throw new ConfigError(where || 'config', 'a JSON object', obj, 'vmoe config');
   }
   for (const k of Object.keys(obj)) {
+    const v = (obj as Json)[k];
+    if (k === 'dtype' && v != null && v !== 'float32') {
+      throw new ConfigError(where ? `${where}.dtype` : 'dtype', 'null or \'float32\' (tfjs-moe computes in float32)', v, 'vmoe config');
+    }
     if (!known.includes(k) && !TRAINING_ONLY.has(k)) {
       throw new ConfigError(where ? `${where}.${k}` : k, `one of the supported fields (${known.join(', ')}); this field is not supported`, (obj as Json)[k], 'vmoe config');
     }
