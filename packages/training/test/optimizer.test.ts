@@ -75,4 +75,63 @@ describe('AdamW and clipping [cpu]', () => {
     });
     tf.dispose([...Object.values(grads), clipped.norm, ...Object.values(clipped.grads), loose.norm, ...Object.values(loose.grads)]);
   });
+  it('applyClipped equals clipping then applying, variable by variable, and leaks nothing', async () => {
+    // Reference: the per-variable AdamW formula on clipped gradients, written out here.
+    const shapes = [[2, 3], [3], [1, 1], [4]];
+    const vars = shapes.map((s, i) => tf.variable(tf.randomUniform(s, -1, 1, 'float32', i), true, `adam_flat_${i}`));
+    const start = vars.map((x) => x.arraySync());
+    const opt = new AdamW(vars, {weightDecay: 0.1});
+    const grads = Object.fromEntries(vars.map((x, i) => [x.name, tf.randomUniform(x.shape, -3, 3, 'float32', 10 + i)]));
+    const norm = opt.applyClipped(grads, 0.01, 1);
+    const gs = vars.map((x) => grads[x.name].dataSync());
+    const n = Math.sqrt(gs.reduce((s, g) => s + g.reduce((a, b) => a + b * b, 0), 0));
+    expectAllClose(await norm.data(), [n], 1e-4, 1e-5);
+    const scale = Math.min(1, 1 / n);
+    vars.forEach((x, i) => {
+      const p0 = (start[i] as number[] | number[][]).flat() as number[];
+      const expected = p0.map((p, j) => {
+        const g = gs[i][j] * scale;
+        const m = 0.1 * g / (1 - 0.9);
+        const v = 0.001 * g * g / (1 - 0.999);
+        return p - 0.01 * (m / (Math.sqrt(v) + 1e-8) + (x.rank >= 2 ? 0.1 * p : 0));
+      });
+      expectAllClose(x.dataSync(), expected, 1e-5, 1e-5);
+    });
+    // The state comes back per variable, in variable shapes.
+    const state = opt.getState();
+    expect(state.m.map((t) => t.shape)).toEqual(shapes);
+    tf.dispose([norm, ...state.m, ...state.v]);
+    await expectNoLeaks(() => opt.applyClipped(grads, 0.01, 1).dispose(), 5);
+    tf.dispose([...vars, ...Object.values(grads)]);
+    opt.dispose();
+  });
+
+  it('leaves a variable without a gradient, and its moments, unchanged', async () => {
+    const a = tf.variable(tf.tensor1d([1, 2]), true, 'adam_missing_a');
+    const b = tf.variable(tf.tensor1d([3]), true, 'adam_missing_b');
+    const opt = new AdamW([a, b]);
+    opt.apply({[a.name]: tf.tensor1d([1, 1]), [b.name]: tf.tensor1d([1])}, 0.1);
+    const before = opt.getState();
+    opt.apply({[a.name]: tf.tensor1d([1, 1])}, 0.1);
+    expectAllClose(await b.data(), [2.9], 1e-6);
+    const after = opt.getState();
+    expectAllClose(await after.m[1].data(), await before.m[1].data(), 0);
+    expectAllClose(await after.v[1].data(), await before.v[1].data(), 0);
+    expectAllClose(await a.data(), [0.8, 1.8], 1e-5);
+    tf.dispose([a, b, ...before.m, ...before.v, ...after.m, ...after.v]);
+    opt.dispose();
+  });
+
+  it('costs a number of kernels independent of the number of variables (beyond reshape and split)', async () => {
+    const kernelsFor = async (count: number) => {
+      const vars = Array.from({length: count}, (_, i) => tf.variable(tf.ones([2, 2]), true, `adam_count_${count}_${i}`));
+      const opt = new AdamW(vars, {weightDecay: 0.1});
+      const grads = Object.fromEntries(vars.map((x) => [x.name, tf.ones([2, 2])]));
+      const info = await tf.profile(() => opt.applyClipped(grads, 0.01, 1));
+      tf.dispose([...vars, ...Object.values(grads)]);
+      opt.dispose();
+      return info.kernels.filter((k) => !['Reshape', 'Slice', 'SplitV', 'Identity'].includes(k.name)).length;
+    };
+    expect(await kernelsFor(20)).toBe(await kernelsFor(2));
+  });
 });

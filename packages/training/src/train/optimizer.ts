@@ -43,19 +43,28 @@ export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): {gr
 
 /**
  * AdamW: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
- * `p -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd * p)`.
+ * `p -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + wd * p)`
+ * (Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization", Algorithm 2).
+ *
+ * All variables are updated as one flat vector (one concatenation, one set of element-wise ops,
+ * one split), so a step costs a fixed handful of kernels and scalar uploads instead of about 15 of
+ * each per variable. The moments are kept flat; {@link AdamW.getState} returns them per variable.
  *
  * @example
  * ```ts
  * const opt = new AdamW(model.trainableWeights.map((w) => w.read() as tf.Variable), {weightDecay: 1e-4});
  * opt.apply(grads, 1e-3); // grads: NamedTensorMap keyed by variable name
+ * const norm = opt.applyClipped(grads, 1e-3, 1.0); // clip to global norm 1 first; returns the norm
  * ```
  */
 export class AdamW {
   /** Number of updates applied so far. */
   step = 0;
-  private readonly m: tf.Variable[];
-  private readonly v: tf.Variable[];
+  private readonly m: tf.Variable<tf.Rank.R1>;
+  private readonly v: tf.Variable<tf.Rank.R1>;
+  private readonly sizes: number[];
+  /** 1 for elements of variables of rank >= 2 (decayed), 0 elsewhere; null without weight decay. */
+  private readonly decayMask: tf.Tensor1D | null;
   private readonly beta1: number;
   private readonly beta2: number;
   private readonly epsilon: number;
@@ -67,54 +76,108 @@ export class AdamW {
     this.beta2 = options.beta2 ?? 0.999;
     this.epsilon = options.epsilon ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0;
-    this.m = variables.map((x) => tf.tidy(() => tf.variable(tf.zerosLike(x), false)));
-    this.v = variables.map((x) => tf.tidy(() => tf.variable(tf.zerosLike(x), false)));
+    this.sizes = variables.map((x) => x.size);
+    const total = this.sizes.reduce((a, b) => a + b, 0);
+    this.m = tf.variable(tf.zeros([total]), false) as tf.Variable<tf.Rank.R1>;
+    this.v = tf.variable(tf.zeros([total]), false) as tf.Variable<tf.Rank.R1>;
+    this.decayMask = this.weightDecay > 0 && total > 0
+      ? tf.tensor1d(Float32Array.from(variables.flatMap((x) => new Array<number>(x.size).fill(x.rank >= 2 ? 1 : 0))))
+      : null;
   }
 
   /** Applies one update with learning rate `lr`; `grads` is keyed by variable name. */
   apply(grads: tf.NamedTensorMap, lr: number): void {
+    if (this.variables.length === 0) return;
+    tf.tidy(() => this.update(this.flatGrads(grads), lr));
+  }
+
+  /**
+   * Clips the gradients to global norm `clipNorm` (as {@link clipByGlobalNorm}) and applies one
+   * update, all on the flat vector.
+   *
+   * @returns the global norm before clipping, `<float32>[]` (the caller disposes it).
+   */
+  applyClipped(grads: tf.NamedTensorMap, lr: number, clipNorm: number): tf.Scalar {
+    if (!(clipNorm > 0)) throw new InvalidArgumentError('clipNorm', 'a number > 0', clipNorm);
+    if (this.variables.length === 0) return tf.scalar(0);
+    return tf.tidy(() => {
+      const {flat, present} = this.flatGrads(grads);
+      const norm = tf.sqrt(tf.sum(tf.square(flat))) as tf.Scalar;
+      const scale = tf.minimum(1, tf.div(clipNorm, tf.maximum(norm, 1e-12)));
+      this.update({flat: tf.mul(flat, scale), present}, lr);
+      return norm;
+    });
+  }
+
+  /** The gradients as one flat vector in variable order (zeros, and a mask, for missing ones). */
+  private flatGrads(grads: tf.NamedTensorMap): {flat: tf.Tensor1D; present: tf.Tensor1D | null} {
+    const missing = this.variables.map((p) => !grads[p.name]);
+    const parts = this.variables.map((p, i) => (missing[i] ? tf.zeros([p.size]) : tf.reshape(grads[p.name], [-1])));
+    const flat = (parts.length === 1 ? parts[0] : tf.concat(parts)) as tf.Tensor1D;
+    if (!missing.some(Boolean)) return {flat, present: null};
+    const present = tf.tensor1d(Float32Array.from(this.variables.flatMap((p, i) => new Array<number>(p.size).fill(missing[i] ? 0 : 1))));
+    return {flat, present};
+  }
+
+  private update({flat: g, present}: {flat: tf.Tensor1D; present: tf.Tensor1D | null}, lr: number): void {
     this.step += 1;
     const t = this.step;
     const c1 = 1 / (1 - this.beta1 ** t);
     const c2 = 1 / (1 - this.beta2 ** t);
-    tf.tidy(() => {
-      this.variables.forEach((p, i) => {
-        const g = grads[p.name];
-        if (!g) return;
-        const m = tf.add(tf.mul(this.m[i], this.beta1), tf.mul(g, 1 - this.beta1));
-        const v = tf.add(tf.mul(this.v[i], this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        let update = tf.div(tf.mul(m, c1), tf.add(tf.sqrt(tf.mul(v, c2)), this.epsilon));
-        if (this.weightDecay > 0 && p.rank >= 2) update = tf.add(update, tf.mul(p, this.weightDecay));
-        this.m[i].assign(m);
-        this.v[i].assign(v);
-        p.assign(tf.sub(p, tf.mul(update, lr)));
-      });
-    });
+    const parts = this.variables.map((x) => tf.reshape(x, [-1]));
+    const p = (parts.length === 1 ? parts[0] : tf.concat(parts)) as tf.Tensor1D;
+    let m: tf.Tensor = tf.add(tf.mul(this.m, this.beta1), tf.mul(g, 1 - this.beta1));
+    let v: tf.Tensor = tf.add(tf.mul(this.v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+    let update = tf.div(tf.mul(m, c1), tf.add(tf.sqrt(tf.mul(v, c2)), this.epsilon));
+    if (this.decayMask) update = tf.add(update, tf.mul(p, tf.mul(this.decayMask, this.weightDecay)));
+    let next: tf.Tensor = tf.sub(p, tf.mul(update, lr));
+    if (present) {
+      // Variables without a gradient keep their value and moments.
+      const keep = tf.cast(present, 'bool');
+      m = tf.where(keep, m, this.m);
+      v = tf.where(keep, v, this.v);
+      next = tf.where(keep, next, p);
+    }
+    this.m.assign(m as tf.Tensor1D);
+    this.v.assign(v as tf.Tensor1D);
+    const pieces = this.variables.length === 1 ? [next] : tf.split(next, this.sizes);
+    this.variables.forEach((x, i) => x.assign(tf.reshape(pieces[i], x.shape)));
   }
 
-  /** The state as tensors (copies of m and v, in variable order) and the step count. */
+  /** The state as tensors (copies of m and v, in variable order and shape) and the step count. */
   getState(): {step: number; m: tf.Tensor[]; v: tf.Tensor[]} {
-    return {step: this.step, m: this.m.map((x) => x.clone()), v: this.v.map((x) => x.clone())};
+    const unflat = (flat: tf.Tensor1D) => tf.tidy(() => {
+      const pieces = this.variables.length === 1 ? [flat.clone()] : tf.split(flat, this.sizes);
+      return pieces.map((x, i) => tf.reshape(x, this.variables[i].shape));
+    });
+    return {step: this.step, m: this.variables.length ? unflat(this.m) : [], v: this.variables.length ? unflat(this.v) : []};
   }
 
   /** Restores a state from {@link getState} (shapes must match; the tensors are not kept). */
   setState(state: {step: number; m: tf.Tensor[]; v: tf.Tensor[]}): void {
-    if (state.m.length !== this.m.length || state.v.length !== this.v.length) {
-      throw new ShapeError('optimizer state', `${this.m.length} moment tensors of each kind`, state.m.length);
+    if (state.m.length !== this.variables.length || state.v.length !== this.variables.length) {
+      throw new ShapeError('optimizer state', `${this.variables.length} moment tensors of each kind`, state.m.length);
     }
-    state.m.forEach((x, i) => {
-      if (!tf.util.arraysEqual(x.shape, this.m[i].shape)) throw new ShapeError(`optimizer m[${i}]`, `of shape [${this.m[i].shape}]`, x.shape);
-      this.m[i].assign(x);
-    });
-    state.v.forEach((x, i) => {
-      if (!tf.util.arraysEqual(x.shape, this.v[i].shape)) throw new ShapeError(`optimizer v[${i}]`, `of shape [${this.v[i].shape}]`, x.shape);
-      this.v[i].assign(x);
+    for (const [kind, list] of [['m', state.m], ['v', state.v]] as const) {
+      list.forEach((x, i) => {
+        if (!tf.util.arraysEqual(x.shape, this.variables[i].shape)) {
+          throw new ShapeError(`optimizer ${kind}[${i}]`, `of shape [${this.variables[i].shape}]`, x.shape);
+        }
+      });
+    }
+    if (this.variables.length === 0) {
+      this.step = state.step;
+      return;
+    }
+    tf.tidy(() => {
+      this.m.assign(tf.concat(state.m.map((x) => tf.reshape(x, [-1]))) as tf.Tensor1D);
+      this.v.assign(tf.concat(state.v.map((x) => tf.reshape(x, [-1]))) as tf.Tensor1D);
     });
     this.step = state.step;
   }
 
   /** Disposes the moment variables. */
   dispose(): void {
-    tf.dispose([...this.m, ...this.v]);
+    tf.dispose([this.m, this.v, ...(this.decayMask ? [this.decayMask] : [])]);
   }
 }
