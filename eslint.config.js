@@ -15,4 +15,16 @@ module.exports = tseslint.config(
       '@typescript-eslint/no-require-imports': 'off',
     },
   },
+  {
+    // bench/ and examples/ use the packages as users do: through their entry points.
+    files: ['bench/**/*.ts', 'examples/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          regex: '(^|/)packages/[^/]+/src(/|$)',
+          message: 'Import the package entry point (@tfjs-moe/router, @tfjs-moe/models, @tfjs-moe/training), not its sources; export what is missing.',
+        }],
+      }],
+    },
+  },
 );

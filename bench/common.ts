@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as os from 'os';
+import {matMulPeakGflops, medianTimeMs} from '@tfjs-moe/router';
 
 /** Switches to `backend` and throws unless it is really active. */
 export async function selectBackend(backend: string): Promise<void> {
@@ -30,40 +31,15 @@ export async function sync(t: tf.Tensor | tf.Tensor[]): Promise<void> {
   for (const x of ts) await x.data();
 }
 
-/**
- * Median wall time in milliseconds of `fn` over `reps` runs after `warmup` runs. `fn` returns
- * the tensors it made; they are read back (so asynchronous backends finish) and disposed.
- */
-export async function timeMs(fn: () => tf.Tensor | tf.Tensor[] | void, reps = 5, warmup = 1): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < warmup + reps; i++) {
-    const t0 = performance.now();
-    const out = fn();
-    if (out) {
-      await sync(out);
-      tf.dispose(out);
-    }
-    const dt = performance.now() - t0;
-    if (i >= warmup) times.push(dt);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
-}
+/** Median wall time in ms of `fn` (see `medianTimeMs` in `@tfjs-moe/router`). */
+export const timeMs = medianTimeMs;
 
 /**
- * The backend's measured matMul peak in GFLOP/s: the best of square float32 matMuls of a few
- * sizes (2 n^3 FLOPs each). Used as the denominator of "fraction of peak" columns.
+ * The backend's measured matMul peak in GFLOP/s (`matMulPeakGflops` of `@tfjs-moe/router`, the
+ * one measurement shared with the browser benchmark): the denominator of "% of peak" columns.
  */
 export async function measureMatMulPeak(sizes: number[] = QUICK ? [256, 512] : [256, 512, 1024]): Promise<number> {
-  let best = 0;
-  for (const n of sizes) {
-    const a = tf.randomNormal([n, n]);
-    const b = tf.randomNormal([n, n]);
-    const ms = await timeMs(() => tf.matMul(a, b), QUICK ? 2 : 4, 1);
-    best = Math.max(best, (2 * n ** 3) / (ms * 1e6));
-    tf.dispose([a, b]);
-  }
-  return best;
+  return matMulPeakGflops(sizes, QUICK ? 2 : 4);
 }
 
 /** One line that names the machine, for benchmark headers. */

@@ -23,9 +23,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {runTraining, type RunOptions} from '../packages/training/src/run';
-import type {LoadBalanceStats} from '../packages/training/src/metrics/load-balance';
-import type {ModelSpec} from '../packages/training/src/model-factory';
+import {runTraining, type LoadBalanceStats, type ModelSpec, type RunOptions} from '@tfjs-moe/training';
 
 const QUICK = process.argv.includes('--quick');
 

@@ -33,8 +33,8 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend} from './common';
 import {formatInferenceTable, InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from '../examples/browser/src/inference-bench';
-import {releaseWebGPU, setupBackend} from '../packages/training/src/backend';
-import '../packages/router/src/routers/sparse-ot';
+import {releaseWebGPU, setupBackend} from '@tfjs-moe/training';
+import '@tfjs-moe/router'; // registers the routers for tf.loadLayersModel
 import {buildBundle} from '../examples/browser/scripts/build';
 import {launchChromium} from '../examples/browser/scripts/chromium';
 import {startServer} from '../examples/browser/scripts/server';

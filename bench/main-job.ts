@@ -10,7 +10,7 @@
  */
 import * as os from 'os';
 import * as path from 'path';
-import {runTraining, type RunOptions} from '../packages/training/src/run';
+import {runTraining, type RunOptions} from '@tfjs-moe/training';
 
 function arg(name: string): string | undefined {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));

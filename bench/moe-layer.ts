@@ -11,8 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
-import {moe} from '../packages/router/src/moe/moe-layer';
-import {createRouter, Router, RouterSpec} from '../packages/router/src/routers';
+import {createRouter, moe, Router, type RouterSpec} from '@tfjs-moe/router';
 
 interface Sizes {
   images: number;

@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBackend} from './common';
-import {solveSparseOT} from '../packages/router/src/ot';
+import {solveSparseOT} from '@tfjs-moe/router';
 
 interface Eval64 {value: number; grad: Float64Array; beta: Float64Array; ell: Float64Array}
 
@@ -116,11 +116,11 @@ function adam64(C: Float64Array, m: number, n: number, k: number, gamma: number,
  * from zero).
  */
 function optimum64(C: Float64Array, m: number, n: number, k: number, gamma: number, steps: number): {opt: number; viaBlock: number; viaAdam: number} {
-  let bestAlpha = new Float64Array(m);
+  let bestAlpha: Float64Array = new Float64Array(m);
   let bestValue = -Infinity;
   const cheapest = new Float64Array(m).map((_, i) => Math.min(...Array.from({length: n}, (_, j) => C[i * n + j])));
   for (const start of [new Float64Array(m), cheapest]) {
-    let alpha = start;
+    let alpha: Float64Array = start;
     let ev = semidual64(alpha, C, m, n, k, gamma);
     for (let it = 0; it <= 30; it++) {
       if (ev.value > bestValue) {

@@ -10,12 +10,7 @@
 // capacity factor 1.0, fewer repetitions.
 import * as tf from '@tensorflow/tfjs';
 import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBackend, timeMs} from './common';
-import {moe} from '../packages/router/src/moe/moe-layer';
-import type {Router} from '../packages/router/src/routers/router';
-import {sparseOTRouter, type SparseOTRouterArgs} from '../packages/router/src/routers/sparse-ot';
-import {solveSparseOT} from '../packages/router/src/ot/solve';
-import {sparseOTPlanVJP} from '../packages/router/src/ot';
-import {topKRouter} from '../packages/router/src/routers/top-k';
+import {moe, solveSparseOT, sparseOTPlanVJP, sparseOTRouter, topKRouter, type Router, type SparseOTRouterArgs} from '@tfjs-moe/router';
 
 const TOKENS = QUICK ? 512 : 2048;
 const D = 192;

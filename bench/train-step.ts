@@ -55,7 +55,7 @@ class LegacyClassToken extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
-      return tf.concat([tf.broadcastTo(this.token.read(), [x.shape[0], 1, x.shape[2]]), x], 1);
+      return tf.concat([tf.broadcastTo(this.token.read(), [x.shape[0], 1, x.shape[2] as number]), x], 1);
     });
   }
 }
@@ -90,7 +90,7 @@ interface Row {
 }
 
 /** Prints the `n` kernels with the most total time in one step (`--top=n`). */
-function printTop(kernels: tf.ProfileInfo['kernels'], n: number, label: string): void {
+function printTop(kernels: Awaited<ReturnType<typeof tf.profile>>['kernels'], n: number, label: string): void {
   if (n <= 0) return;
   const byName = new Map<string, {count: number; ms: number}>();
   for (const k of kernels) {

@@ -16,10 +16,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import * as models from '../../../packages/models/src';
-// Registers the 'sparse-ot' router (until the router barrel imports it).
-import '../../../packages/router/src/routers/sparse-ot';
-import {loadDigits, splitDataset} from '../../../packages/training/src/data';
+import * as models from '@tfjs-moe/models';
+import '@tfjs-moe/router'; // registers every router for tf.loadLayersModel
+import {loadDigits, splitDataset} from '@tfjs-moe/training';
 import {saveModelFiles} from './save-model';
 import {trainWithCli} from './train-model';
 

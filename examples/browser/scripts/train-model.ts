@@ -7,7 +7,7 @@
 import {spawn} from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import {loadDigits, splitDataset} from '../../../packages/training/src/data';
+import {loadDigits, splitDataset} from '@tfjs-moe/training';
 
 const CLI = path.resolve(__dirname, '../../../packages/training/src/cli/main.ts');
 

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {moeLayers, vit, vmoe, resolveViTConfig, vitForwardFlops, vmoeForwardFlops, type ViTPresetName} from '@tfjs-moe/models';
 import {webgpuSyncReadProblem} from './sync-read-routers';
+import {matMulPeakGflops, medianTimeMs} from '@tfjs-moe/router';
 
 /**
  * One model to time: built from seeds (the dense ViT when `router` is absent, else a V-MoE with
@@ -52,7 +53,7 @@ export interface InferenceBenchOptions {
   seed?: number;
   /**
    * The backend's matMul peak in GFLOP/s, if already measured (Node passes `bench/common.ts`'s);
-   * otherwise {@link matMulPeak} measures it.
+   * otherwise `matMulPeakGflops` (`@tfjs-moe/router`) measures it.
    */
   peakGflops?: number;
   /**
@@ -124,47 +125,6 @@ export function forwardFlopsPerImage(config: {preset?: ViTPresetName; depth?: nu
   return vmoeForwardFlops({...base, moeBlocks: {last: moe.moeBlocks}, moe: {numExperts: moe.numExperts, router: {name: 'topk', k}}}).useful;
 }
 
-/**
- * Median wall time in ms of `fn` over `reps` runs after `warmup` runs; the tensors `fn` returns
- * are read back with `data()` (so webgl/webgpu finish) and disposed. Same method as
- * `bench/common.ts`'s `timeMs`, without its Node imports.
- */
-export async function medianMs(fn: () => tf.Tensor | tf.Tensor[], reps: number, warmup: number): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < warmup + reps; i++) {
-    const t0 = performance.now();
-    const out = fn();
-    const list = Array.isArray(out) ? out : [out];
-    for (const x of list) await x.data();
-    tf.dispose(list);
-    if (i >= warmup) times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
-}
-
-/**
- * The active backend's matMul peak in GFLOP/s: the best of square float32 matMuls of `sizes`
- * (2 n^3 FLOPs each), the same measurement as `bench/common.ts`'s `measureMatMulPeak`.
- *
- * @example
- * ```ts
- * await tf.setBackend('webgl');
- * const peak = await matMulPeak([256, 512]);  // e.g. 12.3 (GFLOP/s)
- * ```
- */
-export async function matMulPeak(sizes: number[] = [256, 512]): Promise<number> {
-  let best = 0;
-  for (const n of sizes) {
-    const a = tf.randomNormal([n, n]);
-    const b = tf.randomNormal([n, n]);
-    const ms = await medianMs(() => tf.matMul(a, b), 3, 1);
-    best = Math.max(best, (2 * n ** 3) / (ms * 1e6));
-    tf.dispose([a, b]);
-  }
-  return best;
-}
-
 type Settings = Required<Omit<InferenceBenchOptions, 'peakGflops' | 'loadModel' | 'runSyncReadRoutersOnWebGPU'>>;
 
 async function obtainModel(spec: InferenceModelSpec, o: Settings, load: (url: string) => Promise<tf.LayersModel>): Promise<tf.LayersModel> {
@@ -218,7 +178,7 @@ export async function runInferenceBenchmark(options: InferenceBenchOptions = {})
   };
   if (o.models[0]?.router !== undefined) throw new Error('runInferenceBenchmark: the first model must be the dense ViT (no router)');
   const load = options.loadModel ?? ((url: string) => tf.loadLayersModel(url));
-  const peakGflops = options.peakGflops ?? await matMulPeak();
+  const peakGflops = options.peakGflops ?? await matMulPeakGflops();
   const resolved = resolveViTConfig({preset, depth: o.depth} as never);
   const imageSize = resolved.imageSize;
   const cells: InferenceCell[] = [];
@@ -247,7 +207,7 @@ export async function runInferenceBenchmark(options: InferenceBenchOptions = {})
       if (model && error === undefined) {
         const x = tf.randomUniform([batch, imageSize[0], imageSize[1], resolved.channels], 0, 1, 'float32', o.seed + batch);
         try {
-          ms = await medianMs(() => model!.predict(x) as tf.Tensor, o.reps, o.warmup);
+          ms = await medianTimeMs(() => model!.predict(x) as tf.Tensor, o.reps, o.warmup);
         } catch (e) {
           error = (e as Error).message;
         }

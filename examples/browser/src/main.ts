@@ -8,8 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 import '@tfjs-moe/models';
-// Registers the 'sparse-ot' router (until the router barrel imports it).
-import '../../../packages/router/src/routers/sparse-ot';
+import '@tfjs-moe/router'; // registers every router for tf.loadLayersModel
 import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import '../../../packages/router/src/routers/sparse-ot';
+import '@tfjs-moe/router'; // registers every router
 import {describeBackends, expectNoLeaks, useBackend} from '../../../packages/router/test/helpers/backends';
 import {forwardFlopsPerImage, formatInferenceTable, runInferenceBenchmark} from '../src/inference-bench';
 import {webgpuSyncReadProblem} from '../src/sync-read-routers';

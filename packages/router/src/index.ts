@@ -68,3 +68,4 @@ export {isMoELayer, moeLayers, auxiliaryLoss, auxiliaryLossMetric, withAuxiliary
 // Backend workarounds.
 export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';
 export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';
+export {medianTimeMs, matMulPeakGflops} from './backend/timing';

@@ -4,8 +4,7 @@
  * measured matMul peak that training reaches.
  */
 import * as path from 'path';
-import * as tf from '@tensorflow/tfjs';
-import {ConfigError} from '@tfjs-moe/router';
+import {ConfigError, matMulPeakGflops} from '@tfjs-moe/router';
 import {atomicWriteFile} from './io/file-io';
 import {vitForwardFlops, vmoeForwardFlops} from '@tfjs-moe/models';
 import {GRADIENT_CHOICES, modelConfig, ROUTER_CHOICES, type GradientChoice, type ModelSpec, type RouterChoice} from './model-factory';
@@ -78,34 +77,8 @@ export function forwardFlopsPerImage(spec: ModelSpec, input: {height: number; wi
   return m.kind === 'vit' ? vitForwardFlops(m.config).total : vmoeForwardFlops(m.config, {training: true}).total;
 }
 
-/**
- * The backend's matMul peak in GFLOP/s: the best of square float32 matMuls of sizes 256 and 512
- * (2 n^3 FLOPs each), median of 3 after a warmup.
- *
- * @example
- * ```ts
- * const peak = await matMulPeakGflops(); // e.g. 12.3 on wasm
- * ```
- */
-export async function matMulPeakGflops(sizes: number[] = [256, 512]): Promise<number> {
-  let best = 0;
-  for (const n of sizes) {
-    const a = tf.randomNormal([n, n]);
-    const b = tf.randomNormal([n, n]);
-    const times: number[] = [];
-    for (let i = 0; i < 4; i++) {
-      const t0 = performance.now();
-      const c = tf.matMul(a, b);
-      await c.data();
-      c.dispose();
-      if (i > 0) times.push(performance.now() - t0);
-    }
-    times.sort((x, y) => x - y);
-    best = Math.max(best, (2 * n ** 3) / (times[1] * 1e6));
-    tf.dispose([a, b]);
-  }
-  return best;
-}
+/** The backend's matMul peak in GFLOP/s: `matMulPeakGflops` of `@tfjs-moe/router`, re-exported. */
+export {matMulPeakGflops};
 
 /** One (variant, seed) run of a comparison. */
 export interface CompareRun {

@@ -83,7 +83,7 @@ describe('AdamW and clipping [cpu]', () => {
     const opt = new AdamW(vars, {weightDecay: 0.1});
     const grads = Object.fromEntries(vars.map((x, i) => [x.name, tf.randomUniform(x.shape, -3, 3, 'float32', 10 + i)]));
     const norm = opt.applyClipped(grads, 0.01, 1);
-    const gs = vars.map((x) => grads[x.name].dataSync());
+    const gs = vars.map((x) => Array.from(grads[x.name].dataSync()));
     const n = Math.sqrt(gs.reduce((s, g) => s + g.reduce((a, b) => a + b * b, 0), 0));
     expectAllClose(await norm.data(), [n], 1e-4, 1e-5);
     const scale = Math.min(1, 1 / n);

@@ -1,0 +1,62 @@
+/**
+ * Timing and the matMul peak, shared by the Node benchmarks (`bench/`), the training comparison
+ * and the browser benchmark, so that every "% of matMul peak" in the project has one denominator.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Median wall time in milliseconds of `fn` over `reps` runs after `warmup` runs. The tensors `fn`
+ * returns are read back (so asynchronous backends finish) and disposed.
+ *
+ * @param fn the work to time; returns the tensors it made (or nothing).
+ * @param reps timed runs. Default 5.
+ * @param warmup untimed runs first. Default 1.
+ * @returns milliseconds (median).
+ *
+ * @example
+ * ```ts
+ * const ms = await medianTimeMs(() => tf.matMul(a, b), 5, 1);
+ * ```
+ */
+export async function medianTimeMs(fn: () => tf.Tensor | tf.Tensor[] | void, reps = 5, warmup = 1): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < warmup + reps; i++) {
+    const t0 = performance.now();
+    const out = fn();
+    if (out) {
+      const list = Array.isArray(out) ? out : [out];
+      for (const x of list) await x.data();
+      tf.dispose(list);
+    }
+    if (i >= warmup) times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/**
+ * The active backend's matMul peak in GFLOP/s: the best over `sizes` of square float32 products
+ * `[n, n] x [n, n]` (2 n^3 FLOPs each), each the median of `reps` runs after one warm-up. The
+ * denominator of every "% of matMul peak" figure.
+ *
+ * @param sizes matrix sizes n. Default [256, 512].
+ * @param reps timed runs per size. Default 3.
+ * @returns GFLOP/s.
+ *
+ * @example
+ * ```ts
+ * await tf.setBackend('wasm');
+ * const peak = await matMulPeakGflops(); // e.g. 12.3
+ * ```
+ */
+export async function matMulPeakGflops(sizes: number[] = [256, 512], reps = 3): Promise<number> {
+  let best = 0;
+  for (const n of sizes) {
+    const a = tf.randomNormal([n, n]);
+    const b = tf.randomNormal([n, n]);
+    const ms = await medianTimeMs(() => tf.matMul(a, b), reps, 1);
+    best = Math.max(best, (2 * n ** 3) / (ms * 1e6));
+    tf.dispose([a, b]);
+  }
+  return best;
+}
