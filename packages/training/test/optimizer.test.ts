@@ -102,6 +102,7 @@ describe('AdamW and clipping [cpu]', () => {
     expect(state.m.map((t) => t.shape)).toEqual(shapes);
     tf.dispose([norm, ...state.m, ...state.v]);
     await expectNoLeaks(() => opt.applyClipped(grads, 0.01, 1).dispose(), 5);
+    await expectNoLeaks(() => new AdamW(vars, {weightDecay: 0.1}).dispose(), 3);
     tf.dispose([...vars, ...Object.values(grads)]);
     opt.dispose();
   });

@@ -78,8 +78,8 @@ export class AdamW {
     this.weightDecay = options.weightDecay ?? 0;
     this.sizes = variables.map((x) => x.size);
     const total = this.sizes.reduce((a, b) => a + b, 0);
-    this.m = tf.variable(tf.zeros([total]), false) as tf.Variable<tf.Rank.R1>;
-    this.v = tf.variable(tf.zeros([total]), false) as tf.Variable<tf.Rank.R1>;
+    this.m = tf.tidy(() => tf.variable(tf.zeros([total]), false)) as tf.Variable<tf.Rank.R1>;
+    this.v = tf.tidy(() => tf.variable(tf.zeros([total]), false)) as tf.Variable<tf.Rank.R1>;
     this.decayMask = this.weightDecay > 0 && total > 0
       ? tf.tensor1d(Float32Array.from(variables.flatMap((x) => new Array<number>(x.size).fill(x.rank >= 2 ? 1 : 0))))
       : null;
