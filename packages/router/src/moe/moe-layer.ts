@@ -483,6 +483,23 @@ export class MoE extends tf.layers.Layer {
     return this.metricsOf('inference');
   }
 
+  /**
+   * Metrics of the last call, read asynchronously (`await data()`), so that it works on every
+   * backend, also webgpu in Node, where synchronous reads are unavailable. Same values as
+   * {@link MoE.lastMetrics}, which afterwards serves them from the values read here.
+   *
+   * @example
+   * ```ts
+   * const m = await layer.readLastMetrics(); // {tokensPerExpert: [...], ...} or null
+   * ```
+   */
+  async readLastMetrics(): Promise<RoutingMetricValues | null> {
+    for (const slot of Object.values(this.lastByMode)) {
+      if (slot.tensors) await Promise.all(Object.values(slot.tensors).map((t) => t.data()));
+    }
+    return this.lastMetrics;
+  }
+
   /** `<float32>[]`: the auxiliary loss of the last call (owned by the layer), or null. */
   get lastAuxiliaryLoss(): tf.Scalar | null {
     return this.lastAux;

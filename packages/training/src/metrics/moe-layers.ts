@@ -42,3 +42,17 @@ export function readLayerStats(model: tf.LayersModel, mode: 'last' | 'training' 
   }
   return out;
 }
+
+/**
+ * {@link readLayerStats} with asynchronous reads (`MoE.readLastMetrics`), for every backend
+ * including webgpu in Node, where synchronous reads fail.
+ *
+ * @example
+ * ```ts
+ * const stats = await readLayerStatsAsync(model);
+ * ```
+ */
+export async function readLayerStatsAsync(model: tf.LayersModel): Promise<Record<string, LoadBalanceStats>> {
+  await Promise.all(findMoELayers(model).map((layer) => layer.readLastMetrics?.()));
+  return readLayerStats(model);
+}

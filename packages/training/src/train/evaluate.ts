@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {datasetSize, subset, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
-import {readLayerStats} from '../metrics/moe-layers';
+import {readLayerStatsAsync} from '../metrics/moe-layers';
 import {measureProbe, routingProbe} from '../metrics/probe';
 import {seededPermutation} from '../rng';
 
@@ -35,8 +35,8 @@ export interface EvalResult {
 }
 
 /**
- * Evaluates `model` (inference mode) on `ds`. Reads back once per batch, after the batch's
- * forward pass (evaluation is not a hot loop of the training step).
+ * Evaluates `model` (inference mode) on `ds`. Reads back once per batch, asynchronously, after the
+ * batch's forward pass (evaluation is not a hot loop of the training step).
  *
  * @example
  * ```ts
@@ -55,12 +55,15 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
   const classTotal = new Array<number>(ds.numClasses).fill(0);
   const classCorrect = new Array<number>(ds.numClasses).fill(0);
   const stats: Record<string, LoadBalanceStats[]> = {};
-  const probe = (options.probeExamples ?? 512) > 0 ? routingProbe(model) : null;
+  // The probe reads synchronously, which webgpu in Node cannot (no OffscreenCanvas): skipped there.
+  const syncReads = tf.getBackend() !== 'webgpu' || typeof (globalThis as {OffscreenCanvas?: unknown}).OffscreenCanvas !== 'undefined';
+  const probe = (options.probeExamples ?? 512) > 0 && syncReads ? routingProbe(model) : null;
   let probed = 0;
   // A fixed shuffled order (seed 0): the probed first examples then sample every class, even when
   // the data set is sorted by class (as the embedded digits and their held-out split are).
-  await toTfDataset(data, {batchSize, seed: 0}).forEachAsync((b) => {
-    const {xs, ys} = b as Batch;
+  const batches = await toTfDataset(data, {batchSize, seed: 0}).iterator();
+  for (let next = await batches.next(); !next.done; next = await batches.next()) {
+    const {xs, ys} = next.value as Batch;
     const useProbe = probe !== null && probed < (options.probeExamples ?? 512);
     const outputs = useProbe ? (probe.model.apply(xs, {training: false}) as tf.Tensor[]) : [model.apply(xs, {training: false}) as tf.Tensor];
     const logits = outputs[0] as tf.Tensor2D;
@@ -68,12 +71,11 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
       const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, 0, tf.Reduction.SUM);
       return [tf.argMax(logits, 1), l];
     });
-    const layerStats = useProbe ? measureProbe(probe, outputs.slice(1), ys, ds.numClasses) : readLayerStats(model);
+    const layerStats = useProbe ? measureProbe(probe, outputs.slice(1), ys, ds.numClasses) : await readLayerStatsAsync(model);
     if (useProbe) probed += ys.shape[0];
     tf.dispose(outputs);
-    const p = pred.dataSync();
-    const y = ys.dataSync();
-    lossSum += loss.dataSync()[0];
+    const [p, y, l] = await Promise.all([pred.data(), ys.data(), loss.data()]);
+    lossSum += l[0];
     for (let i = 0; i < y.length; i++) {
       classTotal[y[i]]++;
       if (p[i] === y[i]) {
@@ -83,7 +85,7 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
     }
     for (const [name, s] of Object.entries(layerStats)) (stats[name] ??= []).push(s);
     tf.dispose([pred, loss, xs, ys]);
-  });
+  }
   const n = datasetSize(data);
   const balance: Record<string, LoadBalanceStats> = {};
   for (const [name, list] of Object.entries(stats)) balance[name] = mergeStats(list);

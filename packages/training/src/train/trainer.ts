@@ -15,7 +15,7 @@ import {auxiliaryLoss, ConfigError, InvalidArgumentError} from '@tfjs-moe/router
 import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
-import {readLayerStats} from '../metrics/moe-layers';
+import {readLayerStatsAsync} from '../metrics/moe-layers';
 import {deriveSeed, withSeededRandom} from '../rng';
 import {hasCheckpoint, readLatestCheckpoint, setWeightsFromArtifacts, writeCheckpoint} from './checkpoint';
 import {evaluate, type EvalResult} from './evaluate';
@@ -292,7 +292,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
           learningRate: lr,
           gradNorm: norm,
           imagesPerSecond: (sinceLog * batchSize * 1000) / Math.max(1e-6, now - t0),
-          balance: readLayerStats(model),
+          balance: await readLayerStatsAsync(model),
         };
         sinceLog = 0;
         state.history.push(record);
