@@ -9,16 +9,19 @@
  * - `layernorm`: our `LayerNorm` and broadcasting class token, stock wasm kernels.
  * - `fast`: plus `registerFastKernels()` (XNNPACK for transposed / batched matMuls, row gathers).
  *
- * `npx tsx bench/train-step.ts [--backend=wasm] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast]`
+ * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
+ *
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast]`
  */
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
 import {registerFastKernels, unregisterFastKernels} from '@tfjs-moe/router';
 import {
-  AdamW, buildModel, forwardFlopsPerImage, trainableVariables, trainStep, type ModelSpec,
+  AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
+  type BackendRequest, type ModelSpec,
 } from '@tfjs-moe/training';
-import {machineDescription, measureMatMulPeak, selectBackend} from './common';
+import {machineDescription, measureMatMulPeak} from './common';
 
 const {values: args} = parseArgs({
   options: {
@@ -29,6 +32,7 @@ const {values: args} = parseArgs({
     variants: {type: 'string', default: 'legacy,layernorm,fast'},
     quick: {type: 'boolean', default: false},
     top: {type: 'string', default: '0'},
+    optimizer: {type: 'boolean', default: false},
   },
 });
 
@@ -133,10 +137,60 @@ async function measure(name: string, variant: string, batch: number, steps: numb
   return {model: name, variant, kernels: profile.kernels.length, kernelMs, stepMs, imagesPerSecond, percentOfPeak};
 }
 
+/**
+ * The optimizer update alone on the default V-MoE's variables: AdamW as one flat vector (now)
+ * against the per-variable update it replaced (clipping then ~15 ops and scalar uploads per
+ * variable, written out here as it was).
+ */
+async function optimizerComparison(): Promise<void> {
+  const model = buildModel(SPECS['sparse-ot'], INPUT);
+  const variables = trainableVariables(model);
+  const grads = Object.fromEntries(variables.map((x) => [x.name, tf.randomNormal(x.shape)]));
+  const flat = new AdamW(variables, {weightDecay: 1e-4});
+  const m = variables.map((x) => tf.variable(tf.zerosLike(x), false));
+  const v = variables.map((x) => tf.variable(tf.zerosLike(x), false));
+  let t = 0;
+  const perVariable = () => tf.tidy(() => {
+    t++;
+    const {grads: clipped, norm} = clipByGlobalNorm(grads, 1);
+    const c1 = 1 / (1 - 0.9 ** t);
+    const c2 = 1 / (1 - 0.999 ** t);
+    variables.forEach((p, i) => {
+      const g = clipped[p.name];
+      const mi = tf.add(tf.mul(m[i], 0.9), tf.mul(g, 0.1));
+      const vi = tf.add(tf.mul(v[i], 0.999), tf.mul(tf.square(g), 0.001));
+      let update = tf.div(tf.mul(mi, c1), tf.add(tf.sqrt(tf.mul(vi, c2)), 1e-8));
+      if (p.rank >= 2) update = tf.add(update, tf.mul(p, 1e-4));
+      m[i].assign(mi);
+      v[i].assign(vi);
+      p.assign(tf.sub(p, tf.mul(update, 1e-3)));
+    });
+    return norm;
+  });
+  const flatUpdate = () => flat.applyClipped(grads, 1e-3, 1);
+  console.log(`optimizer update on ${variables.length} variables (${variables.reduce((a, x) => a + x.size, 0)} parameters):`);
+  for (const [label, fn] of [['per-variable (before)', perVariable], ['flat (now)', flatUpdate]] as const) {
+    (await fn().data()); // warm-up
+    const profile = await tf.profile(() => fn());
+    const t0 = performance.now();
+    for (let i = 0; i < 5; i++) {
+      const n = fn();
+      await n.data();
+      n.dispose();
+    }
+    console.log(`  ${label}: ${profile.kernels.length} kernels, ${((performance.now() - t0) / 5).toFixed(1)} ms`);
+  }
+  tf.dispose([...Object.values(grads), ...m, ...v]);
+  flat.dispose();
+  model.dispose();
+}
+
 async function main(): Promise<void> {
   const batch = Number(args.batch);
   const steps = args.quick ? 2 : Number(args.steps);
-  await selectBackend(args.backend!);
+  const setup = await setupBackend(args.backend as BackendRequest, {fastKernels: false});
+  if (tf.getBackend() !== args.backend) throw new Error(`backend ${args.backend} is not active (${tf.getBackend()})`);
+  if (setup.adapter) console.log(`WebGPU adapter: ${JSON.stringify(setup.adapter)}`);
   const load = (await import('os')).loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`${machineDescription()}; backend ${tf.getBackend()}; load average ${load}; batch ${batch}`);
   registerFastKernels(); // the peak is the XNNPACK 2-D product either way
@@ -150,5 +204,7 @@ async function main(): Promise<void> {
       console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
     }
   }
+  if (args.optimizer) await optimizerComparison();
+  await releaseWebGPU();
 }
 void main();
