@@ -127,7 +127,7 @@ async function benchBackend(backend: string): Promise<void> {
       const capacity = router.computeCapacity(sizes.patches, 1.0);
       const fwd = await timeMs(() => {
         const res = router.route(logits, {training: true, capacity});
-        const out = [res.expertIndices, res.combineWeights];
+        const out = [res.tokenIndices, res.combineWeights];
         tf.dispose([res.auxiliaryLoss, ...Object.values(res.metrics)]);
         return out;
       }, reps, 1);

@@ -44,7 +44,7 @@ const VARIANTS: Variant[] = [
 /** One forward routing call; returns the tensors to sync on. */
 function forward(router: Router, tokens: tf.Tensor3D, capacity: number): tf.Tensor[] {
   const r = router.route(tokens, {training: true, capacity});
-  const out = [r.expertIndices, r.combineWeights];
+  const out = [r.tokenIndices, r.combineWeights];
   tf.dispose([r.auxiliaryLoss, ...Object.values(r.metrics)]);
   return out;
 }
@@ -55,7 +55,7 @@ function forwardBackward(router: Router, tokens: tf.Tensor3D, capacity: number, 
   const {value, grads} = tf.variableGrads(() => {
     const r = router.route(tokens, {training: true, capacity});
     const loss = tf.add(tf.sum(tf.mul(r.combineWeights, w)), r.auxiliaryLoss) as tf.Scalar;
-    tf.dispose([r.expertIndices, r.combineWeights, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+    tf.dispose([r.tokenIndices, r.combineWeights, r.auxiliaryLoss, ...Object.values(r.metrics)]);
     return loss;
   }, [kernel]);
   return [value, ...Object.values(grads)];

@@ -24,8 +24,8 @@ export {checkOptions, nearestKey, editDistance, UnknownOptionError} from './core
 export * from './ot/index';
 
 // Routing results and the routers.
-export {EMPTY_SLOT, makeRoutingResult, metricsToValues} from './routers/routing-result';
-export type {RoutingMetrics, RoutingMetricValues, RoutingResult} from './routers/routing-result';
+export {EMPTY_SLOT, makeRoutingResult, metricsToValues, expertsOfTokens} from './routers/routing-result';
+export type {RoutingMetrics, RoutingMetricValues, RoutingResult, RoutingTensors, StandardMetrics, TokenExperts} from './routers/routing-result';
 export * from './routers/index';
 
 // Dispatch, combine, capacity, grouping, losses and metrics.
@@ -46,7 +46,7 @@ export {effectiveGroupSize, groupTokens, ungroupTokens} from './moe/grouping';
 export type {GroupingMode, TokenGroups} from './moe/grouping';
 export {loadBalancingLoss, routerZLoss} from './routers/losses';
 export {standardMetrics} from './routers/metrics';
-export type {StandardMetricsInput} from './routers/metrics';
+export type {StandardMetricsInput, AssignmentMetrics} from './routers/metrics';
 export {stopGradient, noGrad, untracked, positiveMask} from './core/stop-gradient';
 
 // The mixture-of-experts layer.

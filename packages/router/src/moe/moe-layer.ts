@@ -361,10 +361,10 @@ export class MoE extends tf.layers.Layer {
       const S = groups.groupSize;
       const d = x.shape[x.rank - 1];
       const weights = this.normalizeCombineWeights
-        ? normalizeWeights(routing.expertIndices, routing.combineWeights, S)
+        ? normalizeWeights(routing.tokenIndices, routing.combineWeights, S)
         : routing.combineWeights;
-      const routedOut = this.experts(dispatch(groups.tokens, routing.expertIndices, 'expert-major'));
-      const combined = combine(routedOut, routing.expertIndices, weights, S, 'expert-major');
+      const routedOut = this.experts(dispatch(groups.tokens, routing.tokenIndices, 'expert-major'));
+      const combined = combine(routedOut, routing.tokenIndices, weights, S, 'expert-major');
       let y: tf.Tensor = ungroupTokens(combined, batch, tokens, this.groupingMode);
       if (this.residual || this.shared) {
         const flat = tf.reshape(x, [batch * tokens, d]) as tf.Tensor2D;
@@ -374,13 +374,13 @@ export class MoE extends tf.layers.Layer {
       }
       y = tf.reshape(y, [...lead, tokens, d]);
       aux = tf.keep(routing.auxiliaryLoss);
-      metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)]));
+      metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)])) as RoutingMetrics;
       if (!this.outputRouterLogits) return y;
       const logits = this.groupLogits(r);
       const back = (t: tf.Tensor3D) => tf.reshape(ungroupTokens(t, batch, tokens, this.groupingMode), [...lead, tokens, this.numExperts]);
-      const ones = tf.cast(tf.greaterEqual(routing.expertIndices, 0), 'float32') as tf.Tensor3D;
-      const mask = back(slotsToTokens(ones, routing.expertIndices, S));
-      const w = back(slotsToTokens(routing.combineWeights, routing.expertIndices, S));
+      const ones = tf.cast(tf.greaterEqual(routing.tokenIndices, 0), 'float32') as tf.Tensor3D;
+      const mask = back(slotsToTokens(ones, routing.tokenIndices, S));
+      const w = back(slotsToTokens(routing.combineWeights, routing.tokenIndices, S));
       return [y, back(logits), rankExperts(mask, w)];
     });
     this.replaceLast(aux, metrics, training);
@@ -426,7 +426,7 @@ export class MoE extends tf.layers.Layer {
       const real = groupTokens(position, this.groupingMode, this.groupSize, tf.ones([batch, tokens]) as tf.Tensor2D);
       const tokenIndex = tf.cast(tf.where(tf.greater(real.mask!, 0), tf.reshape(real.tokens, [-1, S]), tf.fill([real.tokens.shape[0], S], -1)), 'int32') as tf.Tensor2D;
       const grouped: GroupedRouting = {
-        expertIndices: routing.expertIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
+        expertIndices: routing.tokenIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
         tokenIndex, groupSize: S, capacity: r.capacity,
       };
       const result: Parts = {grouped, mask: groups.mask, auxiliaryLoss: routing.auxiliaryLoss, metrics: routing.metrics, lead: r.lead, tokens};

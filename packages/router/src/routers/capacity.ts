@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
+import {oneHot} from './one-hot';
 
 /**
  * Slots per expert and group:
@@ -48,7 +49,7 @@ export function computeCapacity(
 /** Output of {@link assignTokenChoice}. */
 export interface TokenChoiceAssignment {
   /** `<int32>[groups, experts, capacity]`: token index per slot, -1 when empty. */
-  expertIndices: tf.Tensor3D;
+  tokenIndices: tf.Tensor3D;
   /** `<float32>[groups, experts]`: tokens that asked for each expert (before capacity). */
   demand: tf.Tensor2D;
 }
@@ -70,7 +71,7 @@ export interface TokenChoiceAssignment {
  * ```ts
  * // One group of 3 tokens that all choose expert 0, capacity 2: token 2 is dropped.
  * const a = assignTokenChoice(tf.tensor3d([[[0], [0], [0]]], [1, 3, 1], 'int32'), 2, 2);
- * a.expertIndices.print(); // [[[0, 1], [-1, -1]]]
+ * a.tokenIndices.print(); // [[[0, 1], [-1, -1]]]
  * ```
  */
 export function assignTokenChoice(
@@ -98,9 +99,9 @@ export function assignTokenChoice(
     const pairExpert = tf.reshape(tf.transpose(ch, [0, 2, 1]), [groups, k * groupSize]);
     const pairToken = tf.tile(order, [1, k]);
     const pairValid = tf.tile(m, [1, k]);
-    const oneHot = tf.mul(tf.oneHot(pairExpert as tf.Tensor2D, numExperts), tf.expandDims(pairValid, 2)); // [G, kS, E]
-    const before = tf.cumsum(oneHot, 1, true); // exclusive: earlier pairs asking for the same expert
-    const position = tf.sum(tf.mul(before, oneHot), 2); // [G, kS]
+    const asks = tf.mul(oneHot(pairExpert, numExperts), tf.expandDims(pairValid, 2)); // [G, kS, E]
+    const before = tf.cumsum(asks, 1, true); // exclusive: earlier pairs asking for the same expert
+    const position = tf.sum(tf.mul(before, asks), 2); // [G, kS]
     const kept = tf.logicalAnd(tf.greater(pairValid, 0), tf.less(position, capacity));
     // Scatter token+1 into [G, E, capacity + 1]; pairs that are not kept go to the spare slot.
     const slot = tf.where(kept, tf.cast(position, 'int32'), tf.fill(position.shape, capacity, 'int32'));
@@ -108,8 +109,8 @@ export function assignTokenChoice(
     const idx = tf.stack([g, tf.cast(pairExpert, 'int32'), slot], 2); // [G, kS, 3]
     const vals = tf.add(pairToken, 1);
     const table = tf.scatterND(tf.reshape(idx, [-1, 3]), tf.reshape(vals, [-1]), [groups, numExperts, capacity + 1]);
-    const expertIndices = tf.sub(tf.slice(table, [0, 0, 0], [groups, numExperts, capacity]), 1) as tf.Tensor3D;
-    const demand = tf.sum(oneHot, 1) as tf.Tensor2D;
-    return {expertIndices: tf.cast(expertIndices, 'int32') as tf.Tensor3D, demand};
+    const tokenIndices = tf.sub(tf.slice(table, [0, 0, 0], [groups, numExperts, capacity]), 1) as tf.Tensor3D;
+    const demand = tf.sum(asks, 1) as tf.Tensor2D;
+    return {tokenIndices: tf.cast(tokenIndices, 'int32') as tf.Tensor3D, demand};
   });
 }

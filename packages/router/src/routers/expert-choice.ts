@@ -6,16 +6,19 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {gatherTokenExpertValues} from '../moe/dispatch';
-import {routerZLoss} from './losses';
-import {stopGradient, untracked} from '../core/stop-gradient';
-import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
-import {registerRouter} from './registry';
+import {untracked} from '../core/stop-gradient';
+import {Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
 
-/** Arguments of {@link ExpertChoiceRouter}. */
-export interface ExpertChoiceRouterArgs extends RouterArgs {
-  /** Weight of the router z-loss in the auxiliary loss. Default 0 (the paper uses no auxiliary loss). */
-  zLossWeight?: number;
-}
+/**
+ * Arguments of {@link ExpertChoiceRouter}: those of every router (the paper uses no auxiliary
+ * loss, so both loss weights default to 0).
+ *
+ * @example
+ * ```ts
+ * const args: ExpertChoiceRouterArgs = {numExperts: 8, zLossWeight: 1e-3};
+ * ```
+ */
+export type ExpertChoiceRouterArgs = RouterArgs;
 
 /**
  * Expert-choice router. Gates `softmax(logits)` over experts; expert e takes the top-`capacity`
@@ -31,18 +34,10 @@ export interface ExpertChoiceRouterArgs extends RouterArgs {
  */
 export class ExpertChoiceRouter extends Router {
   static className = 'ExpertChoiceRouter';
-  readonly zLossWeight: number;
 
-  constructor(args: ExpertChoiceRouterArgs) {
-    super(args);
-    this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, 'ExpertChoiceRouter');
-  }
-
-  protected computeRouting(logits: tf.Tensor3D, mask: tf.Tensor2D | undefined, training: boolean, capacity: number): RoutingParts {
-    void training;
-    const [groups, , experts] = logits.shape;
-    const gates = tf.softmax(logits) as tf.Tensor3D;
-    const expertIndices = untracked(() => {
+  protected computeRouting({gates, mask, capacity}: RoutingInput): RoutingDecision {
+    const [groups, , experts] = gates.shape;
+    const tokenIndices = untracked(() => {
       // Masked tokens score -1 (gates are >= 0), so they come last and are then emptied.
       const scores = mask ? tf.where(tf.greater(tf.expandDims(mask, 2), 0), gates, tf.fill(gates.shape, -1)) : gates;
       const chosen = tf.topk(tf.transpose(scores, [0, 2, 1]), capacity).indices; // [G, E, C]
@@ -50,18 +45,10 @@ export class ExpertChoiceRouter extends Router {
       const real = tf.reshape(tf.gather(mask, tf.reshape(chosen, [groups, experts * capacity]), 1, 1), chosen.shape);
       return tf.where(tf.greater(real, 0), chosen, tf.fill(chosen.shape, -1, 'int32'));
     }) as tf.Tensor3D;
-    const combineWeights = gatherTokenExpertValues(gates, expertIndices);
-    const z = routerZLoss(logits, mask);
-    const aux = tf.mul(z, this.zLossWeight) as tf.Scalar;
-    return this.finishRouting(expertIndices, combineWeights, aux, gates, mask, undefined, {zLoss: stopGradient(z)});
-  }
-
-  override getConfig(): tf.serialization.ConfigDict {
-    return {...super.getConfig(), zLossWeight: this.zLossWeight};
+    return {tokenIndices, combineWeights: gatherTokenExpertValues(gates, tokenIndices)};
   }
 }
 tf.serialization.registerClass(ExpertChoiceRouter);
-registerRouter('expert-choice', ExpertChoiceRouter);
 
 /**
  * Creates an {@link ExpertChoiceRouter}.

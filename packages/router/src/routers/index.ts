@@ -1,10 +1,10 @@
 /**
- * The routing rules. Importing this module registers every router by name (see `registry.ts`).
+ * The routing rules. Importing this module registers every router with tf.serialization.
  */
-export {Router, resolveInitializer, serializeInitializer, assertLossWeight} from './router';
-export type {RouterArgs, RouteOptions, RoutingParts, InitializerLike} from './router';
-export {registerRouter, getRouterClass, createRouter, routerNames} from './registry';
-export type {RouterClass, RouterSpec} from './registry';
+export {Router, resolveInitializer, serializeInitializer, assertLossWeight, assertBoolean, LAYER_ARG_NAMES, ROUTER_ARG_NAMES} from './router';
+export type {RouterArgs, RouteOptions, RoutingInput, RoutingDecision, InitializerLike} from './router';
+export {getRouterClass, createRouter, routerNames, ROUTER_ALIASES} from './registry';
+export type {RouterClass, RouterSpec, RouterName} from './registry';
 export {TopKRouter, topKRouter} from './top-k';
 export type {TopKRouterArgs} from './top-k';
 export {ExpertChoiceRouter, expertChoiceRouter} from './expert-choice';
@@ -12,4 +12,11 @@ export type {ExpertChoiceRouterArgs} from './expert-choice';
 export {SinkhornRouter, sinkhornRouter} from './sinkhorn';
 export type {SinkhornRouterArgs} from './sinkhorn';
 export {SparseOTRouter, sparseOTRouter} from './sparse-ot';
-export type {SparseOTRouterArgs, OTGradientMode, OTRoutingDirection, OTCost, OTDispatchMode} from './sparse-ot';
+export type {SparseOTRouterArgs, OTCost} from './sparse-ot';
+export {resolveSolver, resolveGradient, resolveAssignment} from './sparse-ot-config';
+export type {
+  OTSolverConfig, OTGradientConfig, OTAssignmentConfig, OTSolverName, OTGradientMode, OTRoutingDirection,
+  OTSolverLike, OTGradientLike, OTAssignmentLike, ResolvedSolver, ResolvedGradient, ResolvedAssignment, LegacySparseOTArgs,
+} from './sparse-ot-config';
+export {rebalanceAssignment} from './rebalance';
+export {oneHot} from './one-hot';

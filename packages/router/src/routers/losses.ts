@@ -3,6 +3,7 @@
  * the router z-loss (ST-MoE, Zoph et al. 2022). Both respect a token mask.
  */
 import * as tf from '@tensorflow/tfjs';
+import {oneHot} from './one-hot';
 
 /**
  * Switch load-balancing loss, averaged over groups:
@@ -27,7 +28,7 @@ export function loadBalancingLoss(gates: tf.Tensor3D, firstChoice: tf.Tensor2D, 
     const m = mask ?? tf.ones([groups, groupSize]);
     const tokens = tf.maximum(tf.sum(m, 1, true), 1); // [G, 1]
     const m3 = tf.expandDims(m, 2);
-    const f = tf.div(tf.sum(tf.mul(tf.oneHot(firstChoice, experts), m3), 1), tokens); // [G, E]
+    const f = tf.div(tf.sum(tf.mul(oneHot(firstChoice, experts), m3), 1), tokens); // [G, E]
     const p = tf.div(tf.sum(tf.mul(gates, m3), 1), tokens); // [G, E]
     return tf.mul(tf.mean(tf.sum(tf.mul(f, p), 1)), experts) as tf.Scalar;
   });

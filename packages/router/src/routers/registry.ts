@@ -1,12 +1,23 @@
 /**
- * Router registry: routing rules by name (`'topk'`, `'expert-choice'`, `'sinkhorn'`,
- * `'sparse-ot'`) so that the MoE layer can be configured with `router: 'topk'` or
- * `router: {name: 'topk', k: 2}`. Each router module registers itself when imported
- * (`registerRouter('topk', TopKRouter)` after the class); `routers/index.ts` imports them all.
+ * Routers by name. The routers are tfjs serializable classes (`tf.serialization.registerClass`),
+ * so a router is rebuilt from `{className, config}` through tf.serialization like any layer; this
+ * module only adds short names for them (`'topk'` -> `'TopKRouter'`) and the lookups the MoE
+ * layer uses for `router: 'topk'` and `router: {name: 'topk', k: 2}`.
  */
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError} from '../core/errors';
-import type {Router, RouterArgs} from './router';
+import {Router, type RouterArgs} from './router';
+
+/** The short names of the built-in routers. */
+export type RouterName = 'topk' | 'expert-choice' | 'sinkhorn' | 'sparse-ot';
+
+/** Short name -> tfjs class name of the built-in routers. */
+export const ROUTER_ALIASES: Readonly<Record<RouterName, string>> = {
+  'topk': 'TopKRouter',
+  'expert-choice': 'ExpertChoiceRouter',
+  'sinkhorn': 'SinkhornRouter',
+  'sparse-ot': 'SparseOTRouter',
+};
 
 /** A router class: constructible from its args, with the tfjs `className`. */
 export interface RouterClass {
@@ -14,73 +25,74 @@ export interface RouterClass {
   className: string;
 }
 
-/** A router given by name, by name with arguments, by serialized form, or as an instance. */
+/**
+ * A router given by short name, by name with arguments, in serialized form
+ * (`{className, config}`, the form `getConfig()` writes), or as an instance. A name may also be
+ * the `className` of a router class registered with `tf.serialization.registerClass`.
+ */
 export type RouterSpec =
-  | string
-  | ({name: string} & Partial<RouterArgs> & Record<string, unknown>)
+  | RouterName
+  | (string & {})
+  | ({name: RouterName | (string & {})} & Partial<RouterArgs> & Record<string, unknown>)
   | {className: string; config: tf.serialization.ConfigDict}
   | Router;
 
-const byName = new Map<string, RouterClass>();
+/** The short names of the built-in routers: `['topk', 'expert-choice', 'sinkhorn', 'sparse-ot']`. */
+export function routerNames(): RouterName[] {
+  return Object.keys(ROUTER_ALIASES) as RouterName[];
+}
 
 /**
- * Registers a router class under `name` (also reachable by its `className`).
+ * The router class for a short name or a registered router `className`.
  *
- * @example
- * ```ts
- * registerRouter('my-router', MyRouter);
- * moe({numExperts: 8, hiddenDim: 64, router: 'my-router'});
- * ```
- */
-export function registerRouter(name: string, cls: RouterClass): void {
-  byName.set(name, cls);
-}
-
-/** Names of the registered routers, e.g. `['topk', 'expert-choice', 'sinkhorn', 'sparse-ot']`. */
-export function routerNames(): string[] {
-  return [...byName.keys()];
-}
-
-/**
- * The router class registered as `name` (or with that `className`).
- * Unknown names throw {@link ConfigError} naming `router`.
+ * @throws {ConfigError} naming `router` for an unknown name or a class that is not a router
  *
  * @example
  * ```ts
  * getRouterClass('topk') === TopKRouter; // true
+ * getRouterClass('TopKRouter') === TopKRouter; // true
  * ```
  */
 export function getRouterClass(name: string): RouterClass {
-  const cls = byName.get(name) ?? [...byName.values()].find((c) => c.className === name);
-  if (!cls) {
+  const className = (ROUTER_ALIASES as Record<string, string>)[name] ?? name;
+  const entry = typeof className === 'string' ? tf.serialization.SerializationMap.getMap().classNameMap[className] : undefined;
+  const cls = entry?.[0] as unknown as RouterClass | undefined;
+  if (!cls || !(cls.prototype instanceof Router)) {
     throw new ConfigError('router', `one of ${routerNames().map((n) => `'${n}'`).join(', ')}`, name);
   }
   return cls;
+}
+
+/** Rebuilds a router through tf.serialization: the class's `fromConfig`, as tfjs deserializes layers. */
+function deserializeRouter(className: string, config: Record<string, unknown>): Router {
+  const cls = getRouterClass(className);
+  const [ctor, fromConfig] = tf.serialization.SerializationMap.getMap().classNameMap[cls.className];
+  return fromConfig(ctor, config as tf.serialization.ConfigDict) as unknown as Router;
 }
 
 /**
  * Builds a router from a {@link RouterSpec}; `defaults` (e.g. `numExperts` from the MoE layer)
  * fill arguments the spec leaves out. A given `Router` instance is returned as is.
  *
+ * @throws {ConfigError} for an unknown router name or a spec of another form
+ * @throws {UnknownOptionError} for an argument the router does not know (`{name: 'topk', kk: 2}`)
+ *
  * @example
  * ```ts
  * const r = createRouter({name: 'topk', k: 2}, {numExperts: 8});
+ * const same = createRouter({className: 'TopKRouter', config: r.getConfig()});
  * ```
  */
 export function createRouter(spec: RouterSpec, defaults: Partial<RouterArgs> = {}): Router {
-  if (spec instanceof tf.layers.Layer) return spec as Router;
-  if (typeof spec === 'string') return new (getRouterClass(spec) as unknown as new (a: RouterArgs) => Router)({...defaults} as RouterArgs);
+  if (spec instanceof Router) return spec;
+  if (typeof spec === 'string') return deserializeRouter(spec, {...defaults});
   if (spec && typeof spec === 'object' && typeof (spec as {className?: unknown}).className === 'string' && 'config' in spec) {
     const s = spec as {className: string; config: tf.serialization.ConfigDict};
-    const cls = getRouterClass(s.className) as unknown as typeof tf.layers.Layer;
-    return tf.serialization.SerializationMap.getMap().classNameMap[(cls as unknown as RouterClass).className][1](
-      cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>,
-      {...defaults, ...s.config} as tf.serialization.ConfigDict,
-    ) as unknown as Router;
+    return deserializeRouter(s.className, {...defaults, ...s.config});
   }
   if (spec && typeof spec === 'object' && typeof (spec as {name?: unknown}).name === 'string') {
     const {name, ...args} = spec as {name: string} & Record<string, unknown>;
-    return new (getRouterClass(name) as unknown as new (a: RouterArgs) => Router)({...defaults, ...args} as RouterArgs);
+    return deserializeRouter(name, {...defaults, ...args});
   }
-  throw new ConfigError('router', "a router name, {name, ...args}, {className, config} or a Router", spec);
+  throw new ConfigError('router', 'a router name, {name, ...args}, {className, config} or a Router', spec);
 }

@@ -1,25 +1,30 @@
 /**
- * The router base class: a tfjs `Layer` that owns the router kernel and turns tokens into a
- * {@link RoutingResult} through a template method (`route` -> `computeLogits` ->
- * abstract `computeRouting`), as flaxformer's `Router` does.
+ * The router base class: a tfjs `Layer` that owns what every router shares, as flaxformer's
+ * `Router` does: the router kernel (and optional bias), input jitter and Gaussian logit noise, the
+ * auxiliary losses (load balancing, z-loss) and their plumbing, the standard metrics, and one
+ * {@link RoutingResult}. A template method runs `route` -> `computeLogits` -> softmax -> abstract
+ * `computeRouting` (the routing rule) -> losses and metrics.
  *
  * Contract for subclasses (`TopKRouter`, `ExpertChoiceRouter`, `SinkhornRouter`,
  * `SparseOTRouter`):
- * - declare `static override className` and call `tf.serialization.registerClass(Cls)` and
- *   `registerRouter('<name>', Cls)` (from `./registry`) right after the class;
- * - implement {@link Router.computeRouting}; use {@link Router.finishRouting} for the standard
- *   metrics; override {@link Router.computeCapacity} when the rule sizes capacity differently;
+ * - declare `static override className`, call `tf.serialization.registerClass(Cls)` right after
+ *   the class, and add a short name to `ROUTER_ALIASES` (`registry.ts`);
+ * - pass the names of its own arguments to the base constructor (unknown keys are errors);
+ * - implement {@link Router.computeRouting}, returning a {@link RoutingDecision}; override
+ *   {@link Router.computeCapacity} when the rule sizes capacity differently;
  * - extend `getConfig()` with every constructor argument;
  * - any state that changes outputs must be a weight created with `addWeight` in `build()`.
  */
 import * as tf from '@tensorflow/tfjs';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
-import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
+import {checkOptions} from '../core/options';
+import {stopGradient, untracked} from '../core/stop-gradient';
 import {makeRoutingResult, RoutingMetrics, RoutingResult} from './routing-result';
 import {standardMetrics} from './metrics';
 import {computeCapacity} from './capacity';
+import {loadBalancingLoss, routerZLoss} from './losses';
 
 /**
  * An initializer given by name (a `tf.initializers` factory name such as `'glorotNormal'` or its
@@ -45,15 +50,56 @@ export function serializeInitializer(init: Initializer): tf.serialization.Config
   return {className: init.getClassName(), config: init.getConfig()};
 }
 
-/** Constructor arguments shared by every router. */
+/** The keys of tfjs's `LayerArgs`, accepted by every router (and written by `getConfig`). */
+export const LAYER_ARG_NAMES = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype', 'weights', 'inputDType'] as const;
+
+/** The arguments that {@link RouterArgs} adds to `LayerArgs`. */
+export const ROUTER_ARG_NAMES = [
+  'numExperts', 'kernelInitializer', 'useBias', 'biasInitializer', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise', 'logitNoise',
+] as const;
+
+/**
+ * Constructor arguments shared by every router.
+ *
+ * @example
+ * ```ts
+ * const args: RouterArgs = {numExperts: 8, useBias: true, zLossWeight: 1e-3, logitNoise: 1 / 8};
+ * ```
+ */
 export interface RouterArgs extends LayerArgs {
   /** Number of experts E (>= 1). Set by the MoE layer when the router is given by name. */
   numExperts: number;
   /**
-   * Initializer of the bias-free router kernel `<float32>[d, E]`. Default `'leCunNormal'`
-   * (flax's default for the dense router of vmoe).
+   * Initializer of the router kernel `<float32>[d, E]`. Default `'leCunNormal'` (flax's default
+   * for the dense router of vmoe).
    */
   kernelInitializer?: InitializerLike;
+  /**
+   * Add a learned bias `<float32>[E]` to the router logits (as in Tutel and DeepSpeed-MoE's gate).
+   * Default false (bias-free, as vmoe, Switch and flaxformer).
+   */
+  useBias?: boolean;
+  /** Initializer of the router bias. Default `'zeros'`. */
+  biasInitializer?: InitializerLike;
+  /**
+   * Weight of the Switch load-balancing loss (Fedus et al. 2021, eq. 4; see `losses.ts`) in the
+   * auxiliary loss. Default 0, except `TopKRouter`: 0.01 (Switch).
+   */
+  loadBalanceLossWeight?: number;
+  /** Weight of the router z-loss (ST-MoE, Zoph et al. 2022, eq. 5) in the auxiliary loss. Default 0 (ST-MoE uses 1e-3). */
+  zLossWeight?: number;
+  /**
+   * Multiplicative jitter on the router input, training only: tokens are scaled elementwise by
+   * `U(1 - jitterNoise, 1 + jitterNoise)` before the logits (Switch uses 0.01). In `[0, 1)`. Default 0.
+   */
+  jitterNoise?: number;
+  /**
+   * Additive Gaussian noise on the router logits, training only: `logits + N(0, logitNoise^2)`
+   * before routing and gates (noisy gating, Shazeer et al. 2017 with a fixed scale; Tutel's
+   * `gate_noise`; DeepSpeed's `RSample` policy samples Gumbel noise instead). The standard
+   * deviation, in logit units, >= 0. Default 0.
+   */
+  logitNoise?: number;
 }
 
 /** Options of one {@link Router.route} call. */
@@ -65,8 +111,8 @@ export interface RouteOptions {
    */
   mask?: tf.Tensor2D;
   /**
-   * Training mode. Jitter noise, training-only balancing and warm starts apply only when true;
-   * with false the result for a group depends on that group alone.
+   * Training mode. Jitter and logit noise, training-only balancing and warm starts apply only
+   * when true; with false the result for a group depends on that group alone.
    */
   training: boolean;
   /**
@@ -77,25 +123,39 @@ export interface RouteOptions {
   capacity: number;
 }
 
-/** What {@link Router.computeRouting} returns: a {@link RoutingResult} without `dispose`. */
-export interface RoutingParts {
-  /** `<int32>[groups, experts, capacity]`, -1 in empty slots. */
-  expertIndices: tf.Tensor3D;
-  /** `<float32>[groups, experts, capacity]`, 0 in empty slots. */
+/** What a routing rule ({@link Router.computeRouting}) is given. */
+export interface RoutingInput {
+  /** `<float32>[groups, groupSize, E]`: router logits (bias and training noise applied). */
+  logits: tf.Tensor3D;
+  /** `<float32>[groups, groupSize, E]`: `softmax(logits)` over experts. */
+  gates: tf.Tensor3D;
+  /** `<float32>[groups, groupSize]`, 1 = real token; undefined when every token is real. */
+  mask: tf.Tensor2D | undefined;
+  /** Training mode. */
+  training: boolean;
+  /** Slots per expert, in `[1, groupSize]`. */
+  capacity: number;
+}
+
+/** What a routing rule decides; the base class adds the losses and the standard metrics. */
+export interface RoutingDecision {
+  /** `<int32>[groups, E, capacity]`: token index (within its group) per expert slot, -1 when empty. */
+  tokenIndices: tf.Tensor3D;
+  /** `<float32>[groups, E, capacity]`, 0 in empty slots. */
   combineWeights: tf.Tensor3D;
-  /** `<float32>[]`. */
-  auxiliaryLoss: tf.Scalar;
-  /** Metrics (the base class adds `auxiliaryLoss`). */
-  metrics: RoutingMetrics;
+  /**
+   * `<float32>[groups, E]`: tokens that asked for each expert before capacity, or undefined
+   * (then: tokens whose largest gate is the expert).
+   */
+  demand?: tf.Tensor2D;
+  /** The rule's own metrics (scalars or `[E]` vectors), e.g. the OT solver's. */
+  metrics?: Record<string, tf.Tensor>;
 }
 
 /**
- * Abstract router. A router is a tfjs `Layer` holding the bias-free kernel `<float32>[d, E]`;
- * `route()` computes `logits = tokens @ kernel` and hands them to the routing rule.
- *
- * As a layer, `apply(tokens, {capacity, training})` returns
- * `[combineWeights <float32>[groups, E, capacity], expertIndices <int32>[groups, E, capacity]]`
- * (capacity defaults to `computeCapacity(groupSize, 1)`), but the MoE layer calls `route()`.
+ * Abstract router. A router is a tfjs `Layer` holding the kernel `<float32>[d, E]` (and, with
+ * `useBias`, a bias `<float32>[E]`); {@link Router.route} computes the logits and hands them to
+ * the routing rule. The MoE layer calls `route()`; a router is not applied as a layer on its own.
  *
  * @example
  * ```ts
@@ -111,14 +171,45 @@ export abstract class Router extends tf.layers.Layer {
   readonly numExperts: number;
   /** Initializer of the kernel. */
   readonly kernelInitializer: Initializer;
+  /** Whether the logits have a learned bias. */
+  readonly useBias: boolean;
+  /** Initializer of the bias. */
+  readonly biasInitializer: Initializer;
+  /** Weight of the load-balancing loss in the auxiliary loss. */
+  readonly loadBalanceLossWeight: number;
+  /** Weight of the z-loss in the auxiliary loss. */
+  readonly zLossWeight: number;
+  /** Multiplicative input jitter in training, in `[0, 1)`. */
+  readonly jitterNoise: number;
+  /** Standard deviation of the Gaussian logit noise in training. */
+  readonly logitNoise: number;
   /** The router kernel `<float32>[d, E]`, created in `build()`. */
   kernel: tf.LayerVariable | null = null;
+  /** The router bias `<float32>[E]` (with `useBias`), created in `build()`. */
+  bias: tf.LayerVariable | null = null;
 
-  constructor(args: RouterArgs) {
+  /**
+   * @param args the router's arguments
+   * @param ownArgNames the names of the subclass's own arguments (with {@link ROUTER_ARG_NAMES}
+   *   and {@link LAYER_ARG_NAMES}, every other key is an `UnknownOptionError`)
+   * @param defaults subclass defaults of shared arguments (e.g. TopK's `loadBalanceLossWeight`)
+   */
+  constructor(args: RouterArgs, ownArgNames: readonly string[] = [], defaults: {loadBalanceLossWeight?: number} = {}) {
     super(args);
     const ctx = new.target.name;
+    checkOptions(args, [...LAYER_ARG_NAMES, ...ROUTER_ARG_NAMES, ...ownArgNames], ctx);
     this.numExperts = assertPositiveInt('numExperts', args?.numExperts, ctx);
     this.kernelInitializer = resolveInitializer(args.kernelInitializer ?? 'leCunNormal', 'kernelInitializer');
+    this.useBias = assertBoolean('useBias', args.useBias ?? false, ctx);
+    this.biasInitializer = resolveInitializer(args.biasInitializer ?? 'zeros', 'biasInitializer');
+    this.loadBalanceLossWeight = assertLossWeight('loadBalanceLossWeight', args.loadBalanceLossWeight ?? defaults.loadBalanceLossWeight ?? 0, ctx);
+    this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, ctx);
+    const jitter = args.jitterNoise ?? 0;
+    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) {
+      throw new InvalidArgumentError('jitterNoise', 'a number in [0, 1)', jitter, ctx);
+    }
+    this.jitterNoise = jitter;
+    this.logitNoise = assertLossWeight('logitNoise', args.logitNoise ?? 0, ctx);
   }
 
   /** Experts each token asks for (top-k's k); used by the default capacity formula. */
@@ -138,18 +229,21 @@ export abstract class Router extends tf.layers.Layer {
     const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
     const d = shape[shape.length - 1];
     if (d == null) throw new ShapeError('inputShape', 'a known model dimension (last axis)', shape, this.getClassName());
-    // The weight name carries 'router/' so that it stays unique inside an MoE layer's scope.
+    // The weight names carry 'router/' so that they stay unique inside an MoE layer's scope.
     this.kernel = this.addWeight('router/kernel', [d, this.numExperts], 'float32', this.kernelInitializer);
+    if (this.useBias) this.bias = this.addWeight('router/bias', [this.numExperts], 'float32', this.biasInitializer);
     this.built = true;
   }
 
   /**
-   * Routes groups of tokens. Validates the inputs, builds the layer on first use, computes the
-   * logits and calls the routing rule.
+   * Routes groups of tokens: validates the inputs, builds the layer on first use, computes the
+   * logits and gates, applies the routing rule, then the auxiliary losses and the metrics.
    *
    * @param tokens `<float32>[groups, groupSize, d]`
    * @param options mask, training mode and capacity ({@link RouteOptions})
    * @returns a {@link RoutingResult} owned by the caller
+   * @throws {ShapeError} for tokens that are not `[groups, groupSize, d]` or a mask of another shape
+   * @throws {InvalidArgumentError} for a capacity outside `[1, groupSize]`
    */
   route(tokens: tf.Tensor3D, options: RouteOptions): RoutingResult {
     const ctx = this.getClassName();
@@ -172,88 +266,72 @@ export abstract class Router extends tf.layers.Layer {
     const parts = tf.tidy(() => {
       const m = mask == null ? undefined : (tf.cast(mask, 'float32') as tf.Tensor2D);
       const logits = this.computeLogits(tokens, training);
-      const p = this.computeRouting(logits, m, training, capacity);
-      return {...p, metrics: {...p.metrics, auxiliaryLoss: p.auxiliaryLoss.clone()}};
+      const gates = tf.softmax(logits) as tf.Tensor3D;
+      const decision = this.computeRouting({logits, gates, mask: m, training, capacity});
+      const firstChoice = untracked(() => tf.argMax(gates, 2)) as tf.Tensor2D;
+      const loadBalanceLoss = loadBalancingLoss(gates, firstChoice, m);
+      const zLoss = routerZLoss(logits, m);
+      const auxiliaryLoss = tf.add(tf.mul(loadBalanceLoss, this.loadBalanceLossWeight), tf.mul(zLoss, this.zLossWeight)) as tf.Scalar;
+      const metrics: RoutingMetrics = {
+        ...standardMetrics({tokenIndices: decision.tokenIndices, gates, mask: m, demand: decision.demand}),
+        loadBalanceLoss: stopGradient(loadBalanceLoss),
+        zLoss: stopGradient(zLoss),
+        auxiliaryLoss: stopGradient(auxiliaryLoss),
+        ...decision.metrics,
+      };
+      return {tokenIndices: decision.tokenIndices, combineWeights: decision.combineWeights, routerLogits: logits, auxiliaryLoss, metrics};
     });
-    return makeRoutingResult(parts.expertIndices, parts.combineWeights, parts.auxiliaryLoss, parts.metrics);
+    return makeRoutingResult(parts);
   }
 
   /**
-   * Router logits `<float32>[groups, groupSize, E] = tokens @ kernel`. Subclasses may override
-   * (e.g. to add input jitter in training) and call `super.computeLogits`.
+   * Router logits `<float32>[groups, groupSize, E] = tokens @ kernel (+ bias)`; in training the
+   * tokens are first scaled by the multiplicative jitter and the logits get the Gaussian noise.
    */
   protected computeLogits(tokens: tf.Tensor3D, training: boolean): tf.Tensor3D {
-    void training;
     const [groups, groupSize, d] = tokens.shape;
-    const kernel = (this.kernel as tf.LayerVariable).read();
-    return tf.reshape(tf.matMul(tf.reshape(tokens, [groups * groupSize, d]), kernel), [groups, groupSize, this.numExperts]);
+    let x: tf.Tensor = tokens;
+    if (training && this.jitterNoise > 0) x = tf.mul(x, tf.randomUniform(tokens.shape, 1 - this.jitterNoise, 1 + this.jitterNoise));
+    let logits = tf.matMul(tf.reshape(x, [groups * groupSize, d]), (this.kernel as tf.LayerVariable).read());
+    if (this.bias) logits = tf.add(logits, this.bias.read());
+    if (training && this.logitNoise > 0) logits = tf.add(logits, tf.randomNormal(logits.shape, 0, this.logitNoise));
+    return tf.reshape(logits, [groups, groupSize, this.numExperts]);
   }
 
   /**
    * The routing rule. Called inside a `tf.tidy`: return new tensors only.
    *
-   * @param logits `<float32>[groups, groupSize, E]`
-   * @param mask `<float32>[groups, groupSize]` (1 = real token) or undefined (all real)
-   * @param training training mode
-   * @param capacity slots per expert, in `[1, groupSize]`
+   * @param input logits, gates, mask, training mode and capacity ({@link RoutingInput})
+   * @returns token indices and combine weights per expert slot, and optionally the demand and
+   *   the rule's own metrics ({@link RoutingDecision})
    */
-  protected abstract computeRouting(
-    logits: tf.Tensor3D,
-    mask: tf.Tensor2D | undefined,
-    training: boolean,
-    capacity: number,
-  ): RoutingParts;
-
-  /**
-   * Helper for subclasses: adds the standard metrics (see `metrics.ts`) to the parts of a result.
-   *
-   * @param gates `<float32>[groups, groupSize, E]` softmax of the logits (for `importance`)
-   * @param demand `<float32>[groups, E]` tokens that asked for each expert, or undefined (then
-   *   tokens whose largest gate is the expert)
-   */
-  protected finishRouting(
-    expertIndices: tf.Tensor3D,
-    combineWeights: tf.Tensor3D,
-    auxiliaryLoss: tf.Scalar,
-    gates: tf.Tensor3D,
-    mask: tf.Tensor2D | undefined,
-    demand?: tf.Tensor2D,
-    extraMetrics: RoutingMetrics = {},
-  ): RoutingParts {
-    const metrics = standardMetrics({expertIndices, gates, mask, demand});
-    return {expertIndices, combineWeights, auxiliaryLoss, metrics: {...metrics, ...extraMetrics}};
-  }
-
-  override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor[] {
-    const tokens = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor3D;
-    const capacity = (kwargs?.capacity as number | undefined) ?? this.computeCapacity(tokens.shape[1], 1);
-    const r = this.route(tokens, {training: kwargs?.training === true, capacity, mask: kwargs?.mask as tf.Tensor2D | undefined});
-    const out = [r.combineWeights, r.expertIndices];
-    tf.dispose([r.auxiliaryLoss, ...Object.values(r.metrics)]);
-    return out;
-  }
-
-  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape[] {
-    const shape = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
-    return [
-      [shape[0], this.numExperts, null],
-      [shape[0], this.numExperts, null],
-    ];
-  }
+  protected abstract computeRouting(input: RoutingInput): RoutingDecision;
 
   override getConfig(): tf.serialization.ConfigDict {
     return {
       ...super.getConfig(),
       numExperts: this.numExperts,
       kernelInitializer: serializeInitializer(this.kernelInitializer),
+      useBias: this.useBias,
+      biasInitializer: serializeInitializer(this.biasInitializer),
+      loadBalanceLossWeight: this.loadBalanceLossWeight,
+      zLossWeight: this.zLossWeight,
+      jitterNoise: this.jitterNoise,
+      logitNoise: this.logitNoise,
     };
   }
 }
 
-/** Validates a non-negative loss weight (e.g. `zLossWeight`). */
+/** Validates a non-negative weight or scale (e.g. `zLossWeight`, `logitNoise`). */
 export function assertLossWeight(argument: string, value: unknown, context: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new InvalidArgumentError(argument, 'a finite number >= 0', value, context);
   }
+  return value;
+}
+
+/** Validates a boolean argument. */
+export function assertBoolean(argument: string, value: unknown, context: string): boolean {
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(argument, 'a boolean', value, context);
   return value;
 }

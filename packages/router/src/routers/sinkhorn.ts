@@ -8,14 +8,19 @@
 import * as tf from '@tensorflow/tfjs';
 import {assignTokenChoice} from './capacity';
 import {gatherTokenExpertValues} from '../moe/dispatch';
-import {assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../core/errors';
-import {routerZLoss} from './losses';
+import {assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {sinkhorn} from '../ot/sinkhorn';
-import {stopGradient, untracked} from '../core/stop-gradient';
-import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
-import {registerRouter} from './registry';
+import {untracked} from '../core/stop-gradient';
+import {assertBoolean, Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
 
-/** Arguments of {@link SinkhornRouter}. */
+/**
+ * Arguments of {@link SinkhornRouter}.
+ *
+ * @example
+ * ```ts
+ * const args: SinkhornRouterArgs = {numExperts: 8, epsilon: 0.1, iterations: 20};
+ * ```
+ */
 export interface SinkhornRouterArgs extends RouterArgs {
   /** Entropic regularization of the balancing Sinkhorn, on the scale of the logits. Default 0.1. */
   epsilon?: number;
@@ -23,8 +28,6 @@ export interface SinkhornRouterArgs extends RouterArgs {
   iterations?: number;
   /** Balance at inference too (then an output depends on its whole group). Default false. */
   balanceInference?: boolean;
-  /** Weight of the router z-loss in the auxiliary loss. Default 0. */
-  zLossWeight?: number;
   /**
    * Whether the balancing Sinkhorn may read values back synchronously (see
    * `SinkhornOptions.hostReads`). Default: decided per call, `tf.getBackend() !== 'webgpu'`.
@@ -49,24 +52,20 @@ export class SinkhornRouter extends Router {
   readonly epsilon: number;
   readonly iterations: number;
   readonly balanceInference: boolean;
-  readonly zLossWeight: number;
   /** Host reads allowed in the balancing Sinkhorn; null: the backend decides per call. */
   readonly hostReads: boolean | null;
 
   constructor(args: SinkhornRouterArgs) {
-    super(args);
+    super(args, ['epsilon', 'iterations', 'balanceInference', 'hostReads']);
     const ctx = 'SinkhornRouter';
     this.epsilon = assertPositiveNumber('epsilon', args.epsilon ?? 0.1, ctx);
     this.iterations = assertPositiveInt('iterations', args.iterations ?? 20, ctx);
-    this.balanceInference = args.balanceInference ?? false;
-    this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, ctx);
-    if (args.hostReads != null && typeof args.hostReads !== 'boolean') throw new InvalidArgumentError('hostReads', 'a boolean', args.hostReads, ctx);
-    this.hostReads = args.hostReads ?? null;
+    this.balanceInference = assertBoolean('balanceInference', args.balanceInference ?? false, ctx);
+    this.hostReads = args.hostReads == null ? null : assertBoolean('hostReads', args.hostReads, ctx);
   }
 
-  protected computeRouting(logits: tf.Tensor3D, mask: tf.Tensor2D | undefined, training: boolean, capacity: number): RoutingParts {
+  protected computeRouting({logits, gates, mask, training, capacity}: RoutingInput): RoutingDecision {
     const [groups, groupSize, experts] = logits.shape;
-    const gates = tf.softmax(logits) as tf.Tensor3D;
     const balance = training || this.balanceInference;
     const choices = untracked(() => {
       if (!balance) return tf.reshape(tf.argMax(logits, 2), [groups, groupSize, 1]);
@@ -84,11 +83,8 @@ export class SinkhornRouter extends Router {
       r.dispose();
       return best;
     }) as tf.Tensor3D;
-    const {expertIndices, demand} = assignTokenChoice(choices, experts, capacity, mask);
-    const combineWeights = gatherTokenExpertValues(gates, expertIndices);
-    const z = routerZLoss(logits, mask);
-    const aux = tf.mul(z, this.zLossWeight) as tf.Scalar;
-    return this.finishRouting(expertIndices, combineWeights, aux, gates, mask, demand, {zLoss: stopGradient(z)});
+    const {tokenIndices, demand} = assignTokenChoice(choices, experts, capacity, mask);
+    return {tokenIndices, combineWeights: gatherTokenExpertValues(gates, tokenIndices), demand};
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -97,14 +93,12 @@ export class SinkhornRouter extends Router {
       epsilon: this.epsilon,
       iterations: this.iterations,
       balanceInference: this.balanceInference,
-      zLossWeight: this.zLossWeight,
     };
     if (this.hostReads !== null) config.hostReads = this.hostReads;
     return config;
   }
 }
 tf.serialization.registerClass(SinkhornRouter);
-registerRouter('sinkhorn', SinkhornRouter);
 
 /**
  * Creates a {@link SinkhornRouter}.

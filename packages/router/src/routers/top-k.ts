@@ -8,24 +8,22 @@ import * as tf from '@tensorflow/tfjs';
 import {assignTokenChoice} from './capacity';
 import {gatherTokenExpertValues} from '../moe/dispatch';
 import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
-import {loadBalancingLoss, routerZLoss} from './losses';
-import {stopGradient, untracked} from '../core/stop-gradient';
-import {assertLossWeight, Router, RouterArgs, RoutingParts} from './router';
-import {registerRouter} from './registry';
+import {oneHot} from './one-hot';
+import {untracked} from '../core/stop-gradient';
+import {assertBoolean, Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
 
-/** Arguments of {@link TopKRouter}. */
+/**
+ * Arguments of {@link TopKRouter}. `loadBalanceLossWeight` defaults to 0.01 here (Switch); the
+ * other shared arguments (z-loss, jitter, logit noise, bias) are those of {@link RouterArgs}.
+ *
+ * @example
+ * ```ts
+ * const args: TopKRouterArgs = {numExperts: 8, k: 2, normalizeGates: true, zLossWeight: 1e-3};
+ * ```
+ */
 export interface TopKRouterArgs extends RouterArgs {
   /** Experts per token: 1 (Switch) or 2 (GShard), any integer in [1, numExperts]. Default 1. */
   k?: number;
-  /** Weight of the Switch load-balancing loss in the auxiliary loss. Default 0.01 (Switch). */
-  loadBalanceLossWeight?: number;
-  /** Weight of the router z-loss (ST-MoE) in the auxiliary loss. Default 0 (ST-MoE uses 1e-3). */
-  zLossWeight?: number;
-  /**
-   * Multiplicative jitter on the router input in training only: tokens are scaled elementwise by
-   * `U(1 - jitterNoise, 1 + jitterNoise)` before the logits (Switch uses 0.01). Default 0.
-   */
-  jitterNoise?: number;
   /**
    * Batch-prioritized routing (Riquelme et al. 2021): tokens with a larger top gate fill the
    * expert buffers first, instead of going in group order. Default false.
@@ -41,7 +39,7 @@ export interface TopKRouterArgs extends RouterArgs {
 /**
  * Top-k token-choice router. Combine weight of a kept (token, expert) pair = the softmax gate
  * (optionally normalized over the token's k choices); gradients reach the router through the
- * softmax. Auxiliary loss = `loadBalanceLossWeight * loadBalancingLoss + zLossWeight * zLoss`.
+ * softmax. Auxiliary loss = `loadBalanceLossWeight * loadBalanceLoss + zLossWeight * zLoss` (base class).
  *
  * @example
  * ```ts
@@ -52,76 +50,46 @@ export interface TopKRouterArgs extends RouterArgs {
 export class TopKRouter extends Router {
   static className = 'TopKRouter';
   readonly k: number;
-  readonly loadBalanceLossWeight: number;
-  readonly zLossWeight: number;
-  readonly jitterNoise: number;
   readonly batchPrioritizedRouting: boolean;
   readonly normalizeGates: boolean;
 
   constructor(args: TopKRouterArgs) {
-    super(args);
+    super(args, ['k', 'batchPrioritizedRouting', 'normalizeGates'], {loadBalanceLossWeight: 0.01});
     const ctx = 'TopKRouter';
     this.k = assertPositiveInt('k', args.k ?? 1, ctx);
     if (this.k > this.numExperts) {
       throw new InvalidArgumentError('k', `an integer in [1, numExperts = ${this.numExperts}]`, this.k, ctx);
     }
-    this.loadBalanceLossWeight = assertLossWeight('loadBalanceLossWeight', args.loadBalanceLossWeight ?? 0.01, ctx);
-    this.zLossWeight = assertLossWeight('zLossWeight', args.zLossWeight ?? 0, ctx);
-    const jitter = args.jitterNoise ?? 0;
-    if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) {
-      throw new InvalidArgumentError('jitterNoise', 'a number in [0, 1)', jitter, ctx);
-    }
-    this.jitterNoise = jitter;
-    this.batchPrioritizedRouting = args.batchPrioritizedRouting ?? false;
-    this.normalizeGates = args.normalizeGates ?? false;
+    this.batchPrioritizedRouting = assertBoolean('batchPrioritizedRouting', args.batchPrioritizedRouting ?? false, ctx);
+    this.normalizeGates = assertBoolean('normalizeGates', args.normalizeGates ?? false, ctx);
   }
 
   override get expertsPerToken(): number {
     return this.k;
   }
 
-  protected override computeLogits(tokens: tf.Tensor3D, training: boolean): tf.Tensor3D {
-    if (!training || this.jitterNoise === 0) return super.computeLogits(tokens, training);
-    const noise = tf.randomUniform(tokens.shape, 1 - this.jitterNoise, 1 + this.jitterNoise);
-    return super.computeLogits(tf.mul(tokens, noise) as tf.Tensor3D, training);
-  }
-
-  protected computeRouting(logits: tf.Tensor3D, mask: tf.Tensor2D | undefined, training: boolean, capacity: number): RoutingParts {
-    void training;
-    const gates = tf.softmax(logits) as tf.Tensor3D;
+  protected computeRouting({gates, mask, capacity}: RoutingInput): RoutingDecision {
     const choices = untracked(() => tf.topk(gates, this.k).indices) as tf.Tensor3D; // [G, S, k]
     const priority = this.batchPrioritizedRouting ? untracked(() => tf.max(gates, 2) as tf.Tensor2D) : undefined;
-    const {expertIndices, demand} = assignTokenChoice(choices, this.numExperts, capacity, mask, priority);
+    const {tokenIndices, demand} = assignTokenChoice(choices, this.numExperts, capacity, mask, priority);
     let source = gates;
     if (this.normalizeGates) {
-      const chosen = tf.sum(tf.oneHot(choices, this.numExperts), 2); // [G, S, E], 1 on chosen experts
+      const chosen = tf.sum(oneHot(choices, this.numExperts), 2); // [G, S, E], 1 on chosen experts
       source = tf.div(gates, tf.sum(tf.mul(gates, chosen), 2, true)) as tf.Tensor3D;
     }
-    const combineWeights = gatherTokenExpertValues(source, expertIndices);
-    const firstChoice = tf.squeeze(tf.slice(choices, [0, 0, 0], [-1, -1, 1]), [2]) as tf.Tensor2D;
-    const lb = loadBalancingLoss(gates, firstChoice, mask);
-    const z = routerZLoss(logits, mask);
-    const aux = tf.add(tf.mul(lb, this.loadBalanceLossWeight), tf.mul(z, this.zLossWeight)) as tf.Scalar;
-    return this.finishRouting(expertIndices, combineWeights, aux, gates, mask, demand, {
-      loadBalanceLoss: stopGradient(lb),
-      zLoss: stopGradient(z),
-    });
+    return {tokenIndices, combineWeights: gatherTokenExpertValues(source, tokenIndices), demand};
   }
 
   override getConfig(): tf.serialization.ConfigDict {
     return {
       ...super.getConfig(),
       k: this.k,
-      loadBalanceLossWeight: this.loadBalanceLossWeight,
-      zLossWeight: this.zLossWeight,
-      jitterNoise: this.jitterNoise,
       batchPrioritizedRouting: this.batchPrioritizedRouting,
       normalizeGates: this.normalizeGates,
     };
   }
 }
 tf.serialization.registerClass(TopKRouter);
-registerRouter('topk', TopKRouter);
 
 /**
  * Creates a {@link TopKRouter}.

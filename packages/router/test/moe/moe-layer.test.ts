@@ -54,7 +54,7 @@ describeBackends('MoE layer', (backend) => {
     const y = layer.apply(x) as tf.Tensor;
     expect(y.shape).toEqual([B, T, D]);
     const r = layer.router.route(x, {training: false, capacity: layer.capacityFor(T, false)});
-    const idx = r.expertIndices.arraySync();
+    const idx = r.tokenIndices.arraySync();
     const ref = reference(layer, x.arraySync(), idx, r.combineWeights.arraySync());
     expectAllClose(y.arraySync() as number[][][], ref, 1e-4, 1e-4);
     const m = layer.lastMetrics!;

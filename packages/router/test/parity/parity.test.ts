@@ -184,7 +184,7 @@ async function dispatchIsStable(layer: MoE, x: tf.Tensor3D): Promise<boolean> {
   const capacity = layer.capacityFor(TOKENS, false);
   const slots = async (input: tf.Tensor3D): Promise<string> => {
     const routing = layer.router.route(input, {training: false, capacity});
-    const v = JSON.stringify(await routing.expertIndices.array());
+    const v = JSON.stringify(await routing.tokenIndices.array());
     routing.dispose();
     return v;
   };
@@ -203,7 +203,7 @@ async function runMoE(layer: MoE, xArr: number[][][], rArr: number[][][]): Promi
   const r = tf.tensor3d(rArr);
   const capacity = layer.capacityFor(TOKENS, false);
   const routing = layer.router.route(x, {training: false, capacity});
-  const expertIndices = (await routing.expertIndices.array()) as number[][][];
+  const expertIndices = (await routing.tokenIndices.array()) as number[][][];
   const combineWeights = (await routing.combineWeights.array()) as number[][][];
   routing.dispose();
   const f = (input: tf.Tensor): tf.Scalar => tf.sum(tf.mul(layer.apply(input, {training: false}) as tf.Tensor, r));

@@ -29,7 +29,7 @@ function identityKernel<R extends Router>(router: R, e: number): R {
 
 function read(r: RoutingResult): {idx: number[][][]; w: number[][][]; m: Record<string, number | number[]>; aux: number} {
   const out = {
-    idx: r.expertIndices.arraySync(),
+    idx: r.tokenIndices.arraySync(),
     w: r.combineWeights.arraySync(),
     m: metricsToValues(r.metrics),
     aux: r.auxiliaryLoss.arraySync() as number,
@@ -139,7 +139,7 @@ describeBackends('TopKRouter', () => {
     const {grads} = tf.variableGrads(() => {
       const r = router.route(x, {training: true, capacity: 1});
       const s = tf.sum(r.combineWeights) as tf.Scalar;
-      tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+      tf.dispose([r.tokenIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
       return s;
     }, [router.kernel!.read() as tf.Variable]);
     expectAllClose(Object.values(grads)[0].arraySync() as number[][], [[0.209987, -0.209987], [0, 0]], 1e-5);

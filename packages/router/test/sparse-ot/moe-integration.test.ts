@@ -57,7 +57,7 @@ describeBackends('SparseOTRouter in the MoE layer', () => {
     }));
     const loaded = await tf.loadLayersModel(tf.io.fromMemory(saved!));
     const loadedRouter = (loaded.layers.find((l) => l instanceof MoE) as MoE).router as SparseOTRouter;
-    expect([loadedRouter.gradient, loadedRouter.warmStart]).toEqual(['implicit', true]);
+    expect([loadedRouter.gradient, loadedRouter.warmStart]).toEqual([{className: 'ImplicitDifferentiation', config: {space: 'experts'}}, true]);
     expectAllClose(loadedRouter.warmStartBeta!.read().arraySync() as number[], beta, 0, 0);
     expectAllClose((loaded.predict(x) as tf.Tensor).arraySync() as number[][][], before, 0, 0);
     x.dispose();

@@ -61,7 +61,7 @@ describeBackends('SparseOTRouter', () => {
         expect(router.computeCapacity(c.tokens, c.capacityFactor)).toBe(c.capacity);
         const logits = tf.tensor3d(c.logits);
         const r = router.route(logits, {training: false, capacity: c.capacity});
-        expect(r.expertIndices.arraySync()).toEqual(c.tokenIndices);
+        expect(r.tokenIndices.arraySync()).toEqual(c.tokenIndices);
         expectAllClose(r.combineWeights.arraySync() as number[][][], c.combineWeights, 1e-6, 1e-5);
         r.dispose();
         logits.dispose();
@@ -78,7 +78,7 @@ describeBackends('SparseOTRouter', () => {
       const r = router.route(logits, {training: false, capacity: c.capacity});
       const expected = c.tokenIndices.map((group, g) => group.map((slots, e) => slots.map((t) => (c.plan[g][t][e] > 0 ? t : -1))));
       expect(expected.flat(2).filter((t) => t < 0).length).toBeGreaterThan(0);
-      expect(r.expertIndices.arraySync()).toEqual(expected);
+      expect(r.tokenIndices.arraySync()).toEqual(expected);
       r.dispose();
       logits.dispose();
     }
@@ -93,16 +93,21 @@ describeBackends('SparseOTRouter', () => {
     const r = router.route(logits, {training: false, capacity: c.capacity});
     const direct = solveSparseOT(tf.neg(logits), {k: c.capacity, solver: 'adam', maxIterations: 20, learningRate: 1e-2, gamma: 1});
     const top = tf.topk(tf.transpose(direct.plan, [0, 2, 1]), c.capacity).indices;
-    expect(r.expertIndices.arraySync()).toEqual(top.arraySync());
+    expect(r.tokenIndices.arraySync()).toEqual(top.arraySync());
     tf.dispose([logits, top]);
     direct.dispose();
     r.dispose();
   });
 
-  test('the paper preset resolves to semi-dual, gamma 1, Adam 1e-2 x 20, capacity multiple of 4, top-capacity dispatch', () => {
-    const r = sparseOTRouter({numExperts: 8, preset: 'paper'});
-    expect([r.formulation, r.gamma, r.solver, r.learningRate, r.maxIterations, r.capacityMultipleOf, r.dispatchMode, r.gradient])
-      .toEqual(['semidual', 1, 'adam', 1e-2, 20, 4, 'top-capacity', 'softmax']);
+  test('the paper constructor resolves to semi-dual, gamma 1, Adam 1e-2 x 20, capacity multiple of 4, top-capacity dispatch', () => {
+    const r = SparseOTRouter.paper({numExperts: 8});
+    expect(r.solver).toEqual({className: 'Adam', config: {formulation: 'semidual', learningRate: 1e-2, maxIterations: 20}});
+    expect(r.assignment).toEqual({className: 'ExpertsChooseTokens', config: {dispatch: 'top-capacity'}});
+    expect(r.gradient).toEqual({className: 'SoftmaxCombine', config: {}});
+    expect([r.gamma, r.capacityMultipleOf, r.cost]).toEqual([1, 4, 'negative-softmax']);
+    // The old flag reads as an alias of the same router.
+    expect(sparseOTRouter({numExperts: 8, preset: 'paper'}).getConfig()).toEqual({...r.getConfig(), name: expect.any(String)});
+    expect(sparseOTRouter.paper({numExperts: 8}).getConfig()).toEqual({...r.getConfig(), name: expect.any(String)});
     // 64 tokens, 8 experts, capacity factor 1.1: ceil(8.8) = 9, rounded up to 12.
     expect(r.computeCapacity(64, 1.1)).toBe(12);
   });
@@ -124,7 +129,7 @@ describeBackends('SparseOTRouter', () => {
         for (const gradient of ['softmax', 'implicit'] as const) {
           const rr = identityRouter(8, {gradient});
           const r = rr.route(logits, {training: true, capacity});
-          const stats = slotStats(r.expertIndices.arraySync());
+          const stats = slotStats(r.tokenIndices.arraySync());
           expect(stats.maxPerExpert).toBeLessThanOrEqual(capacity);
           expect(stats.duplicates).toBe(false);
           expect(r.metrics.droppedFraction.dataSync()[0]).toBeLessThanOrEqual(bound);
@@ -141,7 +146,7 @@ describeBackends('SparseOTRouter', () => {
       expect(capacity).toBe(8);
       const logits = tf.randomNormal([2, 16, 4], 0, 1, 'float32', 32) as tf.Tensor3D;
       const r = router.route(logits, {training: false, capacity});
-      const stats = slotStats(r.expertIndices.arraySync());
+      const stats = slotStats(r.tokenIndices.arraySync());
       expect(stats.maxPerExpert).toBeLessThanOrEqual(capacity);
       expect(stats.duplicates).toBe(false);
       expect(r.metrics.expertsPerTokenMax.dataSync()[0]).toBeLessThanOrEqual(2);
@@ -154,7 +159,7 @@ describeBackends('SparseOTRouter', () => {
       const logits = tf.randomNormal([1, 12, 4], 0, 1, 'float32', 33) as tf.Tensor3D;
       const mask = tf.tensor2d([[1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]]);
       const r = router.route(logits, {training: false, capacity: 3, mask});
-      const taken = (r.expertIndices.arraySync()[0]).flat().filter((t) => t >= 0);
+      const taken = (r.tokenIndices.arraySync()[0]).flat().filter((t) => t >= 0);
       for (const t of taken) expect(t).toBeLessThan(8);
       r.dispose();
       tf.dispose([logits, mask]);
@@ -170,13 +175,13 @@ describeBackends('SparseOTRouter', () => {
       const tokens = tf.randomNormal([2, 16, 6], 0, 1, 'float32', 34) as tf.Tensor3D;
       const w = tf.randomNormal([2, 4, 4], 0, 1, 'float32', 35);
       const first = router.route(tokens, {training: false, capacity: 4});
-      const idx = first.expertIndices.clone();
+      const idx = first.tokenIndices.clone();
       first.dispose();
       const kernel = router.kernel as tf.LayerVariable;
       const {grads} = tf.variableGrads(() => {
         const r = router.route(tokens, {training: false, capacity: 4});
         const l = tf.sum(tf.mul(r.combineWeights, w)) as tf.Scalar;
-        tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+        tf.dispose([r.tokenIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
         return l;
       }, [kernel.read() as tf.Variable]);
       const reference = tf.grad((k: tf.Tensor) => {
@@ -202,7 +207,7 @@ describeBackends('SparseOTRouter', () => {
         const {value, grads} = tf.variableGrads(() => {
           const r = router.route(tokens, {training: false, capacity: 12});
           const l = tf.sum(tf.mul(r.combineWeights, w)) as tf.Scalar;
-          tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+          tf.dispose([r.tokenIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
           return l;
         }, [kernel]);
         value.dispose();
@@ -228,7 +233,7 @@ describeBackends('SparseOTRouter', () => {
         const {value, grads} = tf.variableGrads(() => {
           const r = router.route(tokens, {training: false, capacity: 9});
           const l = tf.sum(tf.mul(r.combineWeights, w)) as tf.Scalar;
-          tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+          tf.dispose([r.tokenIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
           return l;
         }, [kernel]);
         value.dispose();
@@ -246,7 +251,7 @@ describeBackends('SparseOTRouter', () => {
       const logits = tf.randomNormal([1, 16, 4], 0, 1, 'float32', 38) as tf.Tensor3D;
       const r = router.route(logits, {training: false, capacity: 16});
       // capacity = m: the smooth regime, every row mass is 1.
-      const idx = r.expertIndices.arraySync()[0];
+      const idx = r.tokenIndices.arraySync()[0];
       const wts = r.combineWeights.arraySync()[0];
       const perToken = new Array(16).fill(0);
       idx.forEach((slots, e) => slots.forEach((t, c) => {
@@ -287,7 +292,8 @@ describeBackends('SparseOTRouter', () => {
       const copy = tf.serialization.SerializationMap.getMap().classNameMap.SparseOTRouter[1](
         SparseOTRouter as never, config) as unknown as SparseOTRouter;
       expect(copy.getConfig()).toEqual(config);
-      expect([copy.gradient, copy.gamma, copy.warmStart, copy.capacityMultipleOf]).toEqual(['implicit', 2, true, 2]);
+      expect([copy.gradient, copy.gamma, copy.warmStart, copy.capacityMultipleOf])
+        .toEqual([{className: 'ImplicitDifferentiation', config: {space: 'experts'}}, 2, true, 2]);
     });
 
     test('bad input: typed errors that name the argument and echo the value', () => {
@@ -298,8 +304,21 @@ describeBackends('SparseOTRouter', () => {
       expect(() => sparseOTRouter({numExperts: 4, gamma: 0})).toThrow('SparseOTRouter: Expected gamma to be a finite number > 0, but got 0.');
       expect(() => sparseOTRouter({numExperts: 4, preset: 'vmoe' as never})).toThrow(
         "SparseOTRouter: Expected preset to be one of 'paper', but got \"vmoe\".");
-      expect(() => sparseOTRouter({numExperts: 4, expertsPerToken: 5})).toThrow(
+      expect(() => sparseOTRouter({numExperts: 4, assignment: {className: 'TokensChooseExperts', config: {expertsPerToken: 5}}})).toThrow(
         'SparseOTRouter: Expected expertsPerToken to be an integer in [1, numExperts = 4], but got 5.');
+      expect(() => sparseOTRouter({numExperts: 4, direction: 'tokens-choose-experts', expertsPerToken: 5})).toThrow(
+        'SparseOTRouter: Expected expertsPerToken to be an integer in [1, numExperts = 4], but got 5.');
+      // Combinations that make no sense: experts per token while experts choose, rebalancing with
+      // top-capacity dispatch, a learning rate for Newton, a flat flag beside its config object.
+      expect(() => sparseOTRouter({numExperts: 4, expertsPerToken: 2})).toThrow(
+        "SparseOTRouter: Expected expertsPerToken to be 1 (or absent) unless direction is 'tokens-choose-experts', but got 2.");
+      expect(() => sparseOTRouter({numExperts: 4, assignment: {className: 'ExpertsChooseTokens', config: {dispatch: 'top-capacity', rebalance: true} as never}}))
+        .toThrow("Unknown option 'rebalance'");
+      expect(() => sparseOTRouter({numExperts: 4, solver: {className: 'Newton', config: {learningRate: 0.1} as never}}))
+        .toThrow("SparseOTRouter.solver (Newton): Unknown option 'learningRate'");
+      expect(() => sparseOTRouter({numExperts: 4, solver: {className: 'Adam'}, maxIterations: 5})).toThrow(
+        'SparseOTRouter: Expected maxIterations to be absent when solver is given as {className, config}');
+      expect(() => sparseOTRouter({numExperts: 4, gamm: 2} as never)).toThrow("SparseOTRouter: Unknown option 'gamm'. Did you mean 'gamma'?");
       expect(() => sparseOTRouter({numExperts: 4, gradient: 'unrolled', formulation: 'dual'})).toThrow(ConfigError);
     });
 
@@ -313,7 +332,7 @@ describeBackends('SparseOTRouter', () => {
           const {value, grads} = tf.variableGrads(() => {
             const r = router.route(tokens, {training: true, capacity: 5});
             const l = tf.sum(r.combineWeights) as tf.Scalar;
-            tf.dispose([r.expertIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
+            tf.dispose([r.tokenIndices, r.auxiliaryLoss, ...Object.values(r.metrics)]);
             return l;
           }, [kernel]);
           tf.dispose([value, ...Object.values(grads)]);
