@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
 import {oneHot} from './one-hot';
+import {takeAlongAxis1} from './take';
 
 /**
  * Slots per expert and group:
@@ -90,8 +91,8 @@ export function assignTokenChoice(
       // Masked tokens last; then descending priority. topk is stable for ties (lower index first).
       const p = mask ? tf.where(tf.greater(mask, 0), priority, tf.fill(priority.shape, -Infinity)) : priority;
       order = tf.topk(p, groupSize).indices as tf.Tensor2D;
-      ch = tf.gather(choices, order, 1, 1);
-      m = tf.gather(m, order, 1, 1);
+      ch = takeAlongAxis1(choices, order);
+      m = takeAlongAxis1(m, order);
     } else {
       order = tf.tile(tf.expandDims(tf.range(0, groupSize, 1, 'int32'), 0), [groups, 1]) as tf.Tensor2D;
     }

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {gatherTokenExpertValues} from '../moe/dispatch';
 import {untracked} from '../core/stop-gradient';
+import {takeAlongAxis1} from './take';
 import {Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
 
 /**
@@ -42,7 +43,7 @@ export class ExpertChoiceRouter extends Router {
       const scores = mask ? tf.where(tf.greater(tf.expandDims(mask, 2), 0), gates, tf.fill(gates.shape, -1)) : gates;
       const chosen = tf.topk(tf.transpose(scores, [0, 2, 1]), capacity).indices; // [G, E, C]
       if (!mask) return chosen;
-      const real = tf.reshape(tf.gather(mask, tf.reshape(chosen, [groups, experts * capacity]), 1, 1), chosen.shape);
+      const real = tf.reshape(takeAlongAxis1(mask, tf.reshape(chosen, [groups, experts * capacity]) as tf.Tensor2D), chosen.shape);
       return tf.where(tf.greater(real, 0), chosen, tf.fill(chosen.shape, -1, 'int32'));
     }) as tf.Tensor3D;
     return {tokenIndices, combineWeights: gatherTokenExpertValues(gates, tokenIndices)};

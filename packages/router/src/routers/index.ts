@@ -3,7 +3,7 @@
  */
 export {Router, resolveInitializer, serializeInitializer, assertLossWeight, assertBoolean, LAYER_ARG_NAMES, ROUTER_ARG_NAMES} from './router';
 export type {RouterArgs, RouteOptions, RoutingInput, RoutingDecision, InitializerLike} from './router';
-export {getRouterClass, createRouter, routerNames, ROUTER_ALIASES} from './registry';
+export {getRouterClass, createRouter, routerNames, registerRouter, ROUTER_ALIASES} from './registry';
 export type {RouterClass, RouterSpec, RouterName} from './registry';
 export {TopKRouter, topKRouter} from './top-k';
 export type {TopKRouterArgs} from './top-k';

@@ -95,12 +95,14 @@ export function rebalanceAssignment(tokenIndices: tf.Tensor3D, plan: tf.Tensor3D
     const need = tf.maximum(tf.sub(unserved, free), 0); // [G]
 
     // Give back: rank secondary slots (excess first, then lowest plan value) and release `need`.
-    const big = 1e6;
-    const releaseKey = tf.where(tf.greater(secondary, 0), tf.add(value, tf.mul(tf.sub(1, excess), big)), tf.fill(value.shape, Infinity));
+    // Keys: excess slots value, other secondary slots 1e6 + value, the rest 1e9 (never picked;
+    // finite, since tfjs-wasm 4.22's isFinite is unreliable).
+    const releaseKey = tf.where(tf.greater(secondary, 0), tf.add(value, tf.mul(tf.sub(1, excess), 1e6)), tf.fill(value.shape, 1e9));
     const flatKey = tf.reshape(releaseKey, [groups, groupSize * experts]);
-    const order = tf.topk(tf.neg(flatKey), groupSize * experts).indices; // ascending key
+    const sorted = tf.topk(tf.neg(flatKey), groupSize * experts); // ascending key
     const rank = tf.tile(tf.expandDims(tf.range(0, groupSize * experts, 1, 'float32'), 0), [groups, 1]);
-    const pick = tf.logicalAnd(tf.less(rank, tf.expandDims(need, 1)), tf.isFinite(tf.gather(flatKey, order, 1, 1)));
+    const order = sorted.indices;
+    const pick = tf.logicalAnd(tf.less(rank, tf.expandDims(need, 1)), tf.greater(sorted.values, -1e8));
     const groupOffset = tf.mul(tf.expandDims(tf.range(0, groups, 1, 'int32'), 1), tf.scalar(groupSize * experts, 'int32'));
     const released = tf.reshape(
       tf.scatterND(tf.reshape(tf.add(order, groupOffset), [-1, 1]), tf.reshape(tf.cast(pick, 'float32'), [-1]), [groups * groupSize * experts]),

@@ -19,6 +19,25 @@ export const ROUTER_ALIASES: Readonly<Record<RouterName, string>> = {
   'sparse-ot': 'SparseOTRouter',
 };
 
+/** Short names added by other packages (e.g. `'vmoe-topk'`), see {@link registerRouter}. */
+const extraAliases = new Map<string, string>();
+
+/**
+ * Adds a short name for a router class. The class itself is found through tf.serialization, so
+ * it must be registered there too (`tf.serialization.registerClass(MyRouter)`); this only maps
+ * the name to its `className`.
+ *
+ * @example
+ * ```ts
+ * tf.serialization.registerClass(MyRouter);
+ * registerRouter('my-router', MyRouter);
+ * moe({numExperts: 8, hiddenDim: 64, router: 'my-router'});
+ * ```
+ */
+export function registerRouter(name: string, cls: {className: string}): void {
+  extraAliases.set(name, cls.className);
+}
+
 /** A router class: constructible from its args, with the tfjs `className`. */
 export interface RouterClass {
   new (args: never): Router;
@@ -37,9 +56,9 @@ export type RouterSpec =
   | {className: string; config: tf.serialization.ConfigDict}
   | Router;
 
-/** The short names of the built-in routers: `['topk', 'expert-choice', 'sinkhorn', 'sparse-ot']`. */
-export function routerNames(): RouterName[] {
-  return Object.keys(ROUTER_ALIASES) as RouterName[];
+/** The short names: the built-in `['topk', 'expert-choice', 'sinkhorn', 'sparse-ot']`, then any added with {@link registerRouter}. */
+export function routerNames(): string[] {
+  return [...Object.keys(ROUTER_ALIASES), ...extraAliases.keys()];
 }
 
 /**
@@ -54,7 +73,7 @@ export function routerNames(): RouterName[] {
  * ```
  */
 export function getRouterClass(name: string): RouterClass {
-  const className = (ROUTER_ALIASES as Record<string, string>)[name] ?? name;
+  const className = (ROUTER_ALIASES as Record<string, string>)[name] ?? extraAliases.get(name) ?? name;
   const entry = typeof className === 'string' ? tf.serialization.SerializationMap.getMap().classNameMap[className] : undefined;
   const cls = entry?.[0] as unknown as RouterClass | undefined;
   if (!cls || !(cls.prototype instanceof Router)) {

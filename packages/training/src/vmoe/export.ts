@@ -88,8 +88,12 @@ function routerConfig(layer: MoE, tokens: number): {router: Cfg; groupSize: numb
     };
   }
   if (r.className === 'SparseOTRouter' || r.className === 'VMoESparseOTRouter') {
-    const ok = rc.direction === 'experts-choose-tokens' && rc.dispatch === 'top-capacity' && rc.solver === 'adam'
-      && rc.formulation === 'semidual' && rc.gamma === 1 && rc.cost === 'negative-softmax' && rc.gradient === 'softmax';
+    // The router's parts as its getConfig() writes them ({className, config} objects).
+    const solver = rc.solver as {className?: string; config?: {formulation?: string; maxIterations?: number; learningRate?: number}};
+    const assignment = rc.assignment as {className?: string; config?: {dispatch?: string}};
+    const ok = assignment?.className === 'ExpertsChooseTokens' && assignment.config?.dispatch === 'top-capacity' && solver?.className === 'Adam'
+      && solver.config?.formulation === 'semidual' && rc.gamma === 1 && rc.cost === 'negative-softmax'
+      && (rc.gradient as {className?: string})?.className === 'SoftmaxCombine';
     if (!ok) {
       throw new ConfigError(where, "a sparse-OT router with preset 'paper' (semi-dual, Adam, experts choose tokens, top-capacity dispatch, softmax combine weights)", rc, ctx);
     }
@@ -98,8 +102,8 @@ function routerConfig(layer: MoE, tokens: number): {router: Cfg; groupSize: numb
     return {
       router: {
         name: 'vmoe.projects.sparsity_constrained_ot.ksparse_projection_routing.KSparseProjectionTransportTopItemsPerExpertRouter',
-        maxiter: rc.maxIterations ?? 20,
-        adam_lr: rc.learningRate ?? 1e-2,
+        maxiter: solver.config?.maxIterations ?? 20,
+        adam_lr: solver.config?.learningRate ?? 1e-2,
         dispatcher,
       },
       groupSize,
