@@ -20,12 +20,12 @@ export const TRAINING_DEFAULTS = {
   validationFraction: 1 / 12,
   /** For data without an official test set: fraction of each class held out as the test set. */
   testFraction: 0.2,
-  /** Epochs over the training set. */
-  epochs: 1,
-  /** Examples per step. */
-  batchSize: 64,
-  /** Peak learning rate of AdamW. */
-  learningRate: 2e-3,
+  /** Epochs over the training set (2.5 x 55,000 MNIST digits: 1,074 steps of 128). */
+  epochs: 2.5,
+  /** Examples per step (128 trains ~1.25x more images per second than 64 on wasm). */
+  batchSize: 128,
+  /** Peak learning rate of AdamW (4e-3 beat 2e-3 by one point after one epoch at batch 128). */
+  learningRate: 4e-3,
   /** Linear warmup, as a fraction of the run's steps. */
   warmupFraction: 0.05,
   /** Learning rate at the end of the cosine decay. */

@@ -42,8 +42,8 @@ train options:
   --capacity-factor <x>      expert capacity factor in training, > 0 (default 1.25)
   --eval-capacity-factor <x> capacity factor at evaluation (default: --capacity-factor)
   --group-size <n>           tokens per routing group (default: one image's tokens)
-  --epochs <n>               epochs (default 1)      --steps <n>    steps (overrides --epochs)
-  --batch-size <n>           default 64              --lr <x>       peak learning rate (default 2e-3)
+  --epochs <n>               epochs (default ${TRAINING_DEFAULTS.epochs})    --steps <n>    steps (overrides --epochs)
+  --batch-size <n>           default ${TRAINING_DEFAULTS.batchSize}             --lr <x>       peak learning rate (default ${TRAINING_DEFAULTS.learningRate})
   --data <spec>              mnist (default: 60,000 train, official 10,000 test) | fashion-mnist | idx:<folder of IDX files>
                              | digits (10,000 embedded) | synthetic | <folder of class sub-folders of PNGs> | <file.npy|file.json>
   --preset <name>            mnist-tiny (default) | mnist-small | cifar-tiny
