@@ -3,7 +3,7 @@ import {moe, solveSparseOT, type MoE} from '@tfjs-moe/router';
 
 export async function quickstart(): Promise<void> {
   // 1. The k-sparse OT core: 8 tokens, 4 experts; each expert takes at most k = 2 tokens.
-  const gates = tf.softmax(tf.randomNormal([8, 4], 0, 1, 'float32', 0)); // <float32>[tokens, experts]
+  const gates = tf.softmax(tf.randomNormal([8, 4], 0, 1, 'float32', 42)); // <float32>[tokens, experts]; seed 0 would mean unseeded in tfjs
   const cost = tf.neg(gates);
   const ot = solveSparseOT(cost, {k: 2}); // a = 1 per token, b = 8 / 4 per expert
   ot.plan.print(); // <float32>[8, 4]: at most 2 nonzeros per column, columns sum to 2
@@ -19,8 +19,9 @@ export async function quickstart(): Promise<void> {
   const model = tf.model({inputs: input, outputs: output});
   model.compile({optimizer: tf.train.adam(1e-3), loss: 'meanSquaredError'});
   const x = tf.randomNormal([8, 16, 32], 0, 1, 'float32', 1);
-  await model.fit(x, tf.tanh(x), {epochs: 2, batchSize: 4, verbose: 0}); // + the router's auxiliary loss
+  const y = tf.tanh(x);
+  await model.fit(x, y, {epochs: 2, batchSize: 4, verbose: 0}); // + the router's auxiliary loss
   console.log((model.getLayer(layer.name) as MoE).lastMetrics); // per-expert load, drops, ...
   model.dispose();
-  x.dispose();
+  tf.dispose([x, y]);
 }

@@ -222,6 +222,7 @@ function chooseMlps(mlps: FoundMlp[], blocks: MoeifyOptions['blocks'], context: 
  * const dense = vit('mnist-tiny');                     // ... trained
  * const sparse = moeify(dense, {numExperts: 4});       // same predictions as dense
  * const top2 = moeify(dense, {numExperts: 8, router: 'topk', k: 2, blocks: {last: 2}});
+ * await sparse.save(fileSystem('vmoe-upcycled')); // Node: fileSystem from @tfjs-moe/training; loadModel('vmoe-upcycled') reads it back
  * ```
  */
 export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.LayersModel {

@@ -84,6 +84,8 @@ export {matMulPeakGflops};
 export interface CompareRun {
   variant: string;
   seed: number;
+  /** The run's folder (model/, log.jsonl, summary.json, ...). */
+  out: string;
   accuracy: number;
   /** Largest max/mean load over the MoE layers, averaged over training (1 for dense). */
   maxOverMean: number;
@@ -100,7 +102,7 @@ export interface CompareRun {
 }
 
 /** Options of {@link compareRouters}. */
-export interface CompareOptions extends Omit<RunOptions, 'router' | 'gradient' | 'out' | 'resume'> {
+export interface CompareOptions extends Omit<RunOptions, 'router' | 'gradient' | 'out' | 'resume' | 'overwrite'> {
   /** Contenders. Default {@link DEFAULT_VARIANTS}. */
   variants?: Variant[];
   /** Seeds; every variant runs once per seed. Default [0, 1, 2]. */
@@ -119,10 +121,20 @@ function median(v: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function meanStd(v: number[]): [number, number] {
+/**
+ * `mean ± sample std` of `v` with `digits` decimals; a single value is shown alone (no "± 0.00").
+ *
+ * @example
+ * ```ts
+ * meanStdText([1, 2, 3], 2); // '2.00 ± 1.00'
+ * meanStdText([0.5], 2); // '0.50'
+ * ```
+ */
+export function meanStdText(v: number[], digits: number): string {
   const m = v.reduce((a, b) => a + b, 0) / v.length;
-  const sd = v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0;
-  return [m, sd];
+  if (v.length < 2) return m.toFixed(digits);
+  const sd = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1));
+  return `${m.toFixed(digits)} ± ${sd.toFixed(digits)}`;
 }
 
 /**
@@ -143,10 +155,14 @@ export async function compareRouters(options: CompareOptions = {}): Promise<{run
   const runs: CompareRun[] = [];
   let peak = options.peakGflops ?? 0;
   let backend = '';
+  const stream = options.progress === undefined ? process.stderr : options.progress;
+  let index = 0;
   for (const v of variants) {
     for (const seed of seeds) {
       const {variants: _v, seeds: _s, onRun: _o, peakGflops: _p, ...rest} = options;
-      const run = await runTraining({...rest, router: v.router, gradient: v.gradient, seed, out: path.join(out, `${variantName(v)}-s${seed}`.replace(':', '-')), report: options.report ?? false});
+      const runOut = path.join(out, `${variantName(v)}-s${seed}`.replace(':', '-'));
+      stream?.write(`compare: run ${++index} of ${variants.length * seeds.length}: ${variantName(v)} seed ${seed} -> ${runOut}\n`);
+      const run = await runTraining({...rest, router: v.router, gradient: v.gradient, seed, out: runOut, overwrite: true, progress: stream, report: options.report ?? false});
       backend = run.backend;
       if (peak === 0) peak = await matMulPeakGflops();
       const r = run.result;
@@ -160,6 +176,7 @@ export async function compareRouters(options: CompareOptions = {}): Promise<{run
       const cr: CompareRun = {
         variant: variantName(v),
         seed,
+        out: runOut,
         accuracy: r.final.accuracy,
         maxOverMean: layersTrain.length ? Math.max(...layersTrain.map((s) => s.maxOverMean)) : 1,
         droppedFraction: layersTrain.length ? Math.max(...layersTrain.map((s) => s.droppedFraction)) : 0,
@@ -175,22 +192,22 @@ export async function compareRouters(options: CompareOptions = {}): Promise<{run
     }
   }
   const lines = [
-    `Backend ${backend}, matMul peak ${peak.toFixed(1)} GFLOP/s; ${seeds.length} seed(s) (${seeds.join(', ')}); mean ± sample std over seeds, accuracy range in brackets.`,
+    `Backend ${backend}, matMul peak ${peak.toFixed(1)} GFLOP/s; ${seeds.length} seed(s) (${seeds.join(', ')})${seeds.length > 1 ? '; mean ± sample std over seeds, accuracy range in brackets' : ''}.`,
     '',
     '| model | held-out accuracy | train max/mean load | train dropped | eval max/mean | eval dropped | images/s | % of matMul peak |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const v of variants) {
     const rs = runs.filter((r) => r.variant === variantName(v));
-    const f = (sel: (r: CompareRun) => number, digits: number, scale = 1): string => {
-      const [m, sd] = meanStd(rs.map((r) => scale * sel(r)));
-      return `${m.toFixed(digits)} ± ${sd.toFixed(digits)}`;
-    };
+    const f = (sel: (r: CompareRun) => number, digits: number, scale = 1): string => meanStdText(rs.map((r) => scale * sel(r)), digits);
     const accs = rs.map((r) => 100 * r.accuracy);
+    const range = accs.length > 1 ? ` [${Math.min(...accs).toFixed(2)}, ${Math.max(...accs).toFixed(2)}]` : '';
     lines.push(
-      `| ${variantName(v)} | ${f((r) => r.accuracy, 2, 100)}% [${Math.min(...accs).toFixed(2)}, ${Math.max(...accs).toFixed(2)}] | ${f((r) => r.maxOverMean, 2)} | ${f((r) => r.droppedFraction, 2, 100)}% | ${f((r) => r.evalMaxOverMean, 2)} | ${f((r) => r.evalDroppedFraction, 2, 100)}% | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.fractionOfPeak, 1, 100)}% |`,
+      `| ${variantName(v)} | ${f((r) => r.accuracy, 2, 100)}%${range} | ${f((r) => r.maxOverMean, 2)} | ${f((r) => r.droppedFraction, 2, 100)}% | ${f((r) => r.evalMaxOverMean, 2)} | ${f((r) => r.evalDroppedFraction, 2, 100)}% | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.fractionOfPeak, 1, 100)}% |`,
     );
   }
+  lines.push('', 'Run folders:', ...runs.map((r) => `- ${r.variant} seed ${r.seed}: ${r.out}`));
+  lines.push('', `Wrote ${path.join(out, 'compare.md')} and ${path.join(out, 'compare.json')}.`);
   const table = lines.join('\n');
   atomicWriteFile(path.join(out, 'compare.md'), table + '\n');
   atomicWriteFile(path.join(out, 'compare.json'), JSON.stringify({peakGflops: peak, backend, runs}, null, 2));

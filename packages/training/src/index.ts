@@ -6,6 +6,8 @@ export * from './backend';
 export * from './rng';
 export * from './data';
 export * from './io/file-io';
+export * from './io/load-model';
+export * from './io/run-folder';
 export * from './train';
 export * from './metrics';
 export * from './metrics/probe';

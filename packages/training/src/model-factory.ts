@@ -59,7 +59,37 @@ export interface ModelSpec {
   numHeads?: number;
   /** Patch size override. */
   patchSize?: number;
+  /** Top-k only: experts per token (the same as `expertsPerToken`; the CLI flag is `--k`). Default 1. */
+  k?: number;
+  /** Top-k only: weight of the load-balancing loss. Default: the router's (0.01). */
+  loadBalanceLossWeight?: number;
+  /** Top-k, expert choice, Sinkhorn: weight of the router z-loss. Default: the router's (0). */
+  zLossWeight?: number;
+  /** Top-k only: multiplicative jitter on the router input in training. Default: the router's (0). */
+  jitterNoise?: number;
 }
+
+/**
+ * The router knobs of {@link ModelSpec} each router takes; any other is a {@link ConfigError}.
+ *
+ * @example
+ * ```ts
+ * ROUTER_KNOBS.topk; // ['k', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise']
+ * ```
+ */
+export const ROUTER_KNOBS: Readonly<Record<RouterChoice, readonly ('k' | 'loadBalanceLossWeight' | 'zLossWeight' | 'jitterNoise')[]>> = {
+  topk: ['k', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise'],
+  'expert-choice': ['zLossWeight'],
+  sinkhorn: ['zLossWeight'],
+  'sparse-ot': [],
+  dense: [],
+};
+
+/** The keys of {@link ModelSpec}. */
+export const MODEL_SPEC_KEYS = [
+  'router', 'gradient', 'experts', 'capacityFactor', 'evalCapacityFactor', 'groupSize', 'preset', 'depth', 'hiddenSize', 'mlpDim', 'numHeads', 'patchSize',
+  'expertsPerToken', 'k', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise',
+] as const;
 
 /** A {@link ModelSpec} with defaults filled in and every field checked. */
 export type ResolvedModelSpec = Required<Pick<ModelSpec, 'router' | 'gradient' | 'experts' | 'capacityFactor' | 'preset'>> & ModelSpec;
@@ -103,6 +133,16 @@ export function resolveModelSpec(spec: ModelSpec = {}): ResolvedModelSpec {
   if (spec.groupSize !== undefined && (!Number.isInteger(spec.groupSize) || spec.groupSize < 1)) {
     throw new InvalidArgumentError('groupSize', 'a positive integer', spec.groupSize);
   }
+  for (const knob of ['k', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise'] as const) {
+    const v = spec[knob];
+    if (v === undefined) continue;
+    if (!ROUTER_KNOBS[router].includes(knob)) {
+      throw new ConfigError(knob, `unset for router '${router}' (it applies to ${Object.entries(ROUTER_KNOBS).filter(([, ks]) => ks.includes(knob)).map(([r]) => `'${r}'`).join(', ')})`, v);
+    }
+    if (knob === 'k' ? !Number.isInteger(v) || v < 1 || v > experts : typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+      throw new InvalidArgumentError(knob, knob === 'k' ? `an integer in [1, ${experts}] (the experts)` : 'a finite number >= 0', v);
+    }
+  }
   return {...spec, router, gradient, experts, capacityFactor, preset: spec.preset ?? MODEL_DEFAULTS.preset};
 }
 
@@ -144,12 +184,9 @@ export function modelConfig(spec: ModelSpec, input: InputSpec): ModelConfig {
   const patch = s.patchSize ?? ({'mnist-tiny': 7, 'mnist-small': 4, 'cifar-tiny': 4} as const)[s.preset];
   const tokensPerImage = (input.height / patch) * (input.width / patch) + 1;
   const flat = s.groupSize !== undefined && s.groupSize > tokensPerImage;
-  const router =
-    s.router === 'sparse-ot'
-      ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true}
-      : s.router === 'topk' && s.expertsPerToken !== undefined
-        ? {name: 'topk', k: s.expertsPerToken}
-        : s.router;
+  const knobs: Record<string, unknown> = Object.fromEntries(ROUTER_KNOBS[s.router].filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));
+  if (s.router === 'topk' && s.expertsPerToken !== undefined) knobs.k = s.expertsPerToken;
+  const router = s.router === 'sparse-ot' ? {name: 'sparse-ot', gradient: s.gradient, warmStart: true} : Object.keys(knobs).length ? {name: s.router, ...knobs} : s.router;
   return {
     kind: 'vmoe',
     config: {

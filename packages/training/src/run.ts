@@ -4,18 +4,21 @@
  * `model/` (model.json + weights.bin), `report.html`, `log.jsonl`, `summary.json`, `run.json`,
  * `checkpoints/`.
  */
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import {ConfigError} from '@tfjs-moe/router';
+import {checkOptions, ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
 import {setupBackend, type BackendRequest} from './backend';
 import {datasetSize} from './data/dataset';
 import {loadSplits} from './data/load';
-import {TRAINING_DEFAULTS as D, defaultEvalEvery} from './defaults';
-import {atomicWriteFile, fileHandler} from './io/file-io';
+import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from './defaults';
+import {atomicWriteFile, fileHandler, readJsonFile} from './io/file-io';
+import {prepareRunFolder} from './io/run-folder';
 import {formatBalance, type LoadBalanceStats} from './metrics/load-balance';
-import {buildModel, resolveModelSpec, type ModelSpec} from './model-factory';
+import {buildModel, MODEL_SPEC_KEYS, resolveModelSpec, type ModelSpec} from './model-factory';
 import {renderReport} from './report/html';
 import {ProgressBar, type ProgressStream} from './report/progress';
+import {inspectLatestCheckpoint} from './train/checkpoint';
 import {train, type TrainResult} from './train/trainer';
 
 /** Options of {@link runTraining}: the model, the data, the schedule and the outputs. */
@@ -48,8 +51,15 @@ export interface RunOptions extends ModelSpec {
   backend?: BackendRequest;
   /** Output folder. Default `'runs/<router>'`. */
   out?: string;
-  /** Continue from the newest checkpoint in `out`. Default false. */
+  /**
+   * Continue the run in `out` from its newest intact checkpoint. Default false. The run keeps its
+   * stored settings; `steps` / `epochs` may extend it, `backend`, the intervals and the outputs
+   * may change, and any other setting that differs from the stored one is a {@link ConfigError}
+   * naming it. Without a checkpoint in `out` it is an error.
+   */
   resume?: boolean;
+  /** Replace the outputs of an earlier run in `out` (a fresh run into a non-empty folder is refused otherwise). Default false. */
+  overwrite?: boolean;
   /** Checkpoint every this many steps. Default {@link TRAINING_DEFAULTS}.checkpointEvery. */
   checkpointEvery?: number;
   /** Evaluate on the validation set every this many steps (0: at the end only). Default {@link defaultEvalEvery}. */
@@ -74,6 +84,55 @@ export interface RunSummary {
   seconds: number;
   /** Settings of the run, as stored in `run.json`. */
   config: Record<string, unknown>;
+  /** For a resumed run: the checkpoint it continued, and damaged newer ones it skipped. */
+  resumed?: {checkpoint: string; step: number; skipped: Array<{path: string; reason: string}>};
+}
+
+/** Every key {@link RunOptions} accepts. */
+export const RUN_OPTION_KEYS = [
+  ...MODEL_SPEC_KEYS,
+  'data', 'heldOutFraction', 'validationFraction', 'maxShift', 'seed', 'epochs', 'steps', 'batchSize', 'learningRate', 'warmupSteps', 'clipNorm', 'weightDecay',
+  'backend', 'out', 'resume', 'overwrite', 'checkpointEvery', 'evalEvery', 'logEvery', 'report', 'progress',
+] as const;
+
+/** Settings a resumed run may change: the budget, the backend, the intervals and the outputs. */
+const CHANGEABLE_ON_RESUME = new Set(['steps', 'epochs', 'backend', 'out', 'resume', 'overwrite', 'checkpointEvery', 'evalEvery', 'logEvery', 'report', 'progress']);
+
+/** The run's settings as given, merged with run.json's on resume (an error for a changed setting). */
+function resumeSettings(options: RunOptions, out: string): {opts: RunOptions; stored: Record<string, unknown>} {
+  const runFile = path.join(out, 'run.json');
+  if (!fs.existsSync(runFile)) {
+    throw new ConfigError('resume', `a run folder holding run.json (from an earlier tfjs-moe train --out ${out})`, out);
+  }
+  const stored = readJsonFile<Record<string, unknown>>(runFile, 'run settings file (run.json)', undefined, (j) =>
+    typeof j.router === 'string' && typeof j.steps === 'number' ? undefined : 'no "router" and "steps" settings',
+  );
+  const changed: string[] = [];
+  for (const [k, v] of Object.entries(options)) {
+    if (v === undefined || CHANGEABLE_ON_RESUME.has(k)) continue;
+    const was = stored[k] ?? (k === 'data' ? D.data : undefined);
+    if (was !== v) changed.push(`${k} ${JSON.stringify(was ?? 'default')} -> ${JSON.stringify(v)}`);
+  }
+  if (changed.length) {
+    const e = new ConfigError('resume', 'the stored settings', changed);
+    e.message = `Cannot resume ${out} with changed settings: ${changed.join(', ')}. A resumed run keeps run.json's settings; only --steps/--epochs (to extend it), --backend and the intervals may change. Start a fresh run (another --out, or --overwrite) to change them.`;
+    throw e;
+  }
+  const {steps: _s, epochs: _e, out: _o, backend: _b, runId: _r, ...kept} = stored;
+  const opts: RunOptions = {
+    ...(kept as RunOptions),
+    backend: options.backend ?? (stored.backend as BackendRequest | undefined),
+    steps: options.steps ?? (options.epochs === undefined ? (stored.steps as number) : undefined),
+    epochs: options.epochs,
+    checkpointEvery: options.checkpointEvery ?? (stored.checkpointEvery as number | undefined),
+    evalEvery: options.evalEvery ?? (stored.evalEvery as number | undefined),
+    logEvery: options.logEvery ?? (stored.logEvery as number | undefined),
+    progress: options.progress,
+    report: options.report,
+    out,
+    resume: true,
+  };
+  return {opts, stored};
 }
 
 /**
@@ -87,32 +146,65 @@ export interface RunSummary {
  * ```
  */
 export async function runTraining(options: RunOptions = {}): Promise<RunSummary> {
-  let opts = options;
+  checkOptions(options, RUN_OPTION_KEYS, 'runTraining');
   const out = options.out ?? path.join('runs', options.router ?? 'sparse-ot');
-  const runFile = path.join(out, 'run.json');
-  if (options.resume && fs.existsSync(runFile)) {
-    // A resumed run continues with the stored settings; the flags only choose what to resume.
-    const stored = JSON.parse(fs.readFileSync(runFile, 'utf8')) as RunOptions;
-    opts = {...stored, backend: options.backend ?? stored.backend, progress: options.progress, report: options.report, out, resume: true};
-  } else if (options.resume) {
-    throw new ConfigError('resume', `a run folder holding run.json (from an earlier tfjs-moe train --out ${out})`, out);
+  if (options.epochs !== undefined && (typeof options.epochs !== 'number' || !Number.isFinite(options.epochs) || options.epochs <= 0)) {
+    throw new InvalidArgumentError('epochs', 'a finite number > 0', options.epochs);
   }
-  const spec = resolveModelSpec(opts);
+  if (options.steps !== undefined && (!Number.isInteger(options.steps) || options.steps < 1)) throw new InvalidArgumentError('steps', 'a positive integer', options.steps);
+  const {release, cleaned} = prepareRunFolder(out, {resume: options.resume, overwrite: options.overwrite});
+  try {
+    return await runLocked(options, out, cleaned);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(options: RunOptions, out: string, cleaned: string[]): Promise<RunSummary> {
+  const say = (line: string): void => {
+    if (options.progress !== null) (options.progress ?? process.stderr).write(`${line}\n`);
+  };
+  if (cleaned.length) say(`removed what interrupted writes left: ${cleaned.join(', ')}`);
+  const runFile = path.join(out, 'run.json');
+  let opts = options;
+  let stored: Record<string, unknown> | undefined;
+  let resumed: RunSummary['resumed'];
+  if (options.resume) {
+    ({opts, stored} = resumeSettings(options, out));
+    const ckpt = inspectLatestCheckpoint<{runId?: string}>(path.join(out, 'checkpoints'));
+    if (stored.runId !== undefined && ckpt.trainer.runId !== undefined && ckpt.trainer.runId !== stored.runId) {
+      throw new ConfigError('checkpoint', `a checkpoint of the run in ${runFile} (run ${stored.runId})`, `${ckpt.path} of run ${ckpt.trainer.runId}`);
+    }
+    for (const s of ckpt.skipped) say(`skipped damaged checkpoint: ${s.reason}`);
+    resumed = {checkpoint: ckpt.path, step: ckpt.step, skipped: ckpt.skipped};
+  }
+  const spec = resolveModelSpec(Object.fromEntries(MODEL_SPEC_KEYS.map((k) => [k, opts[k]])) as ModelSpec);
   const setup = await setupBackend(opts.backend ?? 'auto');
   const seed = opts.seed ?? 0;
   const dataSpec = opts.data ?? D.data;
   const split = loadSplits(dataSpec, {seed, testFraction: opts.heldOutFraction, validationFraction: opts.validationFraction});
   const ds = split.train;
+  if (ds.numClasses < 2) throw new InvalidArgumentError('data', 'a data set with at least 2 classes', `${dataSpec} with ${ds.numClasses} class`);
   const batchSize = opts.batchSize ?? D.batchSize;
   const stepsPerEpoch = Math.floor(datasetSize(split.train) / batchSize);
+  if (stepsPerEpoch < 1) throw new InvalidArgumentError('batchSize', `at most the ${datasetSize(split.train)} training examples`, batchSize);
   const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? D.epochs) * stepsPerEpoch));
+  if (resumed && totalSteps < resumed.step) {
+    throw new InvalidArgumentError('steps', `at least ${resumed.step} (the step of the checkpoint being resumed)`, totalSteps);
+  }
+  const runId = (stored?.runId as string | undefined) ?? crypto.randomUUID();
   const config: Record<string, unknown> = {
+    runId,
     router: spec.router,
     gradient: spec.router === 'sparse-ot' ? spec.gradient : undefined,
     experts: spec.router === 'dense' ? undefined : spec.experts,
     capacityFactor: spec.router === 'dense' ? undefined : spec.capacityFactor,
     evalCapacityFactor: opts.evalCapacityFactor,
     groupSize: opts.groupSize,
+    k: opts.k,
+    loadBalanceLossWeight: opts.loadBalanceLossWeight,
+    zLossWeight: opts.zLossWeight,
+    jitterNoise: opts.jitterNoise,
     preset: spec.preset,
     depth: opts.depth,
     hiddenSize: opts.hiddenSize,
@@ -127,7 +219,8 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     steps: totalSteps,
     batchSize,
     learningRate: opts.learningRate ?? D.learningRate,
-    warmupSteps: opts.warmupSteps,
+    // Pinned at the first run so that extending a resumed run keeps the warmup it had.
+    warmupSteps: opts.warmupSteps ?? defaultWarmupSteps(totalSteps),
     clipNorm: opts.clipNorm ?? D.clipNorm,
     weightDecay: opts.weightDecay ?? D.weightDecay,
     checkpointEvery: opts.checkpointEvery ?? D.checkpointEvery,
@@ -136,8 +229,14 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     backend: setup.backend,
   };
   for (const k of Object.keys(config)) if (config[k] === undefined) delete config[k];
-  fs.mkdirSync(out, {recursive: true});
-  if (!opts.resume) atomicWriteFile(runFile, JSON.stringify({...config, backend: opts.backend ?? 'auto', out}, null, 2));
+  atomicWriteFile(runFile, JSON.stringify({...config, backend: opts.backend ?? 'auto', out}, null, 2));
+  if (resumed) {
+    const was = stored!.steps as number;
+    say(
+      `resuming ${out} from ${path.relative(out, resumed.checkpoint)} (step ${resumed.step} of ${was})` +
+        (totalSteps !== was ? `; budget ${was} -> ${totalSteps} steps` : resumed.step >= totalSteps ? '; already at its budget: evaluating and writing the outputs again' : ''),
+    );
+  }
 
   const bar = opts.progress === null ? null : new ProgressBar(totalSteps, opts.progress ?? process.stderr);
   bar?.message(
@@ -153,7 +252,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     batchSize,
     steps: totalSteps,
     learningRate: config.learningRate as number,
-    warmupSteps: opts.warmupSteps,
+    warmupSteps: config.warmupSteps as number,
     maxShift: config.maxShift as number,
     clipNorm: config.clipNorm as number,
     weightDecay: config.weightDecay as number,
@@ -162,6 +261,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     checkpointEvery: config.checkpointEvery as number,
     outDir: out,
     resume: opts.resume,
+    runId,
     onLog: (r) => bar?.update(r),
     onEval: (e) => {
       if (!e.final) bar?.message(`  step ${e.step}: validation accuracy ${(100 * e.accuracy).toFixed(2)}% (${e.examples} examples)`);
@@ -193,7 +293,7 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     });
     atomicWriteFile(path.join(out, 'report.html'), html);
   }
-  return {out, backend: setup.backend, result, seconds, config};
+  return {out, backend: setup.backend, result, seconds, config, resumed};
 }
 
 function stripClasses(stats: Record<string, LoadBalanceStats>): Record<string, LoadBalanceStats> {
@@ -210,7 +310,9 @@ function stripClasses(stats: Record<string, LoadBalanceStats>): Record<string, L
  */
 export function summaryLines(run: RunSummary): string[] {
   const r = run.result;
-  const lines = [`test accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`];
+  const lines: string[] = [];
+  if (run.resumed) lines.push(`resumed from ${run.resumed.checkpoint} (step ${run.resumed.step})${run.resumed.skipped.length ? `, skipping ${run.resumed.skipped.length} damaged` : ''}`);
+  lines.push(`test accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`);
   for (const [name, s] of Object.entries(r.trainBalance)) lines.push(`  ${name} train:    ${formatBalance(s)}`);
   for (const [name, s] of Object.entries(r.final.balance)) {
     lines.push(`  ${name} test:     ${formatBalance(s)}${s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : ''}`);

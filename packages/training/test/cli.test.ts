@@ -52,6 +52,7 @@ describe('tfjs-moe CLI: bad input', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'));
     const r = await runCli(['train', '--resume', '--out', dir, '--backend', 'cpu', '--quiet']);
     expect(r.stderr).toBe(`tfjs-moe train: Expected resume to be a run folder holding run.json (from an earlier tfjs-moe train --out ${dir}), but got "${dir}".`);
+    expect(r.code).toBe(1);
     const e = await runCli(['eval', '--model', dir, '--backend', 'cpu']);
     expect(e.stderr).toBe(`tfjs-moe eval: Expected model to be a folder holding model.json and weights.bin, but got "${dir}".`);
   });
@@ -73,12 +74,13 @@ describe('runTraining', () => {
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
     expect(summary.accuracy).toBe(first.result.final.accuracy);
     expect(Object.keys(summary.heldOutBalance)).toEqual(['block1_moe']);
-    // Resuming the finished run with different flags keeps the stored ones (seed 3, 4 steps) and
-    // starts from the last checkpoint (step 4), so the result is the same model.
-    const again = await runTraining({out, resume: true, backend: 'cpu', progress: null, report: false, seed: 99});
+    // Resuming the finished run keeps the stored settings (seed 3, 4 steps) and starts from the
+    // last checkpoint (step 4), so the result is the same model; a changed seed is an error.
+    const again = await runTraining({out, resume: true, backend: 'cpu', progress: null, report: false});
     expect(again.result.resumedFrom).toBe(4);
     expect(again.config.seed).toBe(3);
     expect(again.result.final.accuracy).toBe(first.result.final.accuracy);
+    await expect(runTraining({out, resume: true, backend: 'cpu', progress: null, report: false, seed: 99})).rejects.toThrow('changed settings: seed 3 -> 99.');
     first.result.model.dispose();
     again.result.model.dispose();
   });

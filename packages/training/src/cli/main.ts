@@ -11,19 +11,20 @@
  * npx tfjs-moe compare --seeds 0,1,2 --steps 200
  * ```
  */
+import * as fs from 'fs';
 import * as path from 'path';
 import {parseArgs} from 'util';
-import * as tf from '@tensorflow/tfjs';
 import '@tfjs-moe/models';
-import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
+import {checkOptions, InvalidArgumentError, nearestKey, TfjsMoeError} from '@tfjs-moe/router';
 import {BACKEND_NAMES, setupBackend, type BackendRequest} from '../backend';
 import {compareRouters, DEFAULT_VARIANTS, parseVariants} from '../compare';
 import {loadSplits} from '../data/load';
 import {TRAINING_DEFAULTS} from '../defaults';
-import {fileHandler} from '../io/file-io';
+import {readJsonFile} from '../io/file-io';
+import {loadModel} from '../io/load-model';
 import {formatBalance} from '../metrics/load-balance';
 import {ROUTER_CHOICES, GRADIENT_CHOICES, type GradientChoice, type RouterChoice} from '../model-factory';
-import {runTraining, summaryLines, type RunOptions} from '../run';
+import {RUN_OPTION_KEYS, runTraining, summaryLines, type RunOptions} from '../run';
 import {evaluate} from '../train/evaluate';
 import {VMOE_COMMANDS, vmoeCommand} from './vmoe';
 
@@ -48,20 +49,32 @@ train options:
                              | digits (10,000 embedded) | synthetic | <folder of class sub-folders of PNGs> | <file.npy|file.json>
   --preset <name>            mnist-tiny (default) | mnist-small | cifar-tiny
   --backend <name>           ${BACKEND_NAMES.join('|')} (default auto: tfjs-node, then wasm, then cpu)
-  --out <dir>                output folder (default runs/<router>)
-  --resume                   continue the run in --out from its newest checkpoint
+  --k <n>                    topk: experts per token (default 1)
+  --load-balance-loss-weight <x>  topk: weight of the load-balancing loss (default 0.01)
+  --z-loss-weight <x>        topk, expert-choice, sinkhorn: weight of the router z-loss (default 0)
+  --jitter <x>               topk: multiplicative router-input jitter in training (default 0)
+  --out <dir>                output folder (default runs/<router>); a fresh run needs it empty or new
+  --resume                   continue the run in --out from its newest intact checkpoint; --steps or
+                             --epochs extend it; other changed settings are an error
+  --overwrite                replace the outputs of an earlier run in --out
+  --config <file.json>       settings as JSON ({"router": "topk", "steps": 200, ...}; the keys of
+                             runTraining's options); flags override it
   --seed <n>                 seed of split, initialization, data order and randomness (default 0)
   --checkpoint-every <n>     default 50              --eval-every <n>  default: 4 times per run
   --no-report                skip report.html        --quiet        no progress bar
+  --verbose                  print stack traces of unexpected errors
+
+Paths are resolved against the directory you ran the command from (npm's INIT_CWD under npm run).
 
 eval options:
-  --model <dir>              a folder written by train (model.json + weights.bin), e.g. runs/sparse-ot/model
+  --model <dir>              a run folder of train (runs/sparse-ot) or its model/ (model.json + weights.bin)
   --data, --seed, --backend, --batch-size as for train (the test set of --data: official, or the held-out split with --seed)
 
 compare options:
   --routers <list>           default ${DEFAULT_VARIANTS}
   --seeds <list>             default 0,1,2
-  --out <dir>                default runs/compare; and every train option except --router/--gradient
+  --out <dir>                default runs/compare (one sub-folder per run, compare.md, compare.json)
+  and every train option except --router, --gradient, --resume
 `;
 
 const OPTIONS = {
@@ -78,8 +91,15 @@ const OPTIONS = {
   data: {type: 'string'},
   preset: {type: 'string'},
   backend: {type: 'string'},
+  k: {type: 'string'},
+  'load-balance-loss-weight': {type: 'string'},
+  'z-loss-weight': {type: 'string'},
+  jitter: {type: 'string'},
   out: {type: 'string'},
   resume: {type: 'boolean'},
+  overwrite: {type: 'boolean'},
+  config: {type: 'string'},
+  verbose: {type: 'boolean'},
   seed: {type: 'string'},
   'checkpoint-every': {type: 'string'},
   'eval-every': {type: 'string'},
@@ -92,6 +112,25 @@ const OPTIONS = {
 } as const;
 
 type Values = Record<string, string | boolean | undefined>;
+
+const COMMON_FLAGS = ['data', 'seed', 'backend', 'batch-size', 'help', 'verbose', 'quiet'];
+const TRAIN_FLAGS = Object.keys(OPTIONS).filter((f) => !['model', 'routers', 'seeds'].includes(f));
+/** The flags each command takes (a flag of another command is an error, not silently ignored). */
+const COMMAND_FLAGS: Record<string, string[]> = {
+  train: TRAIN_FLAGS,
+  eval: [...COMMON_FLAGS, 'model'],
+  compare: [...TRAIN_FLAGS.filter((f) => !['router', 'gradient', 'resume', 'overwrite'].includes(f)), 'routers', 'seeds'],
+};
+
+/** The directory the user ran the command from: npm sets INIT_CWD when it runs a workspace script elsewhere. */
+function callerDir(): string {
+  return process.env.INIT_CWD ?? process.cwd();
+}
+
+function resolvePath(p: string | undefined): string | undefined {
+  return p === undefined ? undefined : path.resolve(callerDir(), p);
+}
+
 
 function num(values: Values, flag: string, integer = false): number | undefined {
   const raw = values[flag];
@@ -111,8 +150,33 @@ function backendOf(values: Values): BackendRequest {
   return b as BackendRequest;
 }
 
+/** Data names that are not paths. */
+const NAMED_DATA = ['mnist', 'fashion-mnist', 'digits', 'synthetic'];
+
+/** A `--data` value with its path (also the folder of `idx:DIR`) resolved against `base`. */
+function resolveData(d: string, base: string): string {
+  if (NAMED_DATA.includes(d)) return d;
+  return d.startsWith('idx:') ? `idx:${path.resolve(base, d.slice(4))}` : path.resolve(base, d);
+}
+
+function dataSpec(values: Values): string | undefined {
+  const d = values.data as string | undefined;
+  return d === undefined ? undefined : resolveData(d, callerDir());
+}
+
+/** Reads `--config`: a JSON object of {@link RunOptions} keys (unknown keys are an error naming the nearest known one). */
+function configFile(values: Values): RunOptions {
+  const file = resolvePath(values.config as string | undefined);
+  if (file === undefined) return {};
+  const json = readJsonFile<Record<string, unknown>>(file, 'settings file (JSON object of train options)');
+  checkOptions(json, RUN_OPTION_KEYS.filter((k) => k !== 'progress'), file);
+  if (typeof json.out === 'string') json.out = path.resolve(path.dirname(file), json.out);
+  if (typeof json.data === 'string') json.data = resolveData(json.data, path.dirname(file));
+  return json as RunOptions;
+}
+
 function runOptions(values: Values): RunOptions {
-  return {
+  const fromFlags: RunOptions = {
     router: values.router as RouterChoice | undefined,
     gradient: values.gradient as GradientChoice | undefined,
     experts: num(values, 'experts', true),
@@ -123,17 +187,25 @@ function runOptions(values: Values): RunOptions {
     steps: num(values, 'steps', true),
     batchSize: num(values, 'batch-size', true),
     learningRate: num(values, 'lr'),
-    data: values.data as string | undefined,
+    k: num(values, 'k', true),
+    loadBalanceLossWeight: num(values, 'load-balance-loss-weight'),
+    zLossWeight: num(values, 'z-loss-weight'),
+    jitterNoise: num(values, 'jitter'),
+    data: dataSpec(values),
     preset: values.preset as RunOptions['preset'],
-    backend: backendOf(values),
-    out: values.out as string | undefined,
-    resume: values.resume === true,
+    backend: values.backend === undefined ? undefined : backendOf(values),
+    out: resolvePath(values.out as string | undefined),
+    resume: values.resume === true ? true : undefined,
+    overwrite: values.overwrite === true ? true : undefined,
     seed: num(values, 'seed', true),
     checkpointEvery: num(values, 'checkpoint-every', true),
     evalEvery: num(values, 'eval-every', true),
-    report: values['no-report'] !== true,
+    report: values['no-report'] === true ? false : undefined,
     progress: values.quiet ? null : process.stderr,
   };
+  const merged: Record<string, unknown> = {...configFile(values)};
+  for (const [k, v] of Object.entries(fromFlags)) if (v !== undefined || k === 'progress') merged[k] = v;
+  return merged as RunOptions;
 }
 
 async function trainCommand(values: Values): Promise<void> {
@@ -143,26 +215,30 @@ async function trainCommand(values: Values): Promise<void> {
 }
 
 async function evalCommand(values: Values): Promise<void> {
-  const dir = values.model as string | undefined;
-  if (!dir) throw new InvalidArgumentError('--model', 'a model folder written by tfjs-moe train', dir);
+  let dir = resolvePath(values.model as string | undefined);
+  if (!dir) throw new InvalidArgumentError('--model', 'a run folder or a model folder written by tfjs-moe train', dir);
+  if (!fs.existsSync(path.join(dir, 'model.json')) && fs.existsSync(path.join(dir, 'model', 'model.json'))) dir = path.join(dir, 'model');
   const setup = await setupBackend(backendOf(values));
-  const model = await tf.loadLayersModel(fileHandler(dir));
-  const [, h, w] = model.inputs[0].shape as number[];
-  const seed = num(values, 'seed', true) ?? 0;
-  const split = loadSplits((values.data as string | undefined) ?? TRAINING_DEFAULTS.data, {size: [h, w], seed});
-  const r = await evaluate(model, split.test, {batchSize: num(values, 'batch-size', true) ?? 128});
-  console.log(`${path.resolve(dir)} on ${split.test.name} (${r.examples} examples, backend ${setup.backend}): accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
-  for (const [name, s] of Object.entries(r.balance)) {
-    console.log(`  ${name}: ${formatBalance(s)} tokens/expert ${s.tokensPerExpert.map((t) => t.toFixed(1)).join(' ')}`);
+  const model = await loadModel(dir);
+  try {
+    const [, h, w] = model.inputs[0].shape as number[];
+    const seed = num(values, 'seed', true) ?? 0;
+    const split = loadSplits(dataSpec(values) ?? TRAINING_DEFAULTS.data, {size: [h, w], seed});
+    const r = await evaluate(model, split.test, {batchSize: num(values, 'batch-size', true) ?? 128});
+    console.log(`${dir} on ${split.test.name} (${r.examples} examples, backend ${setup.backend}): accuracy ${(100 * r.accuracy).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+    for (const [name, s] of Object.entries(r.balance)) {
+      console.log(`  ${name}: ${formatBalance(s)} tokens/expert ${s.tokensPerExpert.map((t) => t.toFixed(1)).join(' ')}`);
+    }
+  } finally {
+    model.dispose();
   }
-  model.dispose();
 }
 
 async function compareCommand(values: Values): Promise<void> {
-  const {router: _r, gradient: _g, resume: _x, out, ...rest} = runOptions(values);
+  const {router: _r, gradient: _g, resume: _x, overwrite: _w, out, progress, ...rest} = runOptions(values);
   const seeds = ((values.seeds as string | undefined) ?? '0,1,2').split(',').map((s) => {
     const v = Number(s);
-    if (!Number.isInteger(v)) throw new InvalidArgumentError('--seeds', 'a comma-separated list of integers', values.seeds);
+    if (s.trim() === '' || !Number.isInteger(v)) throw new InvalidArgumentError('--seeds', 'a comma-separated list of integers', values.seeds);
     return v;
   });
   const {table} = await compareRouters({
@@ -170,8 +246,8 @@ async function compareCommand(values: Values): Promise<void> {
     out,
     variants: parseVariants((values.routers as string | undefined) ?? DEFAULT_VARIANTS),
     seeds,
-    progress: null,
-    onRun: (r) => console.error(`  ${r.variant} seed ${r.seed}: accuracy ${(100 * r.accuracy).toFixed(2)}%, max/mean ${r.maxOverMean.toFixed(2)}, ${Math.round(r.imagesPerSecond)} img/s`),
+    progress,
+    onRun: (r) => console.error(`  ${r.variant} seed ${r.seed}: accuracy ${(100 * r.accuracy).toFixed(2)}%, max/mean ${r.maxOverMean.toFixed(2)}, ${Math.round(r.imagesPerSecond)} img/s -> ${r.out}`),
   });
   console.log(table);
 }
@@ -191,27 +267,44 @@ export async function main(argv: string[]): Promise<number> {
   try {
     values = parseArgs({args: rest, options: OPTIONS, allowPositionals: false, strict: true}).values as Values;
   } catch (e) {
-    console.error(`tfjs-moe: ${(e as Error).message}\n\n${USAGE}`);
+    const err = e as Error & {code?: string};
+    const flag = /Unknown option '(--?[^']+)'/.exec(err.message)?.[1];
+    const known = COMMAND_FLAGS[command] ?? Object.keys(OPTIONS);
+    const near = flag ? nearestKey(flag.replace(/^-+/, ''), known) : undefined;
+    const msg = flag ? `Unknown option '${flag}'.${near ? ` Did you mean '--${near}'?` : ''}` : err.message;
+    console.error(`tfjs-moe${command ? ` ${command}` : ''}: ${msg} Run 'tfjs-moe --help' for the options.`);
     return 2;
   }
   if (!command || command === 'help' || command === '--help' || command === '-h' || values.help) {
     console.log(USAGE);
     return command || values.help ? 0 : 2;
   }
+  if (!(command in COMMAND_FLAGS)) {
+    const near = nearestKey(command, Object.keys(COMMAND_FLAGS));
+    console.error(`tfjs-moe: unknown command ${JSON.stringify(command)}.${near ? ` Did you mean '${near}'?` : ''} Commands: train, eval, compare.`);
+    return 2;
+  }
+  const foreign = Object.keys(values).filter((f) => !COMMAND_FLAGS[command].includes(f));
+  if (foreign.length) {
+    console.error(`tfjs-moe ${command}: option${foreign.length > 1 ? 's' : ''} ${foreign.map((f) => `--${f}`).join(', ')} not taken by '${command}'. Run 'tfjs-moe --help' for the options.`);
+    return 2;
+  }
   try {
     if (command === 'train') await trainCommand(values);
     else if (command === 'eval') await evalCommand(values);
-    else if (command === 'compare') await compareCommand(values);
-    else {
-      console.error(`tfjs-moe: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
-      return 2;
-    }
+    else await compareCommand(values);
   } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (values.verbose) console.error(err);
     if (e instanceof TfjsMoeError) {
-      console.error(`tfjs-moe ${command}: ${e.message}`);
-      return 1;
+      console.error(`tfjs-moe ${command}: ${err.message}`);
+    } else if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EISDIR' || err.code === 'ENOTDIR') {
+      console.error(`tfjs-moe ${command}: ${err.code === 'ENOENT' ? 'no such file or folder' : err.code === 'EACCES' ? 'permission denied' : 'wrong kind of path'}: ${err.path ?? err.message}`);
+    } else {
+      const first = String(err?.message ?? err).split('\n')[0];
+      console.error(`tfjs-moe ${command}: ${err?.name ?? 'Error'}: ${first}${values.verbose ? '' : ' (run with --verbose for the stack trace)'}`);
     }
-    throw e;
+    return 1;
   }
   return 0;
 }
@@ -222,7 +315,7 @@ if (require.main === module) {
       process.exitCode = code;
     },
     (e) => {
-      console.error(e);
+      console.error(`tfjs-moe: ${(e as Error)?.message ?? String(e)}`);
       process.exitCode = 1;
     },
   );

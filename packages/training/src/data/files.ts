@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import {PNG} from 'pngjs';
-import {InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
+import {InvalidArgumentError, NonFiniteError, ShapeError} from '@tfjs-moe/router';
 import {validateDataset, type ImageDataset} from './dataset';
 
 /** Options of {@link loadImageFolder}. */
@@ -189,7 +189,13 @@ export function loadArrayFile(file: string, options: ArrayFileOptions = {}): Ima
     values = x.data;
     labelValues = y.data;
   } else if (file.toLowerCase().endsWith('.json')) {
-    const json = JSON.parse(fs.readFileSync(file, 'utf8')) as {images?: unknown; labels?: unknown; shape?: number[]};
+    let json: {images?: unknown; labels?: unknown; shape?: number[]};
+    try {
+      json = JSON.parse(fs.readFileSync(file, 'utf8')) as typeof json;
+    } catch (e) {
+      throw new InvalidArgumentError(`data ${file}`, 'valid JSON', `unreadable JSON (${(e as Error).message})`);
+    }
+    if (json === null || typeof json !== 'object') throw new InvalidArgumentError(`data ${file}`, 'a JSON object with "images" and "labels" arrays', json);
     if (!Array.isArray(json.images) || !Array.isArray(json.labels)) {
       throw new InvalidArgumentError('data', 'a JSON object with "images" and "labels" arrays', Object.keys(json ?? {}), file);
     }
@@ -214,8 +220,18 @@ export function loadArrayFile(file: string, options: ArrayFileOptions = {}): Ima
   const [n, h, w, c] = shape;
   if (values.length !== n * h * w * c) throw new ShapeError('images', `${n * h * w * c} values for shape [${shape.join(',')}]`, values.length, file);
   if (labelValues.length !== n) throw new ShapeError('labels', `${n} labels (one per image)`, labelValues.length, file);
+  // Every pixel a finite number, every label a non-negative integer: NaN, Infinity, 1.5 or "x"
+  // would otherwise be trained on, truncated or coerced without a word.
   let max = 0;
-  for (let i = 0; i < values.length; i++) max = Math.max(max, values[i]);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new NonFiniteError(`images value ${i} (flat index, example ${Math.floor(i / (h * w * c))})`, 'a finite number', v, `data ${file}`);
+    max = Math.max(max, v);
+  }
+  for (let i = 0; i < labelValues.length; i++) {
+    const l = labelValues[i];
+    if (typeof l !== 'number' || !Number.isInteger(l) || l < 0) throw new InvalidArgumentError(`labels[${i}]`, 'an integer class index >= 0', l, `data ${file}`);
+  }
   const scale = options.scale ?? (max > 1 ? 255 : 1);
   const images = Float32Array.from(values, (v) => v / scale);
   const labels = Int32Array.from(labelValues);

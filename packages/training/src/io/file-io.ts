@@ -140,19 +140,9 @@ export function atomicWriteFolder(dir: string, files: Record<string, string | Ui
   fs.fsync?.(path.dirname(dir));
 }
 
-/** Concatenates the weight buffers of model artifacts into one. */
+/** The weight buffers of model artifacts as one (tfjs may hand over several). */
 function weightBytes(artifacts: tf.io.ModelArtifacts): Uint8Array {
-  const data = artifacts.weightData;
-  if (data === undefined) return new Uint8Array(0);
-  const buffers = Array.isArray(data) ? data : [data];
-  const total = buffers.reduce((s, b) => s + b.byteLength, 0);
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const b of buffers) {
-    out.set(new Uint8Array(b), off);
-    off += b.byteLength;
-  }
-  return out;
+  return artifacts.weightData === undefined ? new Uint8Array(0) : new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
 }
 
 /**
@@ -178,7 +168,57 @@ export function artifactsToFiles(artifacts: tf.io.ModelArtifacts): Record<string
 }
 
 /**
- * Reads the two files of {@link artifactsToFiles} from `dir`.
+ * A file on disk is missing, truncated or not what it should be (corrupt JSON, a weights file
+ * shorter than its manifest, ...). `file` is its path; the message names it and says what is
+ * wrong, in one line.
+ *
+ * Message: `Expected <file> to be <what it should be>, but got <what it is>.`
+ *
+ * @example
+ * ```ts
+ * try { readArtifacts('runs/a/model'); } catch (e) { if (e instanceof DamagedFileError) console.error(e.file); }
+ * ```
+ */
+export class DamagedFileError extends InvalidArgumentError {
+  /** The damaged file. */
+  readonly file: string;
+  constructor(file: string, expected: string, got: unknown) {
+    super(file, expected, got);
+    this.file = file;
+  }
+}
+
+/**
+ * Reads and parses a JSON file, with a {@link DamagedFileError} naming the file when it is
+ * missing, empty, truncated or not JSON, or (with `check`) when `check` returns an error text.
+ *
+ * @example
+ * ```ts
+ * const pointer = readJsonFile<{checkpoint: string}>('runs/a/checkpoints/latest.json', 'checkpoint pointer');
+ * ```
+ */
+export function readJsonFile<T>(file: string, what: string, fs: FileSystem = nodeFileSystem, check?: (json: T) => string | undefined): T {
+  if (!fs.existsSync(file)) throw new DamagedFileError(file, `an existing ${what} file`, 'no such file');
+  let json: T;
+  try {
+    json = JSON.parse(fs.readFileSync(file).toString('utf8')) as T;
+  } catch (e) {
+    throw new DamagedFileError(file, `a ${what} in JSON`, `unreadable JSON (${(e as Error).message})`);
+  }
+  const problem = json === null || typeof json !== 'object' ? 'not a JSON object' : check?.(json);
+  if (problem !== undefined) throw new DamagedFileError(file, `a ${what}`, problem);
+  return json;
+}
+
+/** Bytes per value of each tfjs weight dtype. */
+const DTYPE_BYTES: Record<string, number> = {float32: 4, int32: 4, bool: 1, float16: 2, uint8: 1, uint16: 2};
+
+/**
+ * Reads the two files of {@link artifactsToFiles} from `dir`, checking that `model.json` is the
+ * tfjs layers format and that the weight files hold exactly the bytes the manifest lists.
+ *
+ * @throws {InvalidArgumentError} when `dir` holds no `model.json`
+ * @throws {DamagedFileError} naming `model.json` or `weights.bin` when either is corrupt or truncated
  *
  * @example
  * ```ts
@@ -188,19 +228,35 @@ export function artifactsToFiles(artifacts: tf.io.ModelArtifacts): Record<string
 export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.io.ModelArtifacts {
   const jsonPath = path.join(dir, 'model.json');
   if (!fs.existsSync(jsonPath)) throw new InvalidArgumentError('model', 'a folder holding model.json and weights.bin', dir);
-  const json = JSON.parse(fs.readFileSync(jsonPath).toString('utf8')) as {
+  const json = readJsonFile<{
     modelTopology: object;
     weightsManifest: Array<{paths: string[]; weights: tf.io.WeightsManifestEntry[]}>;
     format?: string;
     generatedBy?: string;
     convertedBy?: string | null;
     userDefinedMetadata?: Record<string, object | string | number | boolean>;
-  };
+  }>(jsonPath, 'tfjs layers model (model.json)', fs, (j) => {
+    if (j.modelTopology === null || typeof j.modelTopology !== 'object') return 'no "modelTopology" object';
+    const ok = Array.isArray(j.weightsManifest) && j.weightsManifest.every((g) => g && Array.isArray(g.paths) && Array.isArray(g.weights));
+    return ok ? undefined : 'no valid "weightsManifest" (an array of {paths, weights})';
+  });
   const specs: tf.io.WeightsManifestEntry[] = [];
   const chunks: Uint8Array[] = [];
-  for (const group of json.weightsManifest ?? []) {
+  for (const group of json.weightsManifest) {
     specs.push(...group.weights);
-    for (const p of group.paths) chunks.push(new Uint8Array(fs.readFileSync(path.join(dir, p))));
+    const expected = group.weights.reduce((s, w) => s + (w.shape ?? []).reduce((a: number, b: number) => a * b, 1) * (DTYPE_BYTES[w.dtype] ?? 4), 0);
+    let got = 0;
+    for (const p of group.paths) {
+      const file = path.join(dir, p);
+      if (!fs.existsSync(file)) throw new DamagedFileError(file, 'an existing weights file (model.json lists it)', 'no such file');
+      const bytes = new Uint8Array(fs.readFileSync(file));
+      chunks.push(bytes);
+      got += bytes.byteLength;
+    }
+    if (got !== expected) {
+      const name = group.paths.length === 1 ? path.join(dir, group.paths[0]) : `${dir}/{${group.paths.join(',')}}`;
+      throw new DamagedFileError(name, `${expected} bytes (the weights model.json lists)`, `${got} bytes`);
+    }
   }
   const total = chunks.reduce((s, c) => s + c.byteLength, 0);
   const weightData = new Uint8Array(total);
@@ -218,6 +274,34 @@ export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.
     convertedBy: json.convertedBy ?? undefined,
     userDefinedMetadata: json.userDefinedMetadata,
   };
+}
+
+/**
+ * Removes what killed writes left in `dir` (not recursive): temporary files and folders
+ * `.<name>.tmp-*` of {@link atomicWriteFile} / {@link atomicWriteFolder}; a folder renamed aside
+ * (`.<name>.tmp-*.old`) whose replacement never arrived is renamed back first. Call it only while
+ * no other process writes into `dir` (e.g. holding the run folder's lock). Returns what it removed.
+ *
+ * @example
+ * ```ts
+ * cleanupTempFiles('runs/a/checkpoints'); // ['.ckpt-00000050.tmp-4242-lx2k9']
+ * ```
+ */
+export function cleanupTempFiles(dir: string, fs: FileSystem = nodeFileSystem): string[] {
+  if (!fs.existsSync(dir)) return [];
+  const removed: string[] = [];
+  const entries = fs.readdirSync(dir);
+  for (const e of entries) {
+    const m = /^\.(.+)\.tmp-[^.]+\.old$/.exec(e);
+    if (m && !fs.existsSync(path.join(dir, m[1]))) fs.renameSync(path.join(dir, e), path.join(dir, m[1]));
+  }
+  for (const e of fs.readdirSync(dir)) {
+    if (/^\..+\.tmp-/.test(e)) {
+      fs.rmSync(path.join(dir, e), {recursive: true, force: true});
+      removed.push(e);
+    }
+  }
+  return removed;
 }
 
 /**

@@ -26,6 +26,9 @@ export interface ReportData {
 
 type VegaLiteSpec = Record<string, unknown>;
 
+/** The step axis: integer ticks without decimals ("10", never "10.000000"), even for one point. */
+const STEP_AXIS = {field: 'step', type: 'quantitative', title: 'step', axis: {format: 'd', tickMinStep: 1}, scale: {zero: false, nice: true}};
+
 // vega and vega-lite are ES modules; a real dynamic import (kept out of reach of CommonJS
 // transpilation) loads them from this CommonJS package.
 const importEsm = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<any>;
@@ -82,8 +85,8 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
       data: {values: curves.filter((c) => c.metric === metric)},
       mark: {type: 'line', point: true},
       encoding: {
-        x: {field: 'step', type: 'quantitative', title: 'step'},
-        y: {field: 'value', type: 'quantitative', title: metric, ...(metric === 'accuracy' ? {scale: {domain: [0, 1]}} : {})},
+        x: STEP_AXIS,
+        y: {field: 'value', type: 'quantitative', title: metric, axis: {format: '~g'}, ...(metric === 'accuracy' ? {scale: {domain: [0, 1]}} : {})},
         color: {field: 'series', type: 'nominal', title: null},
       },
     };
@@ -103,15 +106,74 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
       width: 420,
       height: 220,
       data: {values: rows},
-      mark: 'line',
+      mark: {type: 'line', point: true},
       encoding: {
-        x: {field: 'step', type: 'quantitative'},
-        y: {field: 'load', type: 'quantitative', title: 'tokens per expert'},
+        x: STEP_AXIS,
+        y: {field: 'load', type: 'quantitative', title: 'tokens per expert', axis: {format: '~g'}},
         color: {field: 'expert', type: 'nominal'},
       },
     };
   }
+  for (const layer of layers) {
+    const rows: Array<Record<string, unknown>> = [];
+    for (const r of data.history) {
+      const s = r.balance[layer];
+      if (s?.solverIterations !== undefined) rows.push({step: r.step, metric: 'solver iterations', value: s.solverIterations});
+      if (s?.otMarginalError !== undefined) rows.push({step: r.step, metric: 'row-marginal error', value: s.otMarginalError});
+    }
+    if (!rows.length) continue;
+    specs[`solver-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: the OT solver during training`,
+      data: {values: rows},
+      mark: {type: 'line', point: true},
+      encoding: {
+        x: STEP_AXIS,
+        y: {field: 'value', type: 'quantitative', title: null, axis: {format: '~g'}},
+        row: {field: 'metric', type: 'nominal', title: null},
+      },
+      resolve: {scale: {y: 'independent'}},
+      width: 420,
+      height: 110,
+    };
+  }
   const final = data.evals[data.evals.length - 1];
+  for (const [layer, s] of Object.entries(final?.balance ?? {})) {
+    const rows: Array<Record<string, unknown>> = [];
+    (s.importance ?? []).forEach((v, e) => rows.push({expert: `e${e}`, what: 'mean gate probability', value: v}));
+    const total = s.tokensPerExpert.reduce((a, b) => a + b, 0);
+    s.tokensPerExpert.forEach((v, e) => rows.push({expert: `e${e}`, what: 'share of kept tokens', value: total ? v / total : 0}));
+    specs[`experts-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: per expert (held-out)`,
+      data: {values: rows},
+      mark: 'bar',
+      width: {step: 16},
+      height: 160,
+      encoding: {
+        x: {field: 'expert', type: 'nominal', sort: null, title: null},
+        xOffset: {field: 'what'},
+        y: {field: 'value', type: 'quantitative', title: 'fraction', axis: {format: '~g'}},
+        color: {field: 'what', type: 'nominal', title: null},
+      },
+    };
+    const hist = s.expertsPerTokenHistogram;
+    if (hist && hist.length) {
+      const served = [0, 1, 2].map((k) => ({experts: k === 2 ? '2+' : String(k), share: k === 2 ? hist.slice(2).reduce((a, b) => a + b, 0) : hist[k] ?? 0}));
+      specs[`served-${layer}`] = {
+        $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+        title: `${layer}: tokens served by 0, 1, 2+ experts (held-out)`,
+        data: {values: served},
+        mark: 'bar',
+        width: {step: 40},
+        height: 160,
+        encoding: {
+          x: {field: 'experts', type: 'nominal', sort: null, title: 'experts per token'},
+          y: {field: 'share', type: 'quantitative', title: 'share of tokens', scale: {domain: [0, 1]}, axis: {format: '~g'}},
+        },
+      };
+    }
+  }
   for (const [layer, s] of Object.entries(final?.balance ?? {})) {
     if (!s.classExpert) continue;
     const rows: Array<Record<string, unknown>> = [];
@@ -166,8 +228,18 @@ export async function renderReport(data: ReportData): Promise<string> {
     .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(typeof v === 'string' ? v : JSON.stringify(v))}</td></tr>`)
     .join('');
   const chart = (id: string): string => (svgs[id] ? `<figure id="${escapeHtml(id)}">${svgs[id]}</figure>` : '');
-  const loadCharts = Object.keys(svgs).filter((k) => k.startsWith('load-')).map(chart).join('');
-  const heatmaps = Object.keys(svgs).filter((k) => k.startsWith('classes-')).map(chart).join('');
+  const charts = (prefix: string): string => Object.keys(svgs).filter((k) => k.startsWith(prefix)).map(chart).join('');
+  const loadCharts = charts('load-');
+  const heatmaps = charts('classes-');
+  const hasMoE = Object.keys(data.trainBalance).length > 0 || Object.keys(final?.balance ?? {}).length > 0;
+  const moeSections = hasMoE
+    ? `<h2>Load balance</h2>
+${balanceTable('Training (averaged over logged steps)', data.trainBalance)}
+${balanceTable('Held-out (inference)', final?.balance ?? {})}
+${loadCharts}${charts('experts-')}${charts('served-')}
+${charts('solver-') ? `<h2>OT solver</h2>${charts('solver-')}` : ''}
+<h2>Expert specialization</h2>${heatmaps}`
+    : '<p>Dense model: no MoE layers, so no load balance or routing to show.</p>';
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(data.title)}</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}figure{display:inline-block;margin:0.5em}</style>
@@ -176,11 +248,7 @@ export async function renderReport(data: ReportData): Promise<string> {
 <p><b>Held-out accuracy: ${final ? (100 * final.accuracy).toFixed(2) : '–'}%</b> on ${final?.examples ?? 0} examples (loss ${fmt(final?.loss)}).</p>
 ${(data.notes ?? []).map((n) => `<p>${escapeHtml(n)}</p>`).join('')}
 <h2>Training curves</h2>${chart('loss')}${chart('accuracy')}
-<h2>Load balance</h2>
-${balanceTable('Training (averaged over logged steps)', data.trainBalance)}
-${balanceTable('Held-out (inference)', final?.balance ?? {})}
-${loadCharts}
-<h2>Expert specialization</h2>${heatmaps || '<p>No MoE layers.</p>'}
+${moeSections}
 <h2>Settings</h2><table>${configRows}</table>
 </body></html>
 `;

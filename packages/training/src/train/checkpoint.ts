@@ -4,9 +4,10 @@
  * Layout of `dir` (the run's checkpoint folder):
  * - `ckpt-<step>/model.json`, `ckpt-<step>/weights.bin`: the model in the tfjs layers format
  *   (every weight, trainable or not, so router state kept in weights travels with it);
- * - `ckpt-<step>/optimizer.bin`: the optimizer's moments (float32, m then v, variable order);
- * - `ckpt-<step>/trainer.json`: step, optimizer step and moment shapes, run configuration and
- *   the history so far;
+ * - `ckpt-<step>/optimizer.bin`: the optimizer's moments, m then v in variable order, encoded by
+ *   `tf.io.encodeWeights` (float32, so the bytes are the plain concatenation);
+ * - `ckpt-<step>/trainer.json`: step, optimizer step, moment shapes and weight specs, run
+ *   configuration and the history so far;
  * - `latest.json`: `{"checkpoint": "ckpt-<step>", "step": <step>}`, the pointer to the newest.
  *
  * A checkpoint folder is written under a temporary name and renamed into place; only then is
@@ -16,7 +17,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError} from '@tfjs-moe/router';
-import {artifactsToFiles, atomicWriteFile, atomicWriteFolder, nodeFileSystem, readArtifacts, type FileSystem} from '../io/file-io';
+import {artifactsToFiles, atomicWriteFile, atomicWriteFolder, DamagedFileError, nodeFileSystem, readArtifacts, readJsonFile, type FileSystem} from '../io/file-io';
 
 /** What a checkpoint holds besides the model. */
 export interface CheckpointState<T = unknown> {
@@ -34,6 +35,8 @@ export interface LoadedCheckpoint<T = unknown> extends CheckpointState<T> {
   artifacts: tf.io.ModelArtifacts;
   /** The folder it was read from. */
   path: string;
+  /** Newer checkpoints that were damaged and skipped, with what was wrong (empty normally). */
+  skipped: Array<{path: string; reason: string}>;
 }
 
 /**
@@ -85,18 +88,12 @@ export async function writeCheckpoint<T>(
   const fs = options.fs ?? nodeFileSystem;
   const keep = options.keep ?? 2;
   const files = artifactsToFiles(await modelArtifacts(model));
-  const moments = [...state.optimizer.m, ...state.optimizer.v];
-  const total = moments.reduce((s, t) => s + t.size, 0);
-  const bin = new Float32Array(total);
-  let off = 0;
-  for (const t of moments) {
-    bin.set(await t.data() as Float32Array, off);
-    off += t.size;
-  }
-  files['optimizer.bin'] = new Uint8Array(bin.buffer);
+  const moments = [...state.optimizer.m.map((t, i) => ({name: `m/${i}`, tensor: t})), ...state.optimizer.v.map((t, i) => ({name: `v/${i}`, tensor: t}))];
+  const {data, specs} = await tf.io.encodeWeights(moments);
+  files['optimizer.bin'] = new Uint8Array(tf.io.CompositeArrayBuffer.join(data));
   files['trainer.json'] = JSON.stringify({
     step: state.step,
-    optimizer: {step: state.optimizer.step, shapes: state.optimizer.m.map((t) => t.shape)},
+    optimizer: {step: state.optimizer.step, shapes: state.optimizer.m.map((t) => t.shape), specs},
     trainer: state.trainer,
   });
   const name = checkpointName(state.step);
@@ -111,7 +108,7 @@ export async function writeCheckpoint<T>(
 }
 
 /**
- * True when `dir` holds a `latest.json` pointer.
+ * True when `dir` holds a checkpoint: a `latest.json` pointer or a `ckpt-<step>` folder.
  *
  * @example
  * ```ts
@@ -119,12 +116,105 @@ export async function writeCheckpoint<T>(
  * ```
  */
 export function hasCheckpoint(dir: string, fs: FileSystem = nodeFileSystem): boolean {
-  return fs.existsSync(path.join(dir, 'latest.json'));
+  return fs.existsSync(path.join(dir, 'latest.json')) || (fs.existsSync(dir) && fs.readdirSync(dir).some((f) => /^ckpt-\d+$/.test(f)));
+}
+
+interface TrainerFile<T> {
+  step: number;
+  optimizer: {step: number; shapes: number[][]; specs?: tf.io.WeightsManifestEntry[]};
+  trainer: T;
+}
+
+/** The files of one checkpoint folder, each checked; nothing is made into tensors yet. */
+interface CheckpointFiles<T> {
+  path: string;
+  artifacts: tf.io.ModelArtifacts;
+  meta: TrainerFile<T>;
+  optimizerBytes: Uint8Array;
+  optimizerSpecs: tf.io.WeightsManifestEntry[];
+}
+
+function readCheckpointFiles<T>(ckptDir: string, fs: FileSystem): CheckpointFiles<T> {
+  if (!fs.existsSync(ckptDir)) throw new DamagedFileError(ckptDir, 'an existing checkpoint folder', 'no such folder');
+  const meta = readJsonFile<TrainerFile<T>>(path.join(ckptDir, 'trainer.json'), 'checkpoint state (trainer.json)', fs, (j) => {
+    if (!Number.isInteger(j.step) || j.step < 0) return `no valid "step" (${JSON.stringify(j.step)})`;
+    const o = j.optimizer;
+    if (!o || !Number.isInteger(o.step) || !Array.isArray(o.shapes) || !o.shapes.every((s) => Array.isArray(s) && s.every(Number.isInteger))) return 'no valid "optimizer" {step, shapes}';
+    return j.trainer === null || typeof j.trainer !== 'object' ? 'no "trainer" object' : undefined;
+  });
+  const artifacts = readArtifacts(ckptDir, fs);
+  const optimizerFile = path.join(ckptDir, 'optimizer.bin');
+  // Checkpoints written before the weight specs were stored hold the same float32 bytes.
+  const optimizerSpecs =
+    meta.optimizer.specs ??
+    ['m', 'v'].flatMap((k) => meta.optimizer.shapes.map((shape, i) => ({name: `${k}/${i}`, shape, dtype: 'float32' as const})));
+  const expected = optimizerSpecs.reduce((s, w) => s + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
+  if (!fs.existsSync(optimizerFile)) throw new DamagedFileError(optimizerFile, 'an existing optimizer state file', 'no such file');
+  const optimizerBytes = new Uint8Array(fs.readFileSync(optimizerFile));
+  if (optimizerBytes.byteLength !== expected) {
+    throw new DamagedFileError(optimizerFile, `${expected} bytes (the moments trainer.json lists)`, `${optimizerBytes.byteLength} bytes`);
+  }
+  return {path: ckptDir, artifacts, meta, optimizerBytes, optimizerSpecs};
 }
 
 /**
- * Reads the newest checkpoint of `dir` (the one `latest.json` names). The returned optimizer
- * tensors belong to the caller.
+ * Finds the newest intact checkpoint of `dir`: the one `latest.json` names, or when that (or
+ * `latest.json` itself) is damaged, the newest `ckpt-<step>` folder whose files all check out.
+ *
+ * @throws {InvalidArgumentError} when `dir` holds no checkpoint
+ * @throws {DamagedFileError} when every checkpoint is damaged (naming the newest one's problem)
+ */
+function findIntactCheckpoint<T>(dir: string, fs: FileSystem): {files: CheckpointFiles<T>; skipped: Array<{path: string; reason: string}>} {
+  if (!hasCheckpoint(dir, fs)) throw new InvalidArgumentError('resume', `a run folder with a checkpoint (${path.join(dir, 'latest.json')})`, dir);
+  const skipped: Array<{path: string; reason: string}> = [];
+  const candidates: string[] = [];
+  const pointer = path.join(dir, 'latest.json');
+  try {
+    const latest = readJsonFile<{checkpoint: string}>(pointer, 'checkpoint pointer (latest.json)', fs, (j) =>
+      typeof j.checkpoint === 'string' && /^ckpt-\d+$/.test(j.checkpoint) ? undefined : `no valid "checkpoint" name (${JSON.stringify(j.checkpoint)})`,
+    );
+    candidates.push(latest.checkpoint);
+  } catch (e) {
+    skipped.push({path: pointer, reason: (e as Error).message});
+  }
+  const folders = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^ckpt-\d+$/.test(f)).sort().reverse() : [];
+  for (const f of folders) if (!candidates.includes(f)) candidates.push(f);
+  let first: unknown;
+  for (const name of candidates) {
+    try {
+      return {files: readCheckpointFiles<T>(path.join(dir, name), fs), skipped};
+    } catch (e) {
+      if (!(e instanceof InvalidArgumentError)) throw e;
+      first ??= e;
+      skipped.push({path: path.join(dir, name), reason: e.message});
+    }
+  }
+  throw first ?? new DamagedFileError(pointer, 'a pointer to an existing checkpoint', 'no intact checkpoint folder');
+}
+
+/**
+ * Describes the checkpoint that {@link readLatestCheckpoint} would read, without making tensors:
+ * its folder, step and trainer state, and the damaged newer ones it would skip.
+ *
+ * @throws as {@link readLatestCheckpoint}
+ *
+ * @example
+ * ```ts
+ * const {path, step, skipped} = inspectLatestCheckpoint('runs/a/checkpoints');
+ * ```
+ */
+export function inspectLatestCheckpoint<T = unknown>(dir: string, fs: FileSystem = nodeFileSystem): {path: string; step: number; trainer: T; skipped: Array<{path: string; reason: string}>} {
+  const {files, skipped} = findIntactCheckpoint<T>(dir, fs);
+  return {path: files.path, step: files.meta.step, trainer: files.meta.trainer, skipped};
+}
+
+/**
+ * Reads the newest intact checkpoint of `dir` (the one `latest.json` names; when it or
+ * `latest.json` is damaged, the newest intact `ckpt-<step>` folder, listed in `skipped`). The
+ * returned optimizer tensors belong to the caller.
+ *
+ * @throws {InvalidArgumentError} when `dir` holds no checkpoint
+ * @throws {DamagedFileError} naming the file when every checkpoint is damaged
  *
  * @example
  * ```ts
@@ -133,32 +223,23 @@ export function hasCheckpoint(dir: string, fs: FileSystem = nodeFileSystem): boo
  * ```
  */
 export function readLatestCheckpoint<T = unknown>(dir: string, fs: FileSystem = nodeFileSystem): LoadedCheckpoint<T> {
-  const pointer = path.join(dir, 'latest.json');
-  if (!fs.existsSync(pointer)) throw new InvalidArgumentError('resume', 'a folder holding a checkpoint (latest.json)', dir);
-  const {checkpoint} = JSON.parse(fs.readFileSync(pointer).toString('utf8')) as {checkpoint: string};
-  const ckptDir = path.join(dir, checkpoint);
-  const artifacts = readArtifacts(ckptDir, fs);
-  const meta = JSON.parse(fs.readFileSync(path.join(ckptDir, 'trainer.json')).toString('utf8')) as {
-    step: number;
-    optimizer: {step: number; shapes: number[][]};
-    trainer: T;
-  };
-  const raw = fs.readFileSync(path.join(ckptDir, 'optimizer.bin'));
-  const values = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-  const tensors: tf.Tensor[] = [];
-  let off = 0;
-  for (const shape of [...meta.optimizer.shapes, ...meta.optimizer.shapes]) {
-    const size = shape.reduce((a, b) => a * b, 1);
-    tensors.push(tf.tensor(values.slice(off, off + size), shape));
-    off += size;
+  const {files, skipped} = findIntactCheckpoint<T>(dir, fs);
+  const b = files.optimizerBytes;
+  const named = tf.io.decodeWeights(b.slice().buffer, files.optimizerSpecs);
+  const n = files.meta.optimizer.shapes.length;
+  const m = Array.from({length: n}, (_, i) => named[`m/${i}`]);
+  const v = Array.from({length: n}, (_, i) => named[`v/${i}`]);
+  if ([...m, ...v].some((t) => t === undefined)) {
+    tf.dispose(Object.values(named));
+    throw new DamagedFileError(path.join(files.path, 'trainer.json'), `optimizer specs m/0..m/${n - 1} and v/0..v/${n - 1}`, files.optimizerSpecs.map((s) => s.name));
   }
-  const n = meta.optimizer.shapes.length;
   return {
-    path: ckptDir,
-    artifacts,
-    step: meta.step,
-    optimizer: {step: meta.optimizer.step, m: tensors.slice(0, n), v: tensors.slice(n)},
-    trainer: meta.trainer,
+    path: files.path,
+    artifacts: files.artifacts,
+    step: files.meta.step,
+    optimizer: {step: files.meta.optimizer.step, m, v},
+    trainer: files.meta.trainer,
+    skipped,
   };
 }
 

@@ -11,7 +11,7 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {auxiliaryLoss, ConfigError, InvalidArgumentError} from '@tfjs-moe/router';
+import {auxiliaryLoss, ConfigError, InvalidArgumentError, NonFiniteError} from '@tfjs-moe/router';
 import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
@@ -63,8 +63,14 @@ export interface TrainOptions {
   keepCheckpoints?: number;
   /** Run folder: `checkpoints/`, `log.jsonl`. */
   outDir?: string;
-  /** Continue from the newest checkpoint in `outDir/checkpoints` if there is one. Default false. */
+  /**
+   * Continue from the newest intact checkpoint in `outDir/checkpoints` if there is one. Default
+   * false. `seed` and `batchSize` must be the checkpoint's; `steps` / `epochs` may extend the run
+   * (the cosine schedule is recomputed for the new length).
+   */
   resume?: boolean;
+  /** Identity of the run, stored in every checkpoint; on resume a checkpoint of another run is refused. */
+  runId?: string;
   /** Called after every logged step. Throwing stops training (the run can be resumed). */
   onLog?: (record: StepRecord) => void | Promise<void>;
   /** Called after every evaluation. */
@@ -126,6 +132,7 @@ export interface TrainResult {
 }
 
 interface TrainerState {
+  runId?: string;
   seed: number;
   totalSteps: number;
   batchSize: number;
@@ -199,20 +206,24 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   }
   const variables = trainableVariables(model);
   const optimizer = new AdamW(variables, {weightDecay: options.weightDecay ?? D.weightDecay});
-  let state: TrainerState = {seed, totalSteps: total, batchSize, history: [], evals: []};
+  let state: TrainerState = {runId: options.runId, seed, totalSteps: total, batchSize, history: [], evals: []};
   let step = 0;
   if (options.resume && options.outDir && hasCheckpoint(ckptDir, fs)) {
     const ckpt = readLatestCheckpoint<TrainerState>(ckptDir, fs);
     try {
-      for (const [k, v] of [['seed', seed], ['batchSize', batchSize], ['totalSteps', total]] as const) {
+      if (options.runId !== undefined && ckpt.trainer.runId !== undefined && ckpt.trainer.runId !== options.runId) {
+        throw new ConfigError('checkpoint', `a checkpoint of run ${options.runId} (${ckpt.path} belongs to run ${ckpt.trainer.runId})`, ckpt.path);
+      }
+      for (const [k, v] of [['seed', seed], ['batchSize', batchSize]] as const) {
         if (ckpt.trainer[k] !== v) throw new InvalidArgumentError(k, `${ckpt.trainer[k]} as in the checkpoint being resumed`, v);
       }
+      if (total < ckpt.step) throw new InvalidArgumentError('steps', `at least ${ckpt.step} (the step of the checkpoint being resumed)`, total);
       setWeightsFromArtifacts(model, ckpt.artifacts);
       optimizer.setState(ckpt.optimizer);
     } finally {
       tf.dispose([...ckpt.optimizer.m, ...ckpt.optimizer.v]);
     }
-    state = ckpt.trainer;
+    state = {...ckpt.trainer, runId: options.runId ?? ckpt.trainer.runId, totalSteps: total};
     step = ckpt.step;
   }
   const resumedFrom = step;
@@ -248,6 +259,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let lastNorm: tf.Scalar | null = null;
   let sinceLog = 0;
   let t0 = performance.now();
+  let lastCheckpoint = step;
+  let intervalStart = step;
   const accumulate = (acc: tf.Scalar | null, v: tf.Scalar): tf.Scalar => {
     if (!acc) return v;
     const s = tf.add(acc, v) as tf.Scalar;
@@ -275,11 +288,16 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       lastNorm = out.norm;
       sinceLog++;
       step++;
-      const checkpointNow = checkpointEvery > 0 && step % checkpointEvery === 0;
+      // A run shorter than the interval (or not a multiple of it) still ends with a checkpoint.
+      const checkpointNow = checkpointEvery > 0 && (step % checkpointEvery === 0 || step === total);
       if (step % logEvery === 0 || checkpointNow || step === total) {
         const [loss, ce, aux, correct, norm] = await Promise.all([sumLoss, sumCe, sumAux, sumCorrect, lastNorm].map(async (t) => (await t!.data())[0]));
         tf.dispose([sumLoss!, sumCe!, sumAux!, sumCorrect!]);
         sumLoss = sumCe = sumAux = sumCorrect = null;
+        // The values are read for the log anyway: a non-finite loss (any step since the last
+        // log) or gradient norm stops training before anything of this interval is saved.
+        if (!Number.isFinite(loss) || !Number.isFinite(norm)) throw new DivergedError(intervalStart + 1, step, loss / sinceLog, norm, lastCheckpoint, peak);
+        intervalStart = step;
         const now = performance.now();
         const record: StepRecord = {
           type: 'step',
@@ -308,6 +326,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         const optState = optimizer.getState();
         try {
           await writeCheckpoint(ckptDir, model, {step, optimizer: optState, trainer: state}, {keep: options.keepCheckpoints ?? D.keepCheckpoints, fs});
+          lastCheckpoint = step;
         } finally {
           tf.dispose([...optState.m, ...optState.v]);
         }
@@ -317,6 +336,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   } catch (e) {
     tf.dispose([sumLoss, sumCe, sumAux, sumCorrect, lastNorm].filter((t): t is tf.Scalar => t !== null));
     optimizer.dispose();
+    model.dispose();
     throw e;
   }
   tf.dispose(lastNorm ?? []);
@@ -327,6 +347,33 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const trainBalance: Record<string, LoadBalanceStats> = {};
   for (const [name, list] of Object.entries(perLayer)) trainBalance[name] = mergeStats(list);
   return {model, history: state.history, evals: state.evals, final, steps: total, resumedFrom, trainBalance};
+}
+
+/**
+ * Training produced a non-finite loss or gradient norm and stopped. `firstStep`..`lastStep` is the
+ * logging interval it happened in; the newest checkpoint (step `lastCheckpoint`, 0 for none) holds
+ * the last good weights.
+ *
+ * @example
+ * ```ts
+ * try { await train({...options, learningRate: 1e30}); } catch (e) { if (e instanceof DivergedError) console.error(e.lastCheckpoint); }
+ * ```
+ */
+export class DivergedError extends NonFiniteError {
+  readonly firstStep: number;
+  readonly lastStep: number;
+  readonly lastCheckpoint: number;
+  constructor(firstStep: number, lastStep: number, loss: number, gradNorm: number, lastCheckpoint: number, learningRate: number) {
+    super('loss', 'finite', loss);
+    this.firstStep = firstStep;
+    this.lastStep = lastStep;
+    this.lastCheckpoint = lastCheckpoint;
+    const steps = firstStep === lastStep ? `step ${lastStep}` : `steps ${firstStep}-${lastStep}`;
+    this.message =
+      `Training stopped: non-finite values in ${steps} (mean loss ${loss}, gradient norm ${gradNorm}). ` +
+      (lastCheckpoint > 0 ? `The newest checkpoint (step ${lastCheckpoint}) holds the last good weights. ` : 'No checkpoint was written. ') +
+      `Lower the learning rate (now ${learningRate}) or check the data for NaN/Infinity.`;
+  }
 }
 
 interface StepOutput {
