@@ -147,9 +147,12 @@ describe('HTML report', () => {
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html).toContain('<title>test &lt;run&gt;</title>');
     expect(html).toContain('Held-out accuracy: 75.00%');
-    // Four charts: loss, accuracy, the layer's per-expert load, the layer's class x expert heatmap.
-    expect((html.match(/<svg/g) ?? []).length).toBe(4);
-    for (const id of ['loss', 'accuracy', 'load-block1_moe', 'classes-block1_moe']) expect(html).toContain(`<figure id="${id}">`);
+    // Five charts: loss, accuracy, the layer's per-expert load over training, its per-expert share
+    // at held-out, its class x expert heatmap (no solver chart: the stats carry no solver numbers).
+    expect((html.match(/<svg/g) ?? []).length).toBe(5);
+    for (const id of ['loss', 'accuracy', 'load-block1_moe', 'experts-block1_moe', 'classes-block1_moe']) expect(html).toContain(`<figure id="${id}">`);
+    // Step axes are integers: two logged steps (10, 20) never show as "10.000000".
+    expect(html).not.toMatch(/>\d+\.0{3,}</);
     // The heatmap has one cell per (class, expert): 2 x 2 rect marks with the class names on its axis.
     const heat = html.slice(html.indexOf('<figure id="classes-block1_moe">'));
     expect(heat).toContain('>cat<');
