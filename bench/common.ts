@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as os from 'os';
 import {matMulPeakGflops, medianTimeMs} from '@tfjs-moe/router';
+import {parseArgs, type ParseArgsConfig} from 'util';
 
 /** Switches to `backend` and throws unless it is really active. */
 export async function selectBackend(backend: string): Promise<void> {
@@ -16,14 +17,27 @@ export async function selectBackend(backend: string): Promise<void> {
   }
 }
 
+/** Flags every benchmark takes: `--quick` and `--backends=cpu,wasm`. */
+export const COMMON_FLAGS = {quick: {type: 'boolean'}, backends: {type: 'string'}} as const;
+
+/**
+ * Parses the command line (util.parseArgs) with the benchmark's own flags and
+ * {@link COMMON_FLAGS}; an unknown flag is an error naming it.
+ */
+export function benchArgs<T extends NonNullable<ParseArgsConfig['options']>>(options: T) {
+  return parseArgs({options: {...COMMON_FLAGS, ...options}, strict: true, allowPositionals: false}).values;
+}
+
+// The common flags are read here, before a benchmark declares its own (strict parsing is its job).
+const common = parseArgs({options: COMMON_FLAGS, strict: false, allowPositionals: true}).values;
+
 /** Backends named on the command line as `--backends=cpu,wasm` (default: wasm and cpu). */
 export function backendsFromArgs(defaults: string[] = ['wasm', 'cpu']): string[] {
-  const arg = process.argv.find((a) => a.startsWith('--backends='));
-  return arg ? arg.slice('--backends='.length).split(',') : defaults;
+  return typeof common.backends === 'string' ? common.backends.split(',') : defaults;
 }
 
 /** True when `--quick` was passed: smaller sizes and fewer repetitions. */
-export const QUICK = process.argv.includes('--quick');
+export const QUICK = common.quick === true;
 
 /** Forces completion of pending work on `t` (reads one value back). */
 export async function sync(t: tf.Tensor | tf.Tensor[]): Promise<void> {

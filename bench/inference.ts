@@ -31,7 +31,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend} from './common';
+import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend} from './common';
 import {formatInferenceTable, InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from '../examples/browser/src/inference-bench';
 import {releaseWebGPU, setupBackend} from '@tfjs-moe/training';
 import '@tfjs-moe/router'; // registers the routers for tf.loadLayersModel
@@ -40,10 +40,16 @@ import {launchChromium} from '../examples/browser/scripts/chromium';
 import {startServer} from '../examples/browser/scripts/server';
 import {trainWithCli} from '../examples/browser/scripts/train-model';
 
-const arg = (name: string): string | undefined =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+// `--trained` takes an optional step count (`--trained=120`); util.parseArgs has no optional
+// values, so a bare `--trained` is read as `--trained=60`.
+if (process.argv.includes('--trained')) process.argv[process.argv.indexOf('--trained')] = '--trained=60';
+const ARGS = benchArgs({
+  preset: {type: 'string'}, depth: {type: 'string'}, experts: {type: 'string'}, batches: {type: 'string'}, reps: {type: 'string'},
+  trained: {type: 'string'}, reuse: {type: 'boolean'}, 'force-webgpu-sync-reads': {type: 'boolean'},
+});
+const arg = (name: 'preset' | 'depth' | 'experts' | 'batches' | 'reps' | 'trained'): string | undefined => ARGS[name];
 
-const TRAINED = process.argv.some((a) => a === '--trained' || a.startsWith('--trained='));
+const TRAINED = ARGS.trained !== undefined;
 const PUBLIC = path.resolve(__dirname, '../examples/browser/public');
 
 const OPTIONS: InferenceBenchOptions = {
@@ -53,7 +59,7 @@ const OPTIONS: InferenceBenchOptions = {
   batches: (arg('batches') ?? (QUICK ? '1,8' : '1,32')).split(',').map(Number),
   reps: Number(arg('reps') ?? (QUICK ? 3 : 5)),
   warmup: 2,
-  runSyncReadRoutersOnWebGPU: process.argv.includes('--force-webgpu-sync-reads'),
+  runSyncReadRoutersOnWebGPU: ARGS['force-webgpu-sync-reads'] === true,
 };
 
 /** Trains the three models with the CLI (in parallel) and returns their specs (page-relative URLs). */
@@ -61,7 +67,7 @@ async function trainModels(): Promise<InferenceBenchOptions['models']> {
   const steps = Number(arg('trained') ?? 60);
   const routers = [['dense', 'vit (dense, trained)'], ['topk', 'vmoe topk (k=1, trained)'], ['sparse-ot', 'vmoe sparse-ot (trained)']];
   const t0 = Date.now();
-  const reuse = process.argv.includes('--reuse') &&
+  const reuse = ARGS.reuse === true &&
     routers.every(([router]) => fs.existsSync(path.join(PUBLIC, 'model', 'bench', router, 'model', 'model.json')));
   const dirs = reuse ? routers.map(([router]) => path.join(PUBLIC, 'model', 'bench', router, 'model')) :
     await Promise.all(routers.map(([router]) => trainWithCli({

@@ -18,7 +18,7 @@
  * row violation of Adam-20 and of the alternating solver at 10 iterations; Adam-20's throughput vs the matMul peak.
  */
 import * as tf from '@tensorflow/tfjs';
-import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBackend} from './common';
+import {QUICK, backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, selectBackend} from './common';
 import {solveSparseOT} from '@tfjs-moe/router';
 
 interface Eval64 {value: number; grad: Float64Array; beta: Float64Array; ell: Float64Array}
@@ -139,8 +139,8 @@ function optimum64(C: Float64Array, m: number, n: number, k: number, gamma: numb
 interface Run {sub: number; ms: number; drop: number; row: number; its: number}
 
 function sizesFromArgs(): [number, number][] {
-  const arg = process.argv.find((a) => a.startsWith('--sizes='));
-  if (arg) return arg.slice('--sizes='.length).split(',').map((s) => s.split('x').map(Number) as [number, number]);
+  const arg = benchArgs({sizes: {type: 'string'}}).sizes;
+  if (arg) return arg.split(',').map((s) => s.split('x').map(Number) as [number, number]);
   return QUICK ? [[256, 8], [256, 32]] : [[256, 8], [256, 32], [256, 64], [1024, 8], [1024, 32], [1024, 64], [4096, 8], [4096, 32], [4096, 64]];
 }
 

@@ -9,7 +9,7 @@
 // groups of 256 tokens (8 groups), capacity factor 1.0 and 1.25. --quick: 512 tokens, E = 8 only,
 // capacity factor 1.0, fewer repetitions.
 import * as tf from '@tensorflow/tfjs';
-import {QUICK, backendsFromArgs, machineDescription, measureMatMulPeak, selectBackend, timeMs} from './common';
+import {QUICK, backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, selectBackend, timeMs} from './common';
 import {moe, solveSparseOT, sparseOTPlanVJP, sparseOTRouter, topKRouter, type Router, type SparseOTRouterArgs} from '@tfjs-moe/router';
 
 const TOKENS = QUICK ? 512 : 2048;
@@ -19,9 +19,12 @@ const EXPERTS = QUICK ? [8] : [8, 32];
 const FACTORS = QUICK ? [1.0] : [1.0, 1.25];
 const REPS = QUICK ? 2 : 5;
 /** `--only=<text>`: run only the variants whose name contains the text. */
-const ONLY = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? '';
+const ARGS = benchArgs({
+  only: {type: 'string'}, seeds: {type: 'string'}, 'skip-timing': {type: 'boolean'}, 'skip-training': {type: 'boolean'}, 'skip-warm-start': {type: 'boolean'},
+});
+const ONLY = ARGS.only ?? '';
 /** `--seeds=N`: training comparison over N seeds (data order, expert and router initialization). */
-const SEEDS = Number(process.argv.find((a) => a.startsWith('--seeds='))?.slice('--seeds='.length) ?? 1);
+const SEEDS = Number(ARGS.seeds ?? 1);
 
 interface Variant {
   name: string;
@@ -273,15 +276,15 @@ async function warmStart(backend: string): Promise<string[]> {
 
 async function main(): Promise<void> {
   console.log(`# bench/router.ts${QUICK ? ' --quick' : ''}\n\n${machineDescription()}`);
-  const skipTiming = process.argv.includes('--skip-timing');
-  const skipTraining = process.argv.includes('--skip-training');
+  const skipTiming = ARGS['skip-timing'] === true;
+  const skipTraining = ARGS['skip-training'] === true;
   for (const backend of backendsFromArgs(QUICK ? ['cpu'] : ['wasm'])) {
     await selectBackend(backend);
     const peak = await measureMatMulPeak();
     console.log(`\n${backend}: measured matMul peak ${peak.toFixed(2)} GFLOP/s`);
     if (!skipTiming) await timing(backend, peak);
     if (!skipTraining) await training(backend);
-    if (!process.argv.includes('--skip-warm-start')) await warmStart(backend);
+    if (!ARGS['skip-warm-start']) await warmStart(backend);
   }
 }
 

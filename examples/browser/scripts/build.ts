@@ -4,6 +4,7 @@
  */
 import * as esbuild from 'esbuild';
 import * as path from 'path';
+import {parseArgs} from 'util';
 
 const here = path.resolve(__dirname, '..');
 const packages = path.resolve(here, '../../packages');
@@ -36,7 +37,7 @@ export async function buildBundle(options: {minify?: boolean} = {}): Promise<str
 }
 
 if (require.main === module) {
-  buildBundle({minify: process.argv.includes('--minify')}).then((f) => console.log(`wrote ${f}`)).catch((e) => {
+  buildBundle({minify: parseArgs({options: {minify: {type: 'boolean'}}, strict: true, allowPositionals: false}).values.minify === true}).then((f) => console.log(`wrote ${f}`)).catch((e) => {
     console.error(e);
     process.exit(1);
   });

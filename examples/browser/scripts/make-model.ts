@@ -14,6 +14,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import {parseArgs} from 'util';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as models from '@tfjs-moe/models';
@@ -23,8 +24,14 @@ import {saveModelFiles} from './save-model';
 import {trainWithCli} from './train-model';
 
 const out = path.resolve(__dirname, '..', 'public', 'model');
-const arg = (name: string): string | undefined =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+/** Command-line flags (unknown ones are an error). */
+function flags(): {from?: string; cli?: boolean; steps?: string; examples?: string; epochs?: string} {
+  return parseArgs({
+    options: {from: {type: 'string'}, cli: {type: 'boolean'}, steps: {type: 'string'}, examples: {type: 'string'}, epochs: {type: 'string'}},
+    strict: true,
+    allowPositionals: false,
+  }).values;
+}
 
 /** The default example model: a small V-MoE, or the dense ViT if vmoe is not available. */
 export function exampleModel(seed = 0, router: string = 'sparse-ot'): tf.LayersModel {
@@ -58,8 +65,15 @@ async function main(): Promise<void> {
   await tf.setBackend('wasm');
   await tf.ready();
   fs.mkdirSync(out, {recursive: true});
-  let from = arg('from');
-  if (process.argv.includes('--cli')) {
+  const args = flags();
+  const arg = (name: 'steps' | 'examples' | 'epochs'): string | undefined => args[name];
+  // npm runs workspace scripts in the workspace folder; a relative --from means the caller's folder.
+  let from = args.from === undefined ? undefined : path.resolve(process.env.INIT_CWD ?? process.cwd(), args.from);
+  if (from !== undefined && !fs.existsSync(path.join(from, 'model.json')) && fs.existsSync(path.join(from, 'model', 'model.json'))) from = path.join(from, 'model');
+  if (from !== undefined && !fs.existsSync(path.join(from, 'model.json'))) {
+    throw new Error(`--from ${from}: no model.json there (give the run folder of tfjs-moe train --out, or its model/)`);
+  }
+  if (args.cli) {
     from = await trainWithCli({
       out: path.resolve(__dirname, '..', '..', '..', 'runs', 'browser-example'),
       steps: Number(arg('steps') ?? 300), examples: Number(arg('examples') ?? 3000), timeoutMs: 3600000,
@@ -100,7 +114,7 @@ async function main(): Promise<void> {
 
 if (require.main === module) {
   main().catch((e) => {
-    console.error(e);
+    console.error(`make-model: ${(e as Error).message}`);
     process.exit(1);
   });
 }

@@ -3,9 +3,10 @@
  * localhost with COOP/COEP headers. Build first (`npm run build`) and put a model in
  * public/model/ (`npm run model`, or `tfjs-moe train --out examples/browser/public/model`).
  */
+import {parseArgs} from 'util';
 import {startServer} from './server';
 
-const portArg = process.argv.find((a) => a.startsWith('--port='));
-startServer({port: portArg ? Number(portArg.slice('--port='.length)) : 8080}).then((s) => {
+const {port} = parseArgs({options: {port: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+startServer({port: port ? Number(port) : 8080}).then((s) => {
   console.log(`tfjs-moe browser example on ${s.url} (cross-origin isolated; Ctrl-C to stop)`);
 });

@@ -73,7 +73,7 @@ export async function trainWithCli(options: CliTrainOptions): Promise<string> {
     '--router', options.router ?? 'sparse-ot', '--data', data, '--steps', String(steps),
     '--batch-size', '16', '--eval-every', String(steps), '--checkpoint-every', String(steps),
     '--seed', String(options.seed ?? 0), '--backend', options.backend ?? 'wasm',
-    '--out', out, '--no-report', '--quiet',
+    '--out', out, '--overwrite', '--no-report', '--quiet', // out holds the data file written above
     ...(options.evalCapacityFactor !== undefined ? ['--eval-capacity-factor', String(options.evalCapacityFactor)] : [])];
   const output: string[] = [];
   const code = await new Promise<number | null>((resolve, reject) => {

@@ -14,12 +14,13 @@
  * drops the SwiftShader flags) to see whether a real GPU behaves differently.
  * `--headed` needs a display (e.g. `xvfb-run -a npx tsx ...`).
  */
+import {parseArgs} from 'util';
 import {buildBundle} from './build';
 import {CHROMIUM_FLAGS, launchChromium} from './chromium';
 import {startServer} from './server';
 
-const arg = (name: string): string | undefined =>
-  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const ARGS = parseArgs({options: {flags: {type: 'string'}, canvas: {type: 'string'}, headed: {type: 'boolean'}}, strict: true, allowPositionals: false}).values;
+const arg = (name: 'flags' | 'canvas'): string | undefined => ARGS[name];
 
 /** Runs in the page (as a string, so no bundler helpers leak in); returns one line per step. */
 const PAGE_PROBE = (canvasKind: string): string => `(async () => {
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     : ['--no-sandbox', '--enable-unsafe-webgpu', ...flagsArg.split(' ').filter(Boolean)];
   await buildBundle();
   const server = await startServer({port: 0});
-  const browser = await launchChromium({args, headless: !process.argv.includes('--headed')});
+  const browser = await launchChromium({args, headless: ARGS.headed !== true});
   try {
     const page = await browser.context.newPage();
     await page.goto(`${server.url}?backend=cpu&model=none`);

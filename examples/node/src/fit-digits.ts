@@ -7,6 +7,7 @@
  * The `tfjs-moe train` command does the same with checkpoints, schedules and a report; this file
  * shows the pieces a user combines in their own script.
  */
+import {parseArgs} from 'util';
 import * as tf from '@tensorflow/tfjs';
 import {vmoe} from '@tfjs-moe/models';
 import {LoadBalanceCallback, loadDigits, setupBackend, splitDataset, type ImageDataset} from '@tfjs-moe/training';
@@ -90,11 +91,10 @@ export async function fitDigits(options: FitDigitsOptions = {}): Promise<FitDigi
   return {accuracy, losses: history.history.loss as number[], maxOverMean};
 }
 
-function flag(name: string): string | undefined {
-  return process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-}
 
 if (require.main === module) {
+  const args = parseArgs({options: {examples: {type: 'string'}, epochs: {type: 'string'}, router: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+  const flag = (name: 'examples' | 'epochs' | 'router'): string | undefined => args[name];
   void (async () => {
     const setup = await setupBackend('auto');
     console.log(`backend: ${setup.backend}`);
