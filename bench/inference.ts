@@ -45,9 +45,9 @@ import {trainWithCli} from '../examples/browser/scripts/train-model';
 if (process.argv.includes('--trained')) process.argv[process.argv.indexOf('--trained')] = '--trained=60';
 const ARGS = benchArgs({
   preset: {type: 'string'}, depth: {type: 'string'}, experts: {type: 'string'}, batches: {type: 'string'}, reps: {type: 'string'},
-  trained: {type: 'string'}, reuse: {type: 'boolean'}, 'force-webgpu-sync-reads': {type: 'boolean'},
+  trained: {type: 'string'}, browser: {type: 'string'}, reuse: {type: 'boolean'}, 'force-webgpu-sync-reads': {type: 'boolean'},
 });
-const arg = (name: 'preset' | 'depth' | 'experts' | 'batches' | 'reps' | 'trained'): string | undefined => ARGS[name];
+const arg = (name: 'preset' | 'depth' | 'experts' | 'batches' | 'reps' | 'trained' | 'browser'): string | undefined => ARGS[name];
 
 const TRAINED = ARGS.trained !== undefined;
 const PUBLIC = path.resolve(__dirname, '../examples/browser/public');
