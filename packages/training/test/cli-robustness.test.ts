@@ -214,7 +214,7 @@ describe('silently wrong values are errors', () => {
     const one = path.join(dir, 'one.json');
     fs.writeFileSync(one, JSON.stringify({images: Array.from({length: 10}, () => [[0.1, 0.2], [0.3, 0.4]]), labels: Array(10).fill(0)}));
     expectOneLine(await runCli(['train', '--data', one, '--backend', 'cpu', '--quiet', '--out', path.join(dir, 'o2')]), [
-      'Expected data to be a data set with at least 2 classes, but got "one.json with 1 class".',
+      `Expected data to be a data set with at least 2 classes, but got "${one} with 1 class".`,
     ]);
   });
 });
