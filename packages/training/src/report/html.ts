@@ -154,7 +154,7 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
         x: {field: 'expert', type: 'nominal', sort: null, title: null},
         xOffset: {field: 'what'},
         y: {field: 'value', type: 'quantitative', title: 'fraction', axis: {format: '~g'}},
-        color: {field: 'what', type: 'nominal', title: null},
+        color: {field: 'what', type: 'nominal', title: null, legend: {labelLimit: 240}},
       },
     };
     const hist = s.expertsPerTokenHistogram;
@@ -193,7 +193,8 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
       encoding: {
         x: {field: 'expert', type: 'nominal', sort: null},
         y: {field: 'class', type: 'nominal', sort: null},
-        color: {field: 'share', type: 'quantitative', scale: {scheme: 'blues'}},
+        // A constant share (sparse-OT balances every class by construction) still gets a readable legend.
+        color: {field: 'share', type: 'quantitative', scale: {scheme: 'blues', domainMin: 0}, legend: {format: '.0%'}},
         tooltip: [{field: 'count', type: 'quantitative'}],
       },
     };
