@@ -16,6 +16,7 @@ export * from './model-factory';
 export * from './run';
 export * from './compare';
 export * from './report/html';
+export * from './report/routing';
 export * from './report/progress';
 export * from './vmoe/index';
 export * from './vmoe/node';

@@ -17,6 +17,7 @@ import {prepareRunFolder} from './io/run-folder';
 import {formatBalance, type LoadBalanceStats} from './metrics/load-balance';
 import {buildModel, MODEL_SPEC_KEYS, resolveModelSpec, type ModelSpec} from './model-factory';
 import {renderReport} from './report/html';
+import {routingDetails} from './report/routing';
 import {ProgressBar, type ProgressStream} from './report/progress';
 import {inspectLatestCheckpoint} from './train/checkpoint';
 import {train, type TrainResult} from './train/trainer';
@@ -283,6 +284,7 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
   atomicWriteFile(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
   if (opts.report !== false) {
     const html = await renderReport({
+      routing: routingDetails(result.model, split.test, 256),
       title: `tfjs-moe: ${spec.router}${spec.router === 'sparse-ot' ? ` (${spec.gradient})` : ''} on ${dataSpec}`,
       config,
       history: result.history,

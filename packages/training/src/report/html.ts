@@ -5,6 +5,7 @@
  */
 import type {LoadBalanceStats} from '../metrics/load-balance';
 import type {EvalRecord, StepRecord} from '../train/trainer';
+import type {RoutingDetails} from './routing';
 
 /** What a report shows. */
 export interface ReportData {
@@ -22,6 +23,8 @@ export interface ReportData {
   classNames?: readonly string[];
   /** Free-form lines (machine, backend, timings). */
   notes?: string[];
+  /** Per-token routing of each MoE layer on test images ({@link routingDetails}). */
+  routing?: Record<string, RoutingDetails>;
 }
 
 type VegaLiteSpec = Record<string, unknown>;
@@ -141,6 +144,7 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
   for (const [layer, s] of Object.entries(final?.balance ?? {})) {
     const rows: Array<Record<string, unknown>> = [];
     (s.importance ?? []).forEach((v, e) => rows.push({expert: `e${e}`, what: 'mean gate probability', value: v}));
+    (data.routing?.[layer]?.combineMass ?? []).forEach((v, e) => rows.push({expert: `e${e}`, what: 'share of combine weight', value: v}));
     const total = s.tokensPerExpert.reduce((a, b) => a + b, 0);
     s.tokensPerExpert.forEach((v, e) => rows.push({expert: `e${e}`, what: 'share of kept tokens', value: total ? v / total : 0}));
     specs[`experts-${layer}`] = {
@@ -157,7 +161,7 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
         color: {field: 'what', type: 'nominal', title: null, legend: {labelLimit: 240}},
       },
     };
-    const hist = s.expertsPerTokenHistogram;
+    const hist = data.routing?.[layer]?.served ?? s.expertsPerTokenHistogram;
     if (hist && hist.length) {
       const served = [0, 1, 2].map((k) => ({experts: k === 2 ? '2+' : String(k), share: k === 2 ? hist.slice(2).reduce((a, b) => a + b, 0) : hist[k] ?? 0}));
       specs[`served-${layer}`] = {
@@ -173,6 +177,36 @@ export function reportSpecs(data: ReportData): Record<string, VegaLiteSpec> {
         },
       };
     }
+  }
+  for (const [layer, r] of Object.entries(data.routing ?? {})) {
+    const gateRows = r.gateByClass.flatMap((row, c) => row.map((p, e) => ({class: data.classNames?.[c] ?? String(c), expert: `e${e}`, probability: p})));
+    specs[`gates-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: mean router probability by class and expert (${r.images} test images)`,
+      data: {values: gateRows},
+      mark: 'rect',
+      width: {step: 28},
+      height: {step: 20},
+      encoding: {
+        x: {field: 'expert', type: 'nominal', sort: null},
+        y: {field: 'class', type: 'nominal', sort: null},
+        color: {field: 'probability', type: 'quantitative', scale: {scheme: 'oranges', domainMin: 0}, legend: {format: '.2~f'}},
+      },
+    };
+    const posRows = r.positionExpert.flatMap((row, t) => row.map((f, e) => ({position: t, expert: `e${e}`, fraction: f})));
+    specs[`positions-${layer}`] = {
+      $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+      title: `${layer}: which token position goes to which expert (share of ${r.images} test images)`,
+      data: {values: posRows},
+      mark: 'rect',
+      width: {step: 14},
+      height: {step: 20},
+      encoding: {
+        x: {field: 'position', type: 'ordinal', title: 'token position (0 = first token)'},
+        y: {field: 'expert', type: 'nominal', sort: null},
+        color: {field: 'fraction', type: 'quantitative', scale: {scheme: 'greens', domain: [0, 1]}, legend: {format: '.0%'}},
+      },
+    };
   }
   for (const [layer, s] of Object.entries(final?.balance ?? {})) {
     if (!s.classExpert) continue;
@@ -239,7 +273,7 @@ ${balanceTable('Training (averaged over logged steps)', data.trainBalance)}
 ${balanceTable('Held-out (inference)', final?.balance ?? {})}
 ${loadCharts}${charts('experts-')}${charts('served-')}
 ${charts('solver-') ? `<h2>OT solver</h2>${charts('solver-')}` : ''}
-<h2>Expert specialization</h2>${heatmaps}`
+<h2>Expert specialization</h2>${heatmaps}${charts('gates-')}${charts('positions-')}`
     : '<p>Dense model: no MoE layers, so no load balance or routing to show.</p>';
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(data.title)}</title>
