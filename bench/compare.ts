@@ -24,13 +24,11 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import {runTraining, type LoadBalanceStats, type ModelSpec, type RunOptions} from '@tfjs-moe/training';
+import {parseArgs} from 'util';
 
-const QUICK = process.argv.includes('--quick');
-
-function arg(name: string): string | undefined {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a?.slice(name.length + 3);
-}
+const ARGS = parseArgs({options: {quick: {type: 'boolean'}, backend: {type: 'string'}, batch: {type: 'string'}, 'capacity-factors': {type: 'string'}, data: {type: 'string'}, epochs: {type: 'string'}, out: {type: 'string'}, routers: {type: 'string'}, seeds: {type: 'string'}, steps: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+const QUICK = ARGS.quick === true;
+const arg = (name: 'backend' | 'batch' | 'capacity-factors' | 'data' | 'epochs' | 'out' | 'routers' | 'seeds' | 'steps'): string | undefined => ARGS[name];
 
 /** A contender and the model options it stands for. */
 const ROUTERS: Record<string, Pick<ModelSpec, 'router' | 'gradient' | 'expertsPerToken'>> = {

@@ -11,11 +11,11 @@
 import * as os from 'os';
 import * as path from 'path';
 import {runTraining, type RunOptions} from '@tfjs-moe/training';
+import {parseArgs} from 'util';
 
-function arg(name: string): string | undefined {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a?.slice(name.length + 3);
-}
+// util.parseArgs: an unknown or misspelt flag is an error instead of a silently ignored setting.
+const ARGS: Record<string, string | undefined> = parseArgs({options: {backend: {type: 'string'}, data: {type: 'string'}, router: {type: 'string'}, batch: {type: 'string'}, depth: {type: 'string'}, epochs: {type: 'string'}, 'eval-every': {type: 'string'}, heads: {type: 'string'}, lr: {type: 'string'}, mlp: {type: 'string'}, patch: {type: 'string'}, seed: {type: 'string'}, shift: {type: 'string'}, steps: {type: 'string'}, width: {type: 'string'}, warmup: {type: 'string'}, quiet: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+const arg = (name: string): string | undefined => ARGS[name];
 const num = (name: string): number | undefined => (arg(name) === undefined ? undefined : Number(arg(name)));
 
 /** CPU seconds per training image, from the CPU clock at each progress line (intervals with an evaluation or checkpoint left out). */
