@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import {assertPositiveInt, ShapeError} from '../core/errors';
+import {checkOptions} from '../core/options';
 import {InitializerLike, resolveInitializer, serializeInitializer} from '../routers/router';
 
 /**
@@ -65,6 +66,7 @@ export class PerExpertInitializer extends tf.serialization.Serializable {
 
   constructor(args: PerExpertInitializerArgs) {
     super();
+    checkOptions(args, ['initializer', 'salt'], 'PerExpertInitializer');
     this.initializer = resolveInitializer(args?.initializer, 'initializer');
     this.salt = assertPositiveInt('salt', args.salt ?? 0, 'PerExpertInitializer', 0);
   }
@@ -98,7 +100,9 @@ export class PerExpertInitializer extends tf.serialization.Serializable {
     cls: tf.serialization.SerializableConstructor<T>,
     config: tf.serialization.ConfigDict,
   ): T {
-    return new cls(config) as T;
+    // tfjs may add `customObjects` to a config it deserializes.
+    const {customObjects: _customObjects, ...args} = config;
+    return new cls(args) as T;
   }
 }
 tf.serialization.registerClass(PerExpertInitializer);

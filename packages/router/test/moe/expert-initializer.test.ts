@@ -73,6 +73,7 @@ describe('per-expert initializer [cpu]', () => {
     const init = perExpertInitializer({initializer: {className: 'GlorotUniform', config: {seed: 9}}, salt: 1});
     const config = {className: init.getClassName(), config: init.getConfig()};
     expect(config.className).toBe('PerExpertInitializer');
+    expect(() => perExpertInitializer({initializer: 'glorotUniform', seed: 1} as never)).toThrow("PerExpertInitializer: Unknown option 'seed'");
     const [cls, fromConfig] = tf.serialization.SerializationMap.getMap().classNameMap.PerExpertInitializer;
     const back = fromConfig(cls, JSON.parse(JSON.stringify(config.config))) as PerExpertInitializer;
     expect(Array.from(back.apply([2, 3, 4]).dataSync())).toEqual(Array.from(init.apply([2, 3, 4]).dataSync()));
