@@ -24,7 +24,9 @@ import * as tf from '@tensorflow/tfjs';
 export function syncReadingRouter(router: tf.layers.Layer): string | undefined {
   const cls = router.getClassName?.();
   const config = (router.getConfig?.() ?? {}) as {balanceInference?: boolean; hostReads?: boolean};
-  if (config.hostReads !== true) return undefined;
+  // hostReads is a run-time choice that routers no longer write into their config: read the instance.
+  const hostReads = (router as {hostReads?: boolean | null}).hostReads ?? config.hostReads;
+  if (hostReads !== true) return undefined;
   if (cls === 'SparseOTRouter') return 'the sparse-OT router with hostReads: true';
   if (cls === 'SinkhornRouter' && config.balanceInference) return 'the Sinkhorn router with balanceInference and hostReads: true';
   return undefined;
