@@ -8,6 +8,7 @@
  * npx tfjs-moe export-vmoe --model runs/topk/model --out export/ckpt_0
  * ```
  */
+import {setupBackend} from '../backend';
 import * as path from 'path';
 import {parseArgs} from 'util';
 import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
@@ -88,6 +89,8 @@ export async function vmoeCommand(command: (typeof VMOE_COMMANDS)[number], argv:
     return 0;
   }
   try {
+    // The best available backend (tfjs-node, else wasm, else cpu), initialized before any tensor.
+    await setupBackend('auto');
     if (command === 'import-vmoe') {
       if (positionals.length !== 1) throw new InvalidArgumentError('<checkpoint>', 'one checkpoint (a partitioned prefix, a .msgpack or a .npz file)', positionals);
       const checkpoint = positionals[0];
