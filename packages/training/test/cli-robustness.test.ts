@@ -9,7 +9,6 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, InvalidArgumentError, NonFiniteError, UnknownOptionError} from '@tfjs-moe/router';
-import {main} from '../src/cli/main';
 import {meanStdText} from '../src/compare';
 import {syntheticDataset} from '../src/data/synthetic';
 import {splitDataset} from '../src/data/dataset';
@@ -19,20 +18,10 @@ import {buildModel} from '../src/model-factory';
 import {runTraining, type RunOptions} from '../src/run';
 import {inspectLatestCheckpoint, readLatestCheckpoint} from '../src/train/checkpoint';
 import {DivergedError, train} from '../src/train/trainer';
+import {runCli} from './helpers/run-cli';
 
 jest.setTimeout(120000);
 
-async function runCli(args: string[]): Promise<{code: number; stderr: string; stdout: string}> {
-  const err = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-  const out = jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  try {
-    const code = await main(args);
-    return {code, stderr: err.mock.calls.map((c) => c.join(' ')).join('\n'), stdout: out.mock.calls.map((c) => c.join(' ')).join('\n')};
-  } finally {
-    err.mockRestore();
-    out.mockRestore();
-  }
-}
 
 /** One clear line: exit 1, a single line naming the command, no stack frame. */
 function expectOneLine(r: {code: number; stderr: string}, pieces: string[]): void {

@@ -2,24 +2,13 @@ import {execFileSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {main} from '../src/cli/main';
 import {buildModel, resolveModelSpec} from '../src/model-factory';
 import {runTraining} from '../src/run';
 import {forwardFlopsPerImage, parseVariants} from '../src/compare';
 import {formatProgress} from '../src/report/progress';
 import type {ReportData} from '../src/report/html';
+import {runCli} from './helpers/run-cli';
 
-async function runCli(args: string[]): Promise<{code: number; stderr: string; stdout: string}> {
-  const err = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-  const out = jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  try {
-    const code = await main(args);
-    return {code, stderr: err.mock.calls.map((c) => c.join(' ')).join('\n'), stdout: out.mock.calls.map((c) => c.join(' ')).join('\n')};
-  } finally {
-    err.mockRestore();
-    out.mockRestore();
-  }
-}
 
 describe('tfjs-moe CLI: bad input', () => {
   it('rejects an unknown router', async () => {

@@ -6,21 +6,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tfjs-moe/models';
-import {main} from '../../src/cli/main';
 import {fileHandler} from '../../src/io/file-io';
 import {configPath, fixture, images, predict, reference, relativeError, tmpDir} from './helpers';
+import {runCli} from '../helpers/run-cli';
 
-async function runCli(args: string[]): Promise<{code: number; stderr: string; stdout: string}> {
-  const err = jest.spyOn(console, 'error').mockImplementation(() => undefined);
-  const out = jest.spyOn(console, 'log').mockImplementation(() => undefined);
-  try {
-    const code = await main(args);
-    return {code, stderr: err.mock.calls.map((c) => c.join(' ')).join('\n'), stdout: out.mock.calls.map((c) => c.join(' ')).join('\n')};
-  } finally {
-    err.mockRestore();
-    out.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
