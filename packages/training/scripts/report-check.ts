@@ -11,6 +11,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type {Page} from 'playwright-core';
+import {launchChromium} from '../../../examples/browser/scripts/chromium';
 import {runTraining, type RunOptions} from '../src/run';
 
 const TINY: RunOptions = {data: 'synthetic', depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32, batchSize: 16, backend: 'cpu', progress: null, overwrite: true, checkpointEvery: 1000};
@@ -127,7 +128,6 @@ async function main(argv: string[]): Promise<void> {
   const out = path.resolve('test-artifacts');
   fs.mkdirSync(out, {recursive: true});
   const files = await renderReports(path.join(out, 'report-runs'));
-  const {launchChromium} = await import('../../../examples/browser/scripts/chromium');
   const {context, close} = await launchChromium();
   try {
     for (const [name, file] of Object.entries(files)) {
