@@ -12,7 +12,7 @@ import {setupBackend} from '../backend';
 import * as path from 'path';
 import {parseArgs} from 'util';
 import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
-import {exportVMoEFromFolder, importVMoEToFolder} from '../vmoe/node';
+import {checkCheckpointPath, checkOutputFolder, checkOutputPrefix, exportVMoEFromFolder, importVMoEToFolder, readConfigFile} from '../vmoe/node';
 
 /** The subcommands this module runs. */
 export const VMOE_COMMANDS = ['import-vmoe', 'export-vmoe'] as const;
@@ -28,7 +28,8 @@ pixels scaled to [-1, 1]). Load it with tf.loadLayersModel after importing @tfjs
                                a flax .msgpack file or a .npz file; a train state yields its params
   --config <file>              vmoe's config.model as JSON (ml_collections to_json()), with the
                                evaluation overrides applied if you want vmoe's evaluation logits
-  --out <dir>                  output folder
+  --out <dir>                  output folder (new or empty)
+  --overwrite                  replace the contents of a non-empty --out folder
   --image-size <n>             input size in pixels (default: from the position embedding)
   --accept-float32-dispatch    accept dispatcher.bfloat16: true (tfjs-moe computes the experts in
                                float32; logits differ by about 1e-3)
@@ -37,10 +38,13 @@ export-vmoe: write a model saved by tfjs-moe as a V1 partitioned vmoe checkpoint
 (<prefix>.index, <prefix>.data-NNNNN-of-MMMMM) plus <prefix>.config.json (vmoe's config.model)
 and, if the evaluation capacity factor differs, <prefix>.eval_overrides.json.
   --model <dir>                a folder with model.json + weights.bin (vit() / vmoe() models)
-  --out <prefix>               checkpoint prefix, e.g. export/ckpt_0
+  --out <prefix>               checkpoint prefix, e.g. export/ckpt_0 (no checkpoint there yet)
+  --overwrite                  replace a checkpoint already under --out
   --shards <n>                 number of data shards (default 1)
   --allow-gelu-approximation   export a model trained with the exact (erf) GELU; vmoe computes the
                                tanh approximation
+
+Both: --verbose prints the stack trace of an unexpected error.
 `;
 
 const OPTIONS = {
@@ -51,6 +55,8 @@ const OPTIONS = {
   model: {type: 'string'},
   shards: {type: 'string'},
   'allow-gelu-approximation': {type: 'boolean'},
+  overwrite: {type: 'boolean'},
+  verbose: {type: 'boolean'},
   help: {type: 'boolean', short: 'h'},
 } as const;
 
@@ -68,7 +74,8 @@ function required(value: string | undefined, flag: string, what: string): string
 
 /**
  * Runs `import-vmoe` or `export-vmoe` with the arguments after the command; returns the exit code
- * (0 done, 1 a typed error, printed as one line, 2 a usage error).
+ * (0 done, 1 an error, printed as one line (with its stack trace too under `--verbose`), 2 a usage
+ * error).
  *
  * @example
  * ```ts
@@ -97,9 +104,15 @@ export async function vmoeCommand(command: (typeof VMOE_COMMANDS)[number], argv:
       const config = required(values.config as string | undefined, '--config', "a JSON file holding vmoe's config.model");
       const out = required(values.out as string | undefined, '--out', 'an output folder');
       const imageSize = positiveInt(values['image-size'] as string | undefined, '--image-size');
-      const {model, checkpoint: info, config: imported} = await importVMoEToFolder(checkpoint, config, out, {
+      // Every path checked under its flag's name before anything is read or written.
+      const overwrite = values.overwrite === true;
+      checkOutputFolder(out, overwrite, '--out');
+      checkCheckpointPath(checkpoint, '<checkpoint>');
+      const configJson = readConfigFile(config, '--config') as object;
+      const {model, checkpoint: info, config: imported} = await importVMoEToFolder(checkpoint, configJson, out, {
         imageSize,
         acceptFloat32Dispatch: values['accept-float32-dispatch'] === true,
+        overwrite,
       });
       const kind = info.format === 'partitioned' ? `partitioned ${info.version ? `V1 (${info.version})` : 'legacy'}` : info.format;
       const [, h, w, c] = model.inputs[0].shape as number[];
@@ -112,18 +125,29 @@ export async function vmoeCommand(command: (typeof VMOE_COMMANDS)[number], argv:
       if (positionals.length > 0) throw new InvalidArgumentError('arguments', 'only options (--model, --out, ...)', positionals);
       const modelDir = required(values.model as string | undefined, '--model', 'a model folder (model.json + weights.bin)');
       const out = required(values.out as string | undefined, '--out', 'a checkpoint prefix such as export/ckpt_0');
+      const shards = positiveInt(values.shards as string | undefined, '--shards');
+      const overwrite = values.overwrite === true;
+      checkOutputPrefix(out, overwrite, '--out');
       const written = await exportVMoEFromFolder(modelDir, out, {
-        shards: positiveInt(values.shards as string | undefined, '--shards'),
+        shards,
         allowGeluApproximation: values['allow-gelu-approximation'] === true,
+        overwrite,
       });
       for (const f of written) console.log(`wrote ${path.resolve(f)}`);
     }
   } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (values.verbose) console.error(err);
     if (e instanceof TfjsMoeError) {
-      console.error(`tfjs-moe ${command}: ${e.message}`);
-      return 1;
+      // Messages of the library may carry the command as their context already: say it once.
+      console.error(`tfjs-moe ${command}: ${err.message.replace(new RegExp(`^${command}: `), '')}`);
+    } else if (err?.code === 'ENOENT' || err?.code === 'EACCES' || err?.code === 'EISDIR' || err?.code === 'ENOTDIR') {
+      console.error(`tfjs-moe ${command}: ${err.code === 'ENOENT' ? 'no such file or folder' : err.code === 'EACCES' ? 'permission denied' : 'wrong kind of path'}: ${err.path ?? err.message}`);
+    } else {
+      const first = String(err?.message ?? err).split('\n')[0];
+      console.error(`tfjs-moe ${command}: ${err?.name ?? 'Error'}: ${first}${values.verbose ? '' : ' (run with --verbose for the stack trace)'}`);
     }
-    throw e;
+    return 1;
   }
   return 0;
 }

@@ -34,7 +34,7 @@ export interface ByteSource {
   /** Total size in bytes. */
   size(): Promise<number>;
   /**
-   * `length` bytes from `offset`. Throws {@link CheckpointError} when the range passes the end of
+   * `length` bytes from `offset`. Throws {@link CheckpointError} when the range goes past the end of
    * the file (a truncated file).
    */
   read(offset: number, length: number): Promise<Uint8Array>;
@@ -191,7 +191,7 @@ export class BufferedReader {
   async skip(n: number): Promise<void> {
     const total = await this.size();
     if (this.pos + n > total) {
-      throw new CheckpointError(this.source.name, `truncated: ${n} bytes at byte ${this.pos} pass the end of the file (${total} bytes)`);
+      throw new CheckpointError(this.source.name, `truncated: ${n} bytes at byte ${this.pos} past the end of the file (${total} bytes)`);
     }
     this.pos += n;
   }

@@ -4,11 +4,42 @@
  * needs this JSON. Every field is either mapped, accepted as training-only (it does not change
  * the logits at evaluation), or rejected with a {@link ConfigError} that names it.
  */
-import {ConfigError} from '@tfjs-moe/router';
+import {ConfigError, formatValue} from '@tfjs-moe/router';
 import type {MoEBlockOptions, ViTConfig, VMoEConfig} from '@tfjs-moe/models';
 
 /** The router classes that the importer maps, by the last component of `router.name`. */
 export const SUPPORTED_ROUTERS = ['NoisyTopExpertsPerItemRouter', 'KSparseProjectionTransportTopItemsPerExpertRouter'] as const;
+
+/** vmoe's routers that the importer knows but cannot reproduce, and why. */
+const UNSUPPORTED_ROUTERS: Record<string, string> = {
+  NoisyTopItemsPerExpertRouter: 'expert choice: each expert takes its top tokens; tfjs-moe\'s expert-choice router sizes capacity differently from vmoe\'s compute_capacity',
+  KSparseProjectionTransportTopExpertsPerItemRouter: 'k-sparse OT with tokens choosing experts (the token-choice dispatcher on plan values, with or without batch priority)',
+  SparseProjectionTransportTopItemsPerExpertRouter: 'unconstrained L2 OT',
+  KLProjectionNoisyTopExpertsPerItemRouter: 'entropic OT (ott-jax Sinkhorn)',
+  KLProjectionNoisyTopItemsPerExpertRouter: 'entropic OT (ott-jax Sinkhorn)',
+};
+
+/**
+ * A vmoe router that the importer cannot reproduce exactly (`router` names it as the config
+ * does). The message says which router and which ones are supported.
+ *
+ * @example
+ * ```ts
+ * try { vmoeConfigToTfjs(json, [224, 224], 3); } catch (e) {
+ *   if (e instanceof UnsupportedRouterError) console.log(e.router); // 'NoisyTopItemsPerExpertRouter'
+ * }
+ * ```
+ */
+export class UnsupportedRouterError extends ConfigError {
+  readonly router: string;
+  constructor(router: string, what: string | undefined) {
+    super('encoder.moe.router.name', `one of ${SUPPORTED_ROUTERS.map((n) => `'${n}'`).join(', ')}`, router, 'vmoe config');
+    this.router = router;
+    this.message = `vmoe config: encoder.moe.router.name ${JSON.stringify(router)}${what ? ` (${what})` : ''} is not supported by the importer. `
+      + 'Supported: NoisyTopExpertsPerItemRouter (top-k experts per token, with or without batch priority) and '
+      + 'KSparseProjectionTransportTopItemsPerExpertRouter (sparse OT, experts choose tokens, without batch priority).';
+  }
+}
 
 /** Options of {@link vmoeConfigToTfjs} that the JSON does not hold. */
 export interface VMoEImportOptions {
@@ -57,7 +88,11 @@ function fields(obj: unknown, where: string, known: string[]): Json {
       throw new ConfigError(where ? `${where}.dtype` : 'dtype', 'null or \'float32\' (tfjs-moe computes in float32)', v, 'vmoe config');
     }
     if (!known.includes(k) && !TRAINING_ONLY.has(k)) {
-      throw new ConfigError(where ? `${where}.${k}` : k, `one of the supported fields (${known.join(', ')}); this field is not supported`, (obj as Json)[k], 'vmoe config');
+      const field = where ? `${where}.${k}` : k;
+      const e = new ConfigError(field, `one of the supported fields (${known.join(', ')})`, v, 'vmoe config');
+      e.message = `vmoe config: field ${field} = ${formatValue(v)} is not supported by the importer. `
+        + `Supported fields ${where ? `of ${where}` : 'at the top level'}: ${known.join(', ')} (and the training-only ${[...TRAINING_ONLY].join(', ')}, which do not change the logits).`;
+      throw e;
     }
   }
   return obj as Json;
@@ -100,8 +135,8 @@ function patchSize(c: Json): number {
  *   when the logits of vmoe's evaluation are wanted)
  * @param imageSize `[height, width]` in pixels
  * @param channels input channels
- * @throws ConfigError naming the first unsupported or bad field, e.g.
- *   `Expected encoder.moe.router.name to be one of 'NoisyTopExpertsPerItemRouter', ...`
+ * @throws ConfigError naming the first unsupported or bad field with its value and what is
+ *   supported; {@link UnsupportedRouterError} (a ConfigError) for a router that is not supported
  * @example
  * ```ts
  * const {config} = vmoeConfigToTfjs(JSON.parse(fs.readFileSync('model.json', 'utf8')), [224, 224], 3);
@@ -178,9 +213,7 @@ function routerOptions(routerJson: unknown, numExperts: number, options: VMoEImp
   const r = routerJson == null ? {} : (routerJson as Json);
   const rawName = String(r.name ?? 'NoisyTopExpertsPerItemRouter');
   const cls = rawName.split('.').pop() as string;
-  if (!(SUPPORTED_ROUTERS as readonly string[]).includes(cls)) {
-    throw new ConfigError('encoder.moe.router.name', `one of ${SUPPORTED_ROUTERS.map((n) => `'${n}'`).join(', ')}`, rawName, 'vmoe config');
-  }
+  if (!(SUPPORTED_ROUTERS as readonly string[]).includes(cls)) throw new UnsupportedRouterError(rawName, UNSUPPORTED_ROUTERS[cls]);
   const ot = cls === 'KSparseProjectionTransportTopItemsPerExpertRouter';
   const known = ot ? ['name', 'maxiter', 'adam_lr', 'use_softmax_combine_weights', 'dispatcher', 'num_selected_experts']
     : ['name', 'num_selected_experts', 'dispatcher'];
@@ -215,7 +248,7 @@ function routerOptions(routerJson: unknown, numExperts: number, options: VMoEImp
   };
   const capacityFactor = hasFactor ? (d.capacity_factor as number) : 1;
   if (ot) {
-    zeroOrFalse(d.batch_priority, `${where}.batch_priority`, 'absent or false (experts choose tokens)');
+    zeroOrFalse(d.batch_priority, `${where}.batch_priority`, `absent or false (${cls} lets experts choose tokens; batch priority is not supported with it)`);
     if (r.use_softmax_combine_weights === false) {
       throw new ConfigError('encoder.moe.router.use_softmax_combine_weights', 'true (plan-valued combine weights are not supported)', false, 'vmoe config');
     }

@@ -85,6 +85,11 @@ function inferInput(arrays: CheckpointArrays, provisional: ImportedConfig, optio
  * ```
  */
 export function buildFromArrays(arrays: CheckpointArrays, configJson: unknown, file: string, options: VMoEImportOptions = {}): {model: tf.LayersModel; config: ImportedConfig} {
+  return build(arrays, configJson, file, options, false);
+}
+
+/** {@link buildFromArrays}; with `consume`, `arrays` is emptied and each leaf released once copied into the model. */
+function build(arrays: CheckpointArrays, configJson: unknown, file: string, options: VMoEImportOptions, consume: boolean): {model: tf.LayersModel; config: ImportedConfig} {
   const provisional = vmoeConfigToTfjs(configJson, [1, 1], 3, options);
   const {imageSize, channels} = inferInput(arrays, provisional, options, file);
   const imported = vmoeConfigToTfjs(configJson, imageSize, channels, options);
@@ -92,8 +97,14 @@ export function buildFromArrays(arrays: CheckpointArrays, configJson: unknown, f
   const moe = imported.isMoE ? (imported.config as VMoEConfig) : null;
   const sizes = treeSizes(resolved, (moe?.moeBlocks as number[] | undefined) ?? [], moe?.moe.numExperts ?? 0);
   const values = checkParams(arrays, expectedParams(sizes, imported.naming), file);
+  if (consume) arrays.clear();
   const model = moe ? vmoe(moe) : vit(imported.config as ViTConfig);
-  setModelWeights(model, values, sizes, imported.naming);
+  try {
+    setModelWeights(model, values, sizes, imported.naming, consume);
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   return {model, config: imported};
 }
 
@@ -117,6 +128,8 @@ export async function importVMoE(location: string, configJson: unknown, open: So
   // Check the config before reading any large file.
   vmoeConfigToTfjs(configJson, [1, 1], 3, options);
   const {arrays, ...checkpoint} = await readCheckpointParams(location, open);
-  const {model, config} = buildFromArrays(arrays, configJson, location, options);
+  // Leaf by leaf: the checkpoint's bytes are released as the model's weights are set, so at most
+  // one float32 copy of the parameters (the model's) exists beside them.
+  const {model, config} = build(arrays, configJson, location, options, true);
   return {model, config, checkpoint};
 }

@@ -17,7 +17,7 @@ export type {IndexLeaf, PartitionedIndex, ReadPartitionedOptions} from './partit
 export {readFlaxMsgpack, readNpz} from './single-file';
 export {readCheckpointParams, checkpointFormat} from './checkpoint';
 export type {CheckpointFormat, CheckpointParams} from './checkpoint';
-export {vmoeConfigToTfjs, SUPPORTED_ROUTERS} from './config';
+export {vmoeConfigToTfjs, SUPPORTED_ROUTERS, UnsupportedRouterError} from './config';
 export type {VMoEImportOptions, ImportedConfig} from './config';
 export {expectedParams, checkParams, setModelWeights, modelParams, compareKeyPaths} from './mapping';
 export type {TreeSizes, ParamSpec} from './mapping';

@@ -104,7 +104,8 @@ const same = (a: readonly number[], b: readonly number[]) => a.length === b.leng
 
 /**
  * Checks a checkpoint's arrays against {@link expectedParams}: every parameter present with its
- * shape, and no parameter left over. Returns the arrays as float32 by canonical path.
+ * shape, and no parameter left over. Returns the arrays as float32 by canonical path (each
+ * `values` is converted from the checkpoint's bytes when it is read: read it once).
  * Throws {@link ShapeError} naming the path with the expected and the found shape,
  * {@link CheckpointError} for a missing parameter, {@link ConfigError} for parameters that the
  * config does not explain (e.g. `MapHead`, `query_ln`: features that are not supported).
@@ -125,7 +126,9 @@ export function checkParams(arrays: CheckpointArrays, specs: ParamSpec[], file: 
       throw new ShapeError(key, `of shape [${spec.shape.join(',')}] (from the config)`, a.shape, `import-vmoe: ${file}`);
     }
     used.add(key);
-    out.set(spec.path, {shape: a.shape, values: toFloat32(a)});
+    // Converted when read (once, by setModelWeights), so that the float32 copies of all the
+    // parameters never exist at once beside the checkpoint's bytes.
+    out.set(spec.path, {shape: a.shape, get values() { return toFloat32(a); }});
   }
   const extra = [...arrays.keys()].filter((k) => !used.has(k));
   if (extra.length > 0) {
@@ -260,6 +263,8 @@ function layerMaps(s: TreeSizes, naming: 'vmoe' | 'vit_jax'): LayerMap[] {
 
 /**
  * Writes checkpoint values (from {@link checkParams}) into a model built by `vmoe()` / `vit()`.
+ * With `consume`, each entry is removed from `values` once its layer is set, so the memory of
+ * the checkpoint's bytes is released leaf by leaf while the model fills.
  * Throws {@link ConfigError} when the model's layers are not those of the mapping.
  *
  * @example
@@ -267,7 +272,7 @@ function layerMaps(s: TreeSizes, naming: 'vmoe' | 'vit_jax'): LayerMap[] {
  * setModelWeights(model, checkParams(arrays, expectedParams(sizes, 'vmoe'), file), sizes, 'vmoe');
  * ```
  */
-export function setModelWeights(model: tf.LayersModel, values: Values, s: TreeSizes, naming: 'vmoe' | 'vit_jax'): void {
+export function setModelWeights(model: tf.LayersModel, values: Values, s: TreeSizes, naming: 'vmoe' | 'vit_jax', consume = false): void {
   for (const map of layerMaps(s, naming)) {
     const layer = model.getLayer(map.layer);
     tf.tidy(() => {
@@ -275,6 +280,7 @@ export function setModelWeights(model: tf.LayersModel, values: Values, s: TreeSi
       for (const [w, spec] of Object.entries(map.weights)) {
         const {shape, values: v} = spec.toTfjs(spec.paths.map((p) => values.get(p)!.values));
         named[w] = tf.tensor(v, shape, 'float32');
+        if (consume) for (const p of spec.paths) values.delete(p);
       }
       const keys = Object.keys(named);
       layer.setWeights(layer.weights.map((w) => {

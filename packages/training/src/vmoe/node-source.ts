@@ -6,7 +6,7 @@ import {promises as fsp} from 'fs';
 import {ByteSource, CheckpointError} from './byte-source';
 
 /**
- * Opens a file for range reads. A missing file is a {@link CheckpointError} naming it.
+ * Opens a file for range reads. A missing file or a folder is a {@link CheckpointError} naming it.
  *
  * @example
  * ```ts
@@ -23,7 +23,12 @@ export async function fileSource(path: string): Promise<ByteSource> {
     const code = (e as {code?: string}).code;
     throw new CheckpointError(path, code === 'ENOENT' ? 'missing: no such file' : `cannot open (${String(e)})`);
   }
-  const size = (await handle.stat()).size;
+  const stat = await handle.stat();
+  if (stat.isDirectory()) {
+    await handle.close();
+    throw new CheckpointError(path, 'a folder, not a checkpoint file');
+  }
+  const size = stat.size;
   return {
     name: path,
     size: async () => size,

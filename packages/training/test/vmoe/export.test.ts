@@ -94,4 +94,46 @@ describe('export-vmoe', () => {
     erf.dispose();
     sinkhorn.dispose();
   });
+
+  it('an existing checkpoint under the prefix is refused unless overwrite, which also removes stale shards', async () => {
+    const {model} = await importVMoEFromFiles(fixture('params.npz'), configPath('topk2-cf1'));
+    const dir = tmpDir();
+    const prefix = path.join(dir, 'ckpt_0');
+    writeVMoECheckpoint(model, prefix, {shards: 3});
+    const listing = fs.readdirSync(dir).sort();
+    const bytes = fs.readFileSync(`${prefix}.index`);
+    const err = (() => {
+      try {
+        writeVMoECheckpoint(model, prefix);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toBe(`prefix ${prefix}: a checkpoint is already there (ckpt_0.config.json, ckpt_0.data-00000-of-00003, ckpt_0.data-00001-of-00003, ckpt_0.data-00002-of-00003, ...); `
+      + 'pass overwrite: true to replace it (or choose another prefix).');
+    expect(fs.readdirSync(dir).sort()).toEqual(listing);
+    expect(fs.readFileSync(`${prefix}.index`).equals(bytes)).toBe(true);
+    // A model folder export is checked before the model is loaded.
+    await expect(exportVMoEFromFolder(path.join(dir, 'no-model'), prefix)).rejects.toThrow(/a checkpoint is already there/);
+    writeVMoECheckpoint(model, prefix, {overwrite: true});
+    expect(fs.readdirSync(dir).sort()).toEqual(['ckpt_0.config.json', 'ckpt_0.data-00000-of-00001', 'ckpt_0.index']);
+    // Other files beside it stay, another prefix in the same folder is fine.
+    writeVMoECheckpoint(model, path.join(dir, 'ckpt_1'));
+    expect(fs.readdirSync(dir).filter((f) => f.startsWith('ckpt_0.')).length).toBe(3);
+    // A folder as the prefix, or a file where the prefix's folder should be.
+    const asFolder = (() => {
+      try {
+        writeVMoECheckpoint(model, dir);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    })();
+    expect((asFolder as Error).message).toBe(`Expected prefix to be a checkpoint prefix such as export/ckpt_0 (files <prefix>.index, <prefix>.data-*), but got "${dir} (a folder)".`);
+    const underFile = path.join(dir, 'ckpt_0.index', 'x');
+    expect(() => writeVMoECheckpoint(model, underFile)).toThrow(`but got "${underFile} (${path.join(dir, 'ckpt_0.index')} is a file)".`);
+    model.dispose();
+  });
 });

@@ -9,9 +9,13 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import '@tfjs-moe/models';
-import {ConfigError, ShapeError} from '@tfjs-moe/router';
+import {resolveViTConfig, vmoe, VMoEConfig} from '@tfjs-moe/models';
+import {ConfigError, InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
 import {fileHandler} from '../../src/io/file-io';
-import {CheckpointError} from '../../src/vmoe/index';
+import {
+  buildFromArrays, CheckpointError, checkParams, expectedParams, readCheckpointParams, setModelWeights, treeSizes, UnsupportedRouterError, vmoeConfigToTfjs,
+} from '../../src/vmoe/index';
+import {fileSource} from '../../src/vmoe/node-source';
 import {importVMoEFromFiles, importVMoEToFolder} from '../../src/vmoe/node';
 import {configPath, fixture, images, MAIN_CHECKPOINTS, predict, readConfig, reference, relativeError, tmpDir} from './helpers';
 
@@ -94,15 +98,44 @@ describe('import-vmoe: typed errors', () => {
     return file;
   };
 
-  it('an unsupported router is a ConfigError naming encoder.moe.router.name', async () => {
-    const cfg = readConfig('topk2-cf1') as {encoder: {moe: {router: Record<string, unknown>}}};
-    cfg.encoder.moe.router.name = 'vmoe.projects.sparsity_constrained_ot.kl_projection_routing.KLProjectionNoisyTopItemsPerExpertRouter';
-    const err = await importVMoEFromFiles(fixture('v1', 'ckpt'), writeConfig(cfg)).catch((e: unknown) => e);
+  it('an unsupported router is an UnsupportedRouterError naming the router and the supported ones', async () => {
+    const supported = 'Supported: NoisyTopExpertsPerItemRouter (top-k experts per token, with or without batch priority) and '
+      + 'KSparseProjectionTransportTopItemsPerExpertRouter (sparse OT, experts choose tokens, without batch priority).';
+    const cases: Array<[string, string]> = [
+      ['vmoe.projects.sparsity_constrained_ot.kl_projection_routing.KLProjectionNoisyTopItemsPerExpertRouter', 'entropic OT (ott-jax Sinkhorn)'],
+      ['NoisyTopItemsPerExpertRouter', "expert choice: each expert takes its top tokens; tfjs-moe's expert-choice router sizes capacity differently from vmoe's compute_capacity"],
+      ['KSparseProjectionTransportTopExpertsPerItemRouter', 'k-sparse OT with tokens choosing experts (the token-choice dispatcher on plan values, with or without batch priority)'],
+    ];
+    for (const [name, what] of cases) {
+      const cfg = readConfig('topk2-cf1') as {encoder: {moe: {router: Record<string, unknown>}}};
+      cfg.encoder.moe.router.name = name;
+      const err = await importVMoEFromFiles(fixture('v1', 'ckpt'), writeConfig(cfg)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(UnsupportedRouterError);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as UnsupportedRouterError).router).toBe(name);
+      expect((err as ConfigError).argument).toBe('encoder.moe.router.name');
+      expect((err as Error).message).toBe(`vmoe config: encoder.moe.router.name "${name}" (${what}) is not supported by the importer. ${supported}`);
+    }
+    // The supported OT router with batch priority: not supported, said so.
+    const ot = readConfig('ot-paper') as {encoder: {moe: {router: {dispatcher: Record<string, unknown>}}}};
+    ot.encoder.moe.router.dispatcher.batch_priority = true;
+    const bpr = await importVMoEFromFiles(fixture('v1', 'ckpt'), ot).catch((e: unknown) => e);
+    expect(bpr).toBeInstanceOf(ConfigError);
+    expect((bpr as Error).message).toBe('vmoe config: Expected encoder.moe.router.dispatcher.batch_priority to be absent or false '
+      + '(KSparseProjectionTransportTopItemsPerExpertRouter lets experts choose tokens; batch priority is not supported with it) '
+      + '(other values are not supported), but got true.');
+  });
+
+  it('an unsupported config field names the field, its value and the supported fields', async () => {
+    const cfg = readConfig('topk2-cf1') as {encoder: {moe: Record<string, unknown>}};
+    cfg.encoder.moe.ensemble_size = 2;
+    const err = await importVMoEFromFiles(fixture('v1', 'ckpt'), cfg).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).argument).toBe('encoder.moe.router.name');
-    expect((err as Error).message).toBe(
-      "vmoe config: Expected encoder.moe.router.name to be one of 'NoisyTopExpertsPerItemRouter', 'KSparseProjectionTransportTopItemsPerExpertRouter', but got \"vmoe.projects.sparsity_constrained_ot.kl_projection_routing.KLProjectionNoisyTopItemsPerExpertRouter\".",
-    );
+    expect((err as ConfigError).argument).toBe('encoder.moe.ensemble_size');
+    expect((err as ConfigError).value).toBe(2);
+    expect((err as Error).message).toMatch(/^vmoe config: field encoder\.moe\.ensemble_size = 2 is not supported by the importer\. Supported fields of encoder\.moe: num_experts, layers, group_size, router \(and the training-only .*\)\.$/);
+    const top = await importVMoEFromFiles(fixture('v1', 'ckpt'), {...readConfig('topk2-cf1'), stem: 'conv'}).catch((e: unknown) => e);
+    expect((top as Error).message).toMatch(/^vmoe config: field stem = "conv" is not supported by the importer\. Supported fields at the top level: name, num_classes,/);
   });
 
   it('an unknown or unsupported config field is a ConfigError naming it; bfloat16 dispatch needs the opt-in', async () => {
@@ -112,6 +145,7 @@ describe('import-vmoe: typed errors', () => {
     const unknown = {...cfg, encoder: {...cfg.encoder, moe: {...cfg.encoder.moe, capacity_facter: 2}}};
     const e = await importVMoEFromFiles(fixture('v1', 'ckpt'), unknown).catch((x: unknown) => x);
     expect((e as ConfigError).argument).toBe('encoder.moe.capacity_facter');
+    expect((e as Error).message).toMatch(/^vmoe config: field encoder\.moe\.capacity_facter = 2 is not supported/);
     await expect(importVMoEFromFiles(fixture('v1', 'ckpt'), {...cfg, classifier: 'map'})).rejects.toThrow(ConfigError);
     cfg.encoder.moe.router.dispatcher.bfloat16 = true;
     const bf = await importVMoEFromFiles(fixture('v1', 'ckpt'), cfg).catch((x: unknown) => x);
@@ -141,8 +175,70 @@ describe('import-vmoe: typed errors', () => {
   });
 
   it('a missing config file or checkpoint names the file', async () => {
-    await expect(importVMoEFromFiles(fixture('v1', 'ckpt'), fixture('configs', 'nope.json'))).rejects.toThrow(CheckpointError);
+    const noConfig = await importVMoEFromFiles(fixture('v1', 'ckpt'), fixture('configs', 'nope.json')).catch((e: unknown) => e);
+    expect(noConfig).toBeInstanceOf(InvalidArgumentError);
+    expect((noConfig as Error).message).toBe(`Expected config to be a JSON file holding vmoe's config.model, but got "${fixture('configs', 'nope.json')} (no such file)".`);
     const err = await importVMoEFromFiles(fixture('v1', 'nope'), configPath('topk2-cf1')).catch((e: unknown) => e);
     expect((err as CheckpointError).file).toBe(fixture('v1', 'nope.index'));
+  });
+
+  it('a folder where a file is expected names the argument, the path and what is wrong', async () => {
+    const dir = tmpDir();
+    for (const name of ['dir.msgpack', 'dir.npz', 'cfg']) fs.mkdirSync(path.join(dir, name));
+    const msgpack = await importVMoEFromFiles(path.join(dir, 'dir.msgpack'), configPath('topk2-cf1')).catch((e: unknown) => e);
+    expect(msgpack).toBeInstanceOf(InvalidArgumentError);
+    expect((msgpack as Error).message).toBe(`Expected checkpoint to be a flax .msgpack file, but got "${path.join(dir, 'dir.msgpack')} (a folder)".`);
+    const npz = await importVMoEFromFiles(path.join(dir, 'dir.npz'), configPath('topk2-cf1')).catch((e: unknown) => e);
+    expect((npz as Error).message).toBe(`Expected checkpoint to be a .npz file, but got "${path.join(dir, 'dir.npz')} (a folder)".`);
+    const cfg = await importVMoEFromFiles(fixture('params.npz'), path.join(dir, 'cfg')).catch((e: unknown) => e);
+    expect((cfg as Error).message).toBe(`Expected config to be a JSON file holding vmoe's config.model, but got "${path.join(dir, 'cfg')} (a folder)".`);
+    // A folder given as a partitioned prefix: the checkpoints inside are named.
+    const prefix = await importVMoEFromFiles(fixture('v1'), configPath('topk2-cf1')).catch((e: unknown) => e);
+    expect((prefix as InvalidArgumentError).argument).toBe('checkpoint');
+    expect((prefix as Error).message).toBe('Expected checkpoint to be a partitioned checkpoint prefix (<prefix>.index + <prefix>.data-*), a .msgpack or a .npz file, '
+      + `but got "${fixture('v1')} (a folder; it holds the checkpoint ${fixture('v1', 'ckpt')})".`);
+    // The file source itself refuses a folder (API users who open files themselves).
+    const direct = await fileSource(path.join(dir, 'dir.msgpack')).catch((e: unknown) => e);
+    expect(direct).toBeInstanceOf(CheckpointError);
+    expect((direct as Error).message).toBe(`${path.join(dir, 'dir.msgpack')}: a folder, not a checkpoint file`);
+  });
+
+  it('importing into a folder that holds files is refused unless overwrite, and leaves the folder as it was', async () => {
+    const out = tmpDir();
+    fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
+    const err = await importVMoEToFolder(fixture('params.npz'), configPath('topk2-cf1'), out).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toBe(`outDir ${out} already holds notes.txt; pass overwrite: true to replace its contents (or choose another outDir).`);
+    expect(fs.readdirSync(out)).toEqual(['notes.txt']);
+    const file = path.join(out, 'notes.txt');
+    const onFile = await importVMoEToFolder(fixture('params.npz'), configPath('topk2-cf1'), file).catch((e: unknown) => e);
+    expect((onFile as Error).message).toBe(`Expected outDir to be a folder (or a path where one can be created), but got "${file} (an existing file)".`);
+    const {model} = await importVMoEToFolder(fixture('params.npz'), configPath('topk2-cf1'), out, {overwrite: true});
+    model.dispose();
+    expect(fs.readdirSync(out).sort()).toEqual(['model.json', 'weights.bin']);
+  });
+
+  it('streams leaf by leaf: setModelWeights with consume releases each value once set, same logits', async () => {
+    const {arrays} = await readCheckpointParams(fixture('params.npz'), fileSource);
+    const cfg = readConfig('topk2-cf1');
+    const a = buildFromArrays(arrays, cfg, 'params.npz');
+    expect(arrays.size).toBeGreaterThan(0);
+    const imported = vmoeConfigToTfjs(cfg, [8, 8], 3);
+    const moe = imported.config as VMoEConfig;
+    const sizes = treeSizes(resolveViTConfig(moe), moe.moeBlocks as number[], moe.moe.numExperts);
+    const values = checkParams(arrays, expectedParams(sizes, 'vmoe'), 'params.npz');
+    const count = values.size;
+    const b = vmoe(moe);
+    const before = tf.memory().numTensors;
+    setModelWeights(b, values, sizes, 'vmoe', true);
+    expect(values.size).toBe(0);
+    expect(count).toBe(arrays.size);
+    expect(tf.memory().numTensors).toBe(before);
+    const x = images(reference.images);
+    expect(predict(b, x)).toEqual(predict(a.model, x));
+    expect(relativeError(predict(b, x), reference.logits['topk2-cf1'])).toBeLessThan(TOL);
+    x.dispose();
+    a.model.dispose();
+    b.dispose();
   });
 });
