@@ -34,6 +34,7 @@ export type {AlternatingSolverConfig} from './solvers/alternating';
 export {sinkhornSolver, SinkhornSolver} from './solvers/sinkhorn';
 export type {SinkhornSolverConfig} from './solvers/sinkhorn';
 export {solverFromConfig} from './solvers/registry';
+export {setHostSolvers} from './solvers/host';
 export {kSparseSimplexProjection, sparsemax, kSparseProjectionFixedSupport} from './projection';
 export type {ProjectionOptions} from './projection';
 export {semidualPlan, semidualValue} from './semidual';

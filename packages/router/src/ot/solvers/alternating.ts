@@ -20,6 +20,12 @@
  * a start's block ascent stalls, which start wins, the polish steps' sizes. A group's result
  * is the same, bit for bit on one backend, whatever the other groups of the batch and whether
  * host reads are allowed.
+ *
+ * Two paths run this algorithm: the tensor path below (webgl, webgpu, `hostReads: false`), and
+ * on cpu / wasm / tensorflow the host path (host-alternating.ts), which reads the problem once
+ * and iterates on host arrays group by group: one iteration is ~60 tiny kernels on the tensor
+ * path, and the problems are small (routing: 17-256 tokens x 4-32 experts per group). Both agree
+ * to float32 rounding; `setHostSolvers(false)` forces the tensor path.
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveNumber, InvalidArgumentError} from '../../core/errors';
@@ -29,6 +35,8 @@ import {disposeEval, evalSemidual, selectEval, type SemidualEval} from '../semid
 import type {Formulation} from '../types';
 import {adamStep} from './adam';
 import {allGroups, valueSettled, whereGroups} from './convergence';
+import {solveAlternatingHost} from './host-alternating';
+import {useHostPath} from './host';
 import {columnBlock, rowBestResponseLifted} from './lifted-dual';
 import {iterationConfig, readStart, semidualOutput, SolverBase, startingAlpha, type SolverInit} from './solver';
 
@@ -105,11 +113,12 @@ export class AlternatingSolver extends SolverBase<Required<AlternatingSolverConf
   solve(problem: SparseOTProblem, init?: SolverInit): SparseOTOutput {
     const {costT, costRows, a, b, k, gamma, groups, mi, ni, hostReads} = problem;
     const {maxIterations, tolerance, checkEvery, polishRate, multiStart} = this.config;
+    const starts = multiStart === true || (multiStart === 'auto' && mi * ni <= MULTI_START_ENTRIES) ? 2 : 1;
+    if (useHostPath(problem)) return solveAlternatingHost(problem, init, {...this.config, starts});
     const start = readStart(problem, init);
     const warm = start.alpha !== undefined || start.beta !== undefined;
     const alpha0 = startingAlpha(problem, start);
     tf.dispose([start.alpha, start.beta].filter((t): t is tf.Tensor2D => t !== undefined));
-    const starts = multiStart === true || (multiStart === 'auto' && mi * ni <= MULTI_START_ENTRIES) ? 2 : 1;
     // The (possibly) two-start problem: the groups repeated once per start; R rows in all.
     const rep = <T extends tf.Tensor>(t: T): T => (starts === 1 ? tf.clone(t) : tf.concat([t, t], 0) as T);
     const [cX, rX, aX, bX] = tf.tidy(() => [rep(costT), rep(costRows), rep(a), rep(b)] as const);

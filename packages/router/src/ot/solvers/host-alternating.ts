@@ -1,0 +1,241 @@
+/**
+ * The host path of the `alternating` solver (see host.ts for when it runs): the same block
+ * ascent on the lifted dual as alternating.ts, with the same starts, the same per-start stall
+ * test, polish steps and best-iterate rule, and the same choice of start per group, run group by
+ * group on the host copy of the problem. A group's result depends on its own values only.
+ */
+import type {SparseOTOutput} from '../output';
+import type {SparseOTProblem} from '../problem';
+import type {Formulation} from '../types';
+import {
+  accumulate, HostSemidualEval, hostOutput, ProjectionScratch, projectSlice, readHostProblem, topKPositions, type HostProblem,
+} from './host';
+import {MAX_ACTIVE} from './lifted-dual';
+import {readStart, type SolverInit} from './solver';
+
+const f32 = Math.fround;
+/** Adam's constants as the tensor path holds them (float32 scalars). */
+const B1 = f32(0.9);
+const B1C = f32(1 - 0.9);
+const B2 = f32(0.999);
+const B2C = f32(1 - 0.999);
+const EPS = f32(1e-8);
+
+/** The settings of the alternating solver that the host path reads. */
+export interface HostAlternatingConfig {
+  maxIterations: number;
+  tolerance: number;
+  checkEvery: number;
+  polishRate: number;
+  /** How many starts (1 or 2) and, for one start, whether it is the cheapest-column start, per group. */
+  starts: 1 | 2;
+  multiStart: boolean | 'auto';
+  formulation: Formulation;
+}
+
+/** Scratch of the row best responses. */
+class RowScratch {
+  readonly negEntry: Float64Array;
+  readonly order: Int32Array;
+  readonly beta: Float32Array;
+  readonly ell: Float32Array;
+  constructor(ni: number) {
+    this.negEntry = new Float64Array(ni);
+    this.order = new Int32Array(ni);
+    this.beta = new Float32Array(ni);
+    this.ell = new Float32Array(ni);
+  }
+}
+
+/**
+ * The column block at `alpha` from its evaluation `ev` (lifted-dual.ts `columnBlock`): `beta_j =
+ * -gamma b_j tau_j`, and for a full column the midpoint entry level `ell_j` between
+ * `[s_(k+1)]_+` and `s_(k)`, else 0. Writes `rs.beta` and `rs.ell`.
+ */
+function columnBlockHost(hp: HostProblem, g: number, ev: HostSemidualEval, alpha: Float32Array, rs: RowScratch): void {
+  const {mi, ni, k, gamma} = hp;
+  for (let j = 0; j < ni; j++) {
+    const beta = f32(f32(ev.tau[j] * hp.b[g * ni + j]) * -gamma);
+    let count = 0;
+    let minPos = Infinity;
+    let offMax = -Infinity;
+    const c0 = (g * ni + j) * mi;
+    for (let i = 0; i < mi; i++) {
+      const p = ev.planT[j * mi + i];
+      if (ev.support[j * mi + i]) count++;
+      else offMax = Math.max(offMax, f32(alpha[i] - hp.costT[c0 + i]));
+      if (p > 0 && p < minPos) minPos = p;
+    }
+    const full = count >= k - 0.5 && minPos < Infinity;
+    const upper = f32(minPos * gamma);
+    const lower = Math.min(Math.max(f32(offMax + beta), 0), upper);
+    rs.beta[j] = beta;
+    rs.ell[j] = full ? f32(f32(upper + lower) * 0.5) : 0;
+  }
+}
+
+/**
+ * The rows' exact best response of the lifted dual to `(rs.beta, rs.ell)` (lifted-dual.ts
+ * `rowBestResponseLifted`, with its `K = min(n, MAX_ACTIVE)` sorted entry points). Writes `out` (`[mi]`).
+ */
+function rowBestResponseHost(hp: HostProblem, g: number, rs: RowScratch, out: Float32Array): void {
+  const {mi, ni, gamma} = hp;
+  const K = Math.min(ni, MAX_ACTIVE);
+  const {negEntry, order, beta, ell} = rs;
+  for (let i = 0; i < mi; i++) {
+    const c0 = (g * mi + i) * ni;
+    for (let j = 0; j < ni; j++) negEntry[j] = f32(f32(beta[j] - ell[j]) - hp.costRows[c0 + j]);
+    topKPositions(negEntry, 0, ni, K, order);
+    const ga = f32(hp.a[g * mi + i] * gamma);
+    let cs = 0; // inclusive cumulative sum of W, in float32 steps as tf.cumsum
+    let count = 0;
+    let csR = 0;
+    let minNes = Infinity;
+    for (let r = 0; r < K; r++) {
+      const nes = negEntry[order[r]];
+      const w = f32(ell[order[r]] + nes);
+      cs = f32(cs + w);
+      // Left derivative (times gamma) at the r-th entry point with r columns active before it.
+      if (f32(f32(ga + f32(r * nes)) - f32(cs - w)) > 0) {
+        count++;
+        csR = accumulate(hp, csR, w);
+        if (nes < minNes) minNes = nes;
+      }
+    }
+    out[i] = count > 0 ? Math.max(-minNes, f32(f32(ga - f32(csR)) / count)) : f32(-negEntry[order[0]] - gamma);
+  }
+}
+
+/**
+ * The best response of the rows to column potentials `beta` ignoring the bound
+ * (solver.ts `rowBestResponse`): `alpha_i = -gamma a_i tau_i` with `tau_i` the sparsemax
+ * threshold of `(beta - C[i, :]) / (gamma a_i)`. Writes `out` (`[mi]`).
+ */
+function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>, out: Float32Array): void {
+  const {mi, ni, gamma} = hp;
+  const x = new Float64Array(ni);
+  const scratch = new ProjectionScratch(ni);
+  for (let i = 0; i < mi; i++) {
+    const ai = hp.a[g * mi + i];
+    const den = f32((ai > 0 ? ai : 1) * gamma);
+    for (let j = 0; j < ni; j++) x[j] = f32(f32(beta[j] - hp.costRows[(g * mi + i) * ni + j]) / den);
+    out[i] = f32(f32(projectSlice(hp, x, ni, ni, scratch, null, 0, null) * ai) * -gamma);
+  }
+}
+
+/** One start's block ascent and polish (alternating.ts's loop, for one row of its batch). */
+function runStart(
+  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, ev: HostSemidualEval, rs: RowScratch,
+): {bestAlpha: Float32Array; bestValue: number; settled: boolean} {
+  const {mi} = hp;
+  const {maxIterations: T, tolerance, checkEvery, polishRate} = cfg;
+  let sumA = 0;
+  for (let i = 0; i < mi; i++) sumA = accumulate(hp, sumA, hp.a[g * mi + i]);
+  const lr0 = f32(f32(f32(sumA) / mi) * f32(polishRate * hp.gamma));
+  ev.evaluate(hp, g, alpha);
+  const bestAlpha = Float32Array.from(alpha);
+  let bestValue = ev.value;
+  let checkValue = ev.value;
+  let stallAt = Infinity;
+  const m1 = new Float32Array(mi);
+  const m2 = new Float32Array(mi);
+  const next = new Float32Array(mi);
+  let settled = false;
+  for (let t = 1; t <= T; t++) {
+    if (stallAt < t) {
+      // Adam step on the semi-dual from the best iterate, cosine-decayed over the rest of the budget.
+      // (float32 steps in the order of adam.ts's adamStep.)
+      const tp = Math.max(t - stallAt, 1);
+      const span = Math.max(T - stallAt, 1);
+      const lr = f32(lr0 * f32(0.5 * f32(1 + f32(Math.cos(f32(f32(Math.PI) * f32((tp - 1) / span)))))));
+      const c1 = f32(1 - f32(B1 ** tp));
+      const c2 = f32(1 - f32(B2 ** tp));
+      for (let i = 0; i < mi; i++) {
+        const gi = ev.grad[i];
+        m1[i] = f32(f32(m1[i] * B1) + f32(gi * B1C));
+        m2[i] = f32(f32(m2[i] * B2) + f32(f32(gi * gi) * B2C));
+        next[i] = alpha[i] + f32(lr * f32(f32(m1[i] / c1) / f32(f32(Math.sqrt(f32(m2[i] / c2))) + EPS)));
+      }
+    } else {
+      columnBlockHost(hp, g, ev, alpha, rs);
+      rowBestResponseHost(hp, g, rs, next);
+    }
+    alpha.set(next);
+    ev.evaluate(hp, g, alpha);
+    if (ev.value > bestValue) {
+      bestAlpha.set(alpha);
+      bestValue = ev.value;
+    }
+    if (t % checkEvery === 0 || t === T) {
+      const stalled = stallAt < Infinity;
+      settled = Math.abs(bestValue - checkValue) <= tolerance * Math.max(Math.abs(bestValue), 1);
+      if (!stalled) checkValue = bestValue;
+      if (t < T && settled && !stalled) {
+        // Stalls now: restart from the best iterate with fresh Adam moments.
+        stallAt = t;
+        alpha.set(bestAlpha);
+        ev.evaluate(hp, g, alpha);
+      }
+    }
+  }
+  return {bestAlpha, bestValue, settled};
+}
+
+/**
+ * Solves `problem` with the alternating solver's algorithm on the host (see the file comment).
+ *
+ * @example
+ * ```ts
+ * if (useHostPath(problem)) return solveAlternatingHost(problem, init, {...this.config, starts});
+ * ```
+ */
+export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit | undefined, cfg: HostAlternatingConfig): SparseOTOutput {
+  const start = readStart(problem, init);
+  const warmAlpha = start.alpha?.dataSync();
+  const warmBeta = start.alpha ? undefined : start.beta?.dataSync();
+  for (const t of [start.alpha, start.beta]) t?.dispose();
+  const hp = readHostProblem(problem);
+  const {groups, mi, ni, k} = hp;
+  const warm = start.alpha !== undefined || start.beta !== undefined;
+  const sol = {
+    planT: new Float64Array(groups * ni * mi), alpha: new Float32Array(groups * mi),
+    beta: new Float32Array(groups * ni), value: new Float64Array(groups),
+  };
+  const ev = new HostSemidualEval(mi, ni);
+  const rs = new RowScratch(ni);
+  const alpha0 = new Float32Array(mi);
+  const cheapest = new Float32Array(mi);
+  let converged = true;
+  for (let g = 0; g < groups; g++) {
+    if (warmAlpha) alpha0.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
+    else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), alpha0);
+    else alpha0.fill(0);
+    for (let i = 0; i < mi; i++) {
+      let c = Infinity;
+      for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
+      cheapest[i] = c;
+    }
+    let result;
+    if (cfg.starts === 2) {
+      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, ev, rs);
+      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, ev, rs);
+      result = first.bestValue >= second.bestValue ? first : second;
+    } else {
+      let useCheapest = false;
+      if (cfg.multiStart === 'auto' && !warm) {
+        let sumB = 0;
+        for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
+        useCheapest = k >= f32(f32(f32(sumB) / ni) * 1.125);
+      }
+      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, ev, rs);
+    }
+    converged &&= result.settled;
+    // The output at the best iterate: the semi-dual's plan and value, beta_j = -gamma b_j tau_j.
+    ev.evaluate(hp, g, result.bestAlpha);
+    sol.planT.set(ev.planT, g * ni * mi);
+    sol.alpha.set(result.bestAlpha, g * mi);
+    for (let j = 0; j < ni; j++) sol.beta[g * ni + j] = f32(f32(ev.tau[j] * hp.b[g * ni + j]) * -hp.gamma);
+    sol.value[g] = ev.value;
+  }
+  return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
+}

@@ -1,0 +1,167 @@
+/**
+ * The host path of the solvers (cpu, wasm: the iterations on host arrays, solvers/host*.ts)
+ * against the tensor path (the reference, `setHostSolvers(false)`): the same algorithm, so the
+ * same potentials, value, iterations and convergence flag to float32 rounding, and the same plan
+ * up to the choice among exactly tied entries. Ties are real here: the alternating solver's row
+ * best response puts a token exactly at a column's entry level, so several tokens can tie at a
+ * full column's k-th place, and which one `tf.topk` keeps depends on float32 rounding (the
+ * tensor path itself picks differently on cpu and on wasm there). The oracle for the plan: per
+ * bounded line (a column, or a row for row sparsity), the sorted plan values agree, and every
+ * entry whose membership in the support differs has a tie partner (an entry of the same line
+ * whose `potential - cost` is equal to rounding and whose membership differs the other way).
+ */
+import * as tf from '@tensorflow/tfjs';
+import {alternating, setHostSolvers, sparseOTProblem, type SparseOTProblemSpec, type SparseOTSolver} from '../../src/ot';
+import type {SolverInit} from '../../src/ot/solvers/solver';
+import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
+
+interface Solved {plan: Float32Array; alpha: Float32Array; beta: Float32Array; value: Float32Array; iterations: number; converged: boolean; stats: number[]}
+
+/** Solves `(cost, spec)` with `solver` on the host path (`host` true) or the tensor path. */
+function solve(cost: tf.Tensor, spec: SparseOTProblemSpec, solver: SparseOTSolver, host: boolean, init?: () => SolverInit): Solved {
+  const before = setHostSolvers(host);
+  try {
+    const problem = sparseOTProblem(cost, spec);
+    const start = init?.();
+    const out = solver.solve(problem, start);
+    const stats = out.marginalStatsSync();
+    const r = {
+      plan: out.plan.dataSync() as Float32Array, alpha: out.potentials.alpha.dataSync() as Float32Array,
+      beta: out.potentials.beta.dataSync() as Float32Array, value: out.value.dataSync() as Float32Array,
+      iterations: out.iterations, converged: out.converged, stats: [stats.marginalError, stats.meanRowError, stats.droppedFraction],
+    };
+    out.dispose();
+    problem.dispose();
+    if (start) tf.dispose([start.alpha, start.beta].filter((t): t is tf.Tensor => t !== undefined));
+    return r;
+  } finally {
+    setHostSolvers(before);
+  }
+}
+
+/** Number of entries whose support membership differs, after checking that each has a tie partner. */
+function expectSamePlanUpToTies(host: Solved, ref: Solved, cost: Float32Array, groups: number, m: number, n: number, column: boolean): number {
+  let swaps = 0;
+  const tieTol = 1e-5;
+  for (let g = 0; g < groups; g++) {
+    const lines = column ? n : m;
+    const len = column ? m : n;
+    for (let l = 0; l < lines; l++) {
+      const at = (e: number): number => (column ? (g * m + e) * n + l : (g * m + l) * n + e);
+      // z = the other side's potential minus the cost, from the reference's potentials.
+      const z = (e: number): number => (column ? ref.alpha[g * m + e] : ref.beta[g * n + e]) - cost[at(e)];
+      const hv = [...Array(len).keys()].map((e) => host.plan[at(e)]);
+      const rv = [...Array(len).keys()].map((e) => ref.plan[at(e)]);
+      expectAllClose([...hv].sort((x, y) => x - y), [...rv].sort((x, y) => x - y), 1e-5, 1e-4);
+      for (let e = 0; e < len; e++) {
+        if ((hv[e] > 1e-6) === (rv[e] > 1e-6)) continue;
+        const partner = [...Array(len).keys()].some((f) => f !== e && (hv[f] > 1e-6) !== (rv[f] > 1e-6) && (hv[f] > 1e-6) === (rv[e] > 1e-6) &&
+          Math.abs(z(f) - z(e)) <= tieTol * Math.max(1, Math.abs(z(e))));
+        if (!partner) throw new Error(`group ${g}, line ${l}, entry ${e}: support differs (host ${hv[e]}, tensor ${rv[e]}) without a tie`);
+        swaps++;
+      }
+    }
+  }
+  return swaps;
+}
+
+function expectAgree(host: Solved, ref: Solved, costHost: Float32Array, groups: number, m: number, n: number, column: boolean): number {
+  expect(host.iterations).toBe(ref.iterations);
+  expect(host.converged).toBe(ref.converged);
+  expectAllClose(host.alpha, ref.alpha, 1e-5, 1e-5);
+  expectAllClose(host.beta, ref.beta, 1e-5, 1e-5);
+  expectAllClose(host.value, ref.value, 1e-5, 1e-5);
+  expectAllClose(host.stats.slice(0, 1), ref.stats.slice(0, 1), 1e-5, 1e-4);
+  return expectSamePlanUpToTies(host, ref, costHost, groups, m, n, column);
+}
+
+/** `-softmax(scale * N(0, 1))`: the router's cost, sharp or flat. */
+function gateCost(groups: number, m: number, n: number, seed: number, scale = 2): tf.Tensor3D {
+  return tf.tidy(() => tf.neg(tf.softmax(tf.mul(tf.randomNormal([groups, m, n], 0, 1, 'float32', seed), scale))) as tf.Tensor3D);
+}
+
+interface Case {name: string; groups: number; m: number; n: number; spec: SparseOTProblemSpec; solver: () => SparseOTSolver; cost?: () => tf.Tensor3D}
+
+const CASES: Case[] = [
+  {name: 'routing shape (17 tokens, 4 experts, k 5), default solver', groups: 64, m: 17, n: 4, spec: {k: 5}, solver: () => alternating()},
+  {name: '1 group, 1 token, 1 expert', groups: 1, m: 1, n: 1, spec: {k: 1}, solver: () => alternating()},
+  {name: '1 token, 3 experts', groups: 2, m: 1, n: 3, spec: {k: 1}, solver: () => alternating()},
+  {name: 'k = 1', groups: 5, m: 9, n: 3, spec: {k: 1}, solver: () => alternating({maxIterations: 6})},
+  {name: 'k = m (smooth)', groups: 4, m: 6, n: 3, spec: {k: 6}, solver: () => alternating({maxIterations: 5})},
+  {name: 'constant cost (ties everywhere)', groups: 3, m: 8, n: 4, spec: {k: 2}, solver: () => alternating(), cost: () => tf.fill([3, 8, 4], -0.25) as tf.Tensor3D},
+  {name: 'dual formulation', groups: 6, m: 12, n: 4, spec: {k: 4}, solver: () => alternating({formulation: 'dual'})},
+  {name: 'row sparsity (tokens choose 2 of 6)', groups: 5, m: 8, n: 6, spec: {k: 2, sparsity: 'row'}, solver: () => alternating()},
+  {name: 'one start, polish phase (10 iterations, tolerance 1e-3)', groups: 8, m: 16, n: 4, spec: {k: 5}, solver: () => alternating({maxIterations: 10, tolerance: 1e-3, multiStart: false})},
+  {name: 'two starts, gamma 0.3, 64 tokens x 8 experts', groups: 6, m: 64, n: 8, spec: {k: 10, gamma: 0.3}, solver: () => alternating({multiStart: true, maxIterations: 4})},
+  {name: 'many experts (n 20 > MAX_ACTIVE 16)', groups: 2, m: 30, n: 20, spec: {k: 2}, solver: () => alternating()},
+];
+
+describeBackends('host path = tensor path', (backend) => {
+  test.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = c.cost ? c.cost() : gateCost(c.groups, c.m, c.n, c.m * 31 + c.n);
+    const solver = c.solver();
+    const host = solve(cost, c.spec, solver, true);
+    const ref = solve(cost, c.spec, solver, false);
+    expectAgree(host, ref, cost.dataSync() as Float32Array, c.groups, c.m, c.n, c.spec.sparsity !== 'row');
+    cost.dispose();
+  });
+
+  test('padding: a group with all-zero marginals gets a zero plan, the others are unchanged', () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = gateCost(3, 6, 3, 5);
+    const a = tf.tensor2d([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]);
+    const b = tf.tensor2d([[4 / 3, 4 / 3, 4 / 3], [0, 0, 0], [2, 2, 2]]);
+    const spec = {k: 2, a, b};
+    const host = solve(cost, spec, alternating(), true);
+    const ref = solve(cost, spec, alternating(), false);
+    expectAgree(host, ref, cost.dataSync() as Float32Array, 3, 6, 3, true);
+    expect(Array.from(host.plan.slice(18, 36)).every((v) => v === 0)).toBe(true);
+    tf.dispose([cost, a, b]);
+  });
+
+  test('warm starts (alpha, beta) and the single cheapest-column start of large groups', () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = gateCost(4, 12, 4, 8);
+    const warmAlpha = (): SolverInit => ({alpha: tf.randomNormal([4, 12], 0, 0.2, 'float32', 1)});
+    const warmBeta = (): SolverInit => ({beta: tf.randomNormal([4], 0, 0.2, 'float32', 2)});
+    for (const init of [warmAlpha, warmBeta]) {
+      const host = solve(cost, {k: 4}, alternating(), true, init);
+      const ref = solve(cost, {k: 4}, alternating(), false, init);
+      expectAgree(host, ref, cost.dataSync() as Float32Array, 4, 12, 4, true);
+    }
+    cost.dispose();
+    // m * n > 65536 entries: one start, per group zero (k near b) or the cheapest column (k >= 1.125 b).
+    const big = gateCost(1, 520, 128, 4, 4);
+    for (const k of [5, 6]) {
+      const host = solve(big, {k}, alternating({maxIterations: 2}), true);
+      const ref = solve(big, {k}, alternating({maxIterations: 2}), false);
+      expectAgree(host, ref, big.dataSync() as Float32Array, 1, 520, 128, true);
+    }
+    big.dispose();
+  });
+
+  test('identical supports on well-separated problems (tokens with distinct preferences, spare capacity)', () => {
+    expect(tf.getBackend()).toBe(backend);
+    // Each token prefers one expert strongly; capacity 3 > 8 / 4 = 2 tokens per expert on average.
+    const cost = tf.tidy(() => tf.neg(tf.softmax(tf.mul(tf.oneHot(tf.tensor1d([0, 1, 2, 3, 0, 1, 2, 3], 'int32'), 4), 3).add(tf.randomUniform([8, 4], 0, 0.1, 'float32', 3)))));
+    const host = solve(cost, {k: 3}, alternating(), true);
+    const ref = solve(cost, {k: 3}, alternating(), false);
+    expect(expectAgree(host, ref, cost.dataSync() as Float32Array, 1, 8, 4, true)).toBe(0);
+    expect(Array.from(host.plan).map((v) => v > 0)).toEqual(Array.from(ref.plan).map((v) => v > 0));
+    cost.dispose();
+  });
+
+  test('no tensor leaks on the host path', async () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = gateCost(3, 10, 4, 2);
+    const beta = tf.zeros([4]);
+    await expectNoLeaks(() => {
+      const p = sparseOTProblem(cost, {k: 3});
+      alternating().solve(p).dispose();
+      alternating({formulation: 'dual'}).solve(p, {beta}).dispose();
+      p.dispose();
+    }, 3);
+    tf.dispose([cost, beta]);
+  });
+});
