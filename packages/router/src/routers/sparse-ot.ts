@@ -326,7 +326,7 @@ export class SparseOTRouter extends Router {
       return tf.where(tf.greater(keep, 0), top, tf.fill(top.shape, EMPTY_SLOT, 'int32')) as tf.Tensor3D;
     });
     if (!this.assignment.config.rebalance) return {tokenIndices: planIndices, planIndices};
-    return {tokenIndices: untracked(() => rebalanceAssignment(planIndices, plan, gates, real)), planIndices};
+    return {tokenIndices: untracked(() => rebalanceAssignment(planIndices, plan, gates, real, this.hostReads ?? undefined)), planIndices};
   }
 
   /**
