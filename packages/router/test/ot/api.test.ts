@@ -117,8 +117,11 @@ describeBackends('a group of padding only (a = 0, b = 0)', (backend) => {
       problem.dispose();
       return plan;
     });
-    expect(runs[1]).toEqual(runs[0]);
+    // With host reads, cpu/wasm run the host path (newton's CG in float64 there): equal to
+    // float32 rounding; without, the tensor path.
+    expectAllClose(runs[1].flat(2), runs[0].flat(2), 1e-5, 1e-5);
     expect(runs[0][1].flat().every((v) => v === 0)).toBe(true);
+    expect(runs[1][1].flat().every((v) => v === 0)).toBe(true);
     // The real groups route as they do alone.
     for (const g of [0, 2]) {
       const problem = sparseOTProblem(tf.slice(cost, [g], [1]), {k: 3, a: tf.slice(a, [g], [1]), b: tf.slice(b, [g], [1])});

@@ -11,7 +11,7 @@
  * whose `potential - cost` is equal to rounding and whose membership differs the other way).
  */
 import * as tf from '@tensorflow/tfjs';
-import {alternating, setHostSolvers, sparseOTProblem, type SparseOTProblemSpec, type SparseOTSolver} from '../../src/ot';
+import {alternating, newton, setHostSolvers, sparseOTProblem, type SparseOTProblemSpec, type SparseOTSolver} from '../../src/ot';
 import type {SolverInit} from '../../src/ot/solvers/solver';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 
@@ -73,6 +73,21 @@ function expectAgree(host: Solved, ref: Solved, costHost: Float32Array, groups: 
   expectAllClose(host.value, ref.value, 1e-5, 1e-5);
   expectAllClose(host.stats.slice(0, 1), ref.stats.slice(0, 1), 1e-5, 1e-4);
   return expectSamePlanUpToTies(host, ref, costHost, groups, m, n, column);
+}
+
+/** Newton's agreement (see the Newton cases below). */
+function expectNewtonAgree(host: Solved, ref: Solved, groups: number, m: number, n: number): void {
+  expect(host.iterations).toBe(ref.iterations);
+  expect(host.converged).toBe(ref.converged);
+  expectAllClose(host.value, ref.value, 1e-5, 1e-5);
+  expectAllClose(host.plan, ref.plan, 2e-3, 1e-3);
+  for (let g = 0; g < groups; g++) {
+    const ah = host.alpha.slice(g * m, (g + 1) * m);
+    const ar = ref.alpha.slice(g * m, (g + 1) * m);
+    const c = ah.reduce((s, v, i) => s + v - ar[i], 0) / m;
+    expectAllClose(ah.map((v) => v - c), ar, 2e-3, 1e-3);
+    expectAllClose(host.beta.slice(g * n, (g + 1) * n).map((v) => v + c), ref.beta.slice(g * n, (g + 1) * n), 2e-3, 1e-3);
+  }
 }
 
 /** `-softmax(scale * N(0, 1))`: the router's cost, sharp or flat. */
@@ -152,6 +167,43 @@ describeBackends('host path = tensor path', (backend) => {
     cost.dispose();
   });
 
+  // Newton: CG runs in float64 on the host and in the backend's float32 matMuls on the device,
+  // so the iterates agree to rounding, not bit for bit; the stopping rule is on the value, so the
+  // plans agree to the convergence tolerance. The semi-dual is invariant to alpha + c, beta - c
+  // (balanced marginals): potentials are compared after removing that shift.
+  const NEWTON: Case[] = [
+    {name: 'k = m, 17 tokens x 4 experts', groups: 16, m: 17, n: 4, spec: {k: 17}, solver: () => newton()},
+    {name: 'k = m, 1 token x 3 experts', groups: 2, m: 1, n: 3, spec: {k: 1}, solver: () => newton()},
+    {name: 'k = m, dual formulation', groups: 3, m: 12, n: 4, spec: {k: 12}, solver: () => newton({formulation: 'dual'})},
+    {name: 'row sparsity, k = n', groups: 4, m: 8, n: 6, spec: {k: 6, sparsity: 'row'}, solver: () => newton()},
+    {name: 'k < m, fixed budget (12 iterations, check every 2)', groups: 6, m: 16, n: 4, spec: {k: 5}, solver: () => newton({maxIterations: 12, checkEvery: 2})},
+    {name: 'constant cost', groups: 2, m: 6, n: 3, spec: {k: 6}, solver: () => newton(), cost: () => tf.fill([2, 6, 3], -1 / 3) as tf.Tensor3D},
+  ];
+  test.each(NEWTON.map((c) => [c.name, c] as const))('newton: %s', (_name, c) => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = c.cost ? c.cost() : gateCost(c.groups, c.m, c.n, c.m * 17 + c.n);
+    const solver = c.solver();
+    for (const init of [undefined, () => ({beta: tf.randomNormal([c.n], 0, 0.1, 'float32', 4)})]) {
+      const host = solve(cost, c.spec, solver, true, init);
+      const ref = solve(cost, c.spec, solver, false, init);
+      expectNewtonAgree(host, ref, c.groups, c.m, c.n);
+    }
+    cost.dispose();
+  });
+
+  test('newton: padding (a group with zero marginals) and a warm alpha', () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = gateCost(3, 6, 3, 9);
+    const a = tf.tensor2d([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]);
+    const b = tf.tensor2d([[4 / 3, 4 / 3, 4 / 3], [0, 0, 0], [2, 2, 2]]);
+    const init = (): SolverInit => ({alpha: tf.randomNormal([3, 6], 0, 0.1, 'float32', 5)});
+    const host = solve(cost, {k: 6, a, b}, newton(), true, init);
+    const ref = solve(cost, {k: 6, a, b}, newton(), false, init);
+    expectNewtonAgree(host, ref, 3, 6, 3);
+    expect(Array.from(host.plan.slice(18, 36)).every((v) => v === 0)).toBe(true);
+    tf.dispose([cost, a, b]);
+  });
+
   test('no tensor leaks on the host path', async () => {
     expect(tf.getBackend()).toBe(backend);
     const cost = gateCost(3, 10, 4, 2);
@@ -160,6 +212,7 @@ describeBackends('host path = tensor path', (backend) => {
       const p = sparseOTProblem(cost, {k: 3});
       alternating().solve(p).dispose();
       alternating({formulation: 'dual'}).solve(p, {beta}).dispose();
+      newton({maxIterations: 4}).solve(p, {beta}).dispose();
       p.dispose();
     }, 3);
     tf.dispose([cost, beta]);

@@ -8,7 +8,8 @@ import type {SparseOTOutput} from '../output';
 import type {SparseOTProblem} from '../problem';
 import type {Formulation} from '../types';
 import {
-  accumulate, HostSemidualEval, hostOutput, ProjectionScratch, projectSlice, readHostProblem, topKPositions, type HostProblem,
+  accumulate, HostSemidualEval, hostOutput, newHostSolution, ProjectionScratch, projectSlice, readHostProblem, storeSolution,
+  topKPositions, type HostProblem,
 } from './host';
 import {MAX_ACTIVE} from './lifted-dual';
 import {readStart, type SolverInit} from './solver';
@@ -190,26 +191,17 @@ function runStart(
  * ```
  */
 export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit | undefined, cfg: HostAlternatingConfig): SparseOTOutput {
-  const start = readStart(problem, init);
-  const warmAlpha = start.alpha?.dataSync();
-  const warmBeta = start.alpha ? undefined : start.beta?.dataSync();
-  for (const t of [start.alpha, start.beta]) t?.dispose();
+  const start = readHostStart(problem, init);
   const hp = readHostProblem(problem);
   const {groups, mi, ni, k} = hp;
-  const warm = start.alpha !== undefined || start.beta !== undefined;
-  const sol = {
-    planT: new Float64Array(groups * ni * mi), alpha: new Float32Array(groups * mi),
-    beta: new Float32Array(groups * ni), value: new Float64Array(groups),
-  };
+  const sol = newHostSolution(hp);
   const ev = new HostSemidualEval(mi, ni);
   const rs = new RowScratch(ni);
   const alpha0 = new Float32Array(mi);
   const cheapest = new Float32Array(mi);
   let converged = true;
   for (let g = 0; g < groups; g++) {
-    if (warmAlpha) alpha0.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
-    else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), alpha0);
-    else alpha0.fill(0);
+    start.alpha0(hp, g, alpha0);
     for (let i = 0; i < mi; i++) {
       let c = Infinity;
       for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
@@ -222,7 +214,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       result = first.bestValue >= second.bestValue ? first : second;
     } else {
       let useCheapest = false;
-      if (cfg.multiStart === 'auto' && !warm) {
+      if (cfg.multiStart === 'auto' && !start.warm) {
         let sumB = 0;
         for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
         useCheapest = k >= f32(f32(f32(sumB) / ni) * 1.125);
@@ -230,12 +222,32 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, ev, rs);
     }
     converged &&= result.settled;
-    // The output at the best iterate: the semi-dual's plan and value, beta_j = -gamma b_j tau_j.
-    ev.evaluate(hp, g, result.bestAlpha);
-    sol.planT.set(ev.planT, g * ni * mi);
-    sol.alpha.set(result.bestAlpha, g * mi);
-    for (let j = 0; j < ni; j++) sol.beta[g * ni + j] = f32(f32(ev.tau[j] * hp.b[g * ni + j]) * -hp.gamma);
-    sol.value[g] = ev.value;
+    // The output at the best iterate.
+    storeSolution(hp, g, result.bestAlpha, ev.evaluate(hp, g, result.bestAlpha), sol);
   }
   return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
+}
+
+/**
+ * The warm start read back: `warm` (whether one was given) and `alpha0(hp, g, out)`, which
+ * writes group g's starting row potentials (solver.ts `startingAlpha`: the warm alpha, else the
+ * rows' best response to the warm beta, else zero).
+ */
+export function readHostStart(problem: SparseOTProblem, init: SolverInit | undefined): {
+  warm: boolean; alpha0: (hp: HostProblem, g: number, out: Float32Array) => void;
+} {
+  const start = readStart(problem, init);
+  const warmAlpha = start.alpha?.dataSync();
+  const warmBeta = start.alpha ? undefined : start.beta?.dataSync();
+  const warm = start.alpha !== undefined || start.beta !== undefined;
+  for (const t of [start.alpha, start.beta]) t?.dispose();
+  const {mi, ni} = problem;
+  return {
+    warm,
+    alpha0: (hp, g, out) => {
+      if (warmAlpha) out.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
+      else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), out);
+      else out.fill(0);
+    },
+  };
 }

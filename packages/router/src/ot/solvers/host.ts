@@ -297,6 +297,24 @@ export interface HostSolution {
   value: Float64Array;
 }
 
+/** Zeroed {@link HostSolution} arrays for `hp`. */
+export function newHostSolution(hp: HostProblem): HostSolution {
+  const {groups, mi, ni} = hp;
+  return {planT: new Float64Array(groups * ni * mi), alpha: new Float32Array(groups * mi), beta: new Float32Array(groups * ni), value: new Float64Array(groups)};
+}
+
+/**
+ * Stores group g's result at row potentials `alpha` with their evaluation `ev` (solver.ts
+ * `semidualOutput`): the semi-dual's plan and value, and `beta_j = -gamma b_j tau_j`.
+ */
+export function storeSolution(hp: HostProblem, g: number, alpha: Float32Array, ev: HostSemidualEval, sol: HostSolution): void {
+  const {mi, ni} = hp;
+  sol.planT.set(ev.planT, g * ni * mi);
+  sol.alpha.set(alpha, g * mi);
+  for (let j = 0; j < ni; j++) sol.beta[g * ni + j] = f32(f32(ev.tau[j] * hp.b[g * ni + j]) * -hp.gamma);
+  sol.value[g] = ev.value;
+}
+
 /**
  * Builds the output of a solve from host arrays, as `semidualOutput` + `makeOutput` do from
  * tensors: for `formulation: 'dual'` the plan and value are the dual's at `(alpha, beta)`;

@@ -11,6 +11,9 @@
  * success and grows after a failure. Ascent is therefore monotone; the `mu I` term also moves
  * rows that sit in no support (their row of `H` is zero) along the gradient. Every `checkEvery`
  * iterations each group whose value settled is frozen (see convergence.ts).
+ *
+ * On cpu / wasm / tensorflow (host reads allowed) the same algorithm runs on host arrays, group
+ * by group (host-newton.ts): one iteration here is ~300 tiny kernels (10 CG steps of ~25).
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt} from '../../core/errors';
@@ -21,6 +24,8 @@ import {disposeEval, evalSemidual, selectEval, type SemidualEval} from '../semid
 import {safeInverse, supportGraph, tokenLaplacian} from '../support-graph';
 import type {Formulation} from '../types';
 import {GroupConvergence, whereGroups} from './convergence';
+import {useHostPath} from './host';
+import {solveNewtonHost} from './host-newton';
 import {iterationConfig, readStart, semidualOutput, SolverBase, startingAlpha, type SolverInit} from './solver';
 
 /**
@@ -80,6 +85,7 @@ export class NewtonSolver extends SolverBase<Required<NewtonSolverConfig>> {
   solve(problem: SparseOTProblem, init?: SolverInit): SparseOTOutput {
     const {costT, a, b, k, gamma, groups} = problem;
     const {maxIterations, tolerance, cgIterations, checkEvery} = this.config;
+    if (useHostPath(problem)) return solveNewtonHost(problem, init, this.config);
     const start = readStart(problem, init);
     let alpha = startingAlpha(problem, start);
     tf.dispose([start.alpha, start.beta].filter((t): t is tf.Tensor2D => t !== undefined));
