@@ -8,15 +8,21 @@
  *   the models saved before the fix), stock wasm kernels.
  * - `layernorm`: our `LayerNorm` and broadcasting class token, stock wasm kernels.
  * - `fast`: plus `registerFastKernels()` (XNNPACK for transposed / batched matMuls, row gathers).
+ * - `fast-tensor-ot`: `fast` with the OT solver and the rebalancing step on their tensor path
+ *   (`setHostSolvers(false)`: hundreds of tiny kernels per MoE layer), i.e. `fast` before the
+ *   host path of the OT core; sparse-OT only (the other models have no OT step).
  *
  * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
  *
- * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast]`
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-tensor-ot] [--rounds=1]`
+ *
+ * `--rounds=n` repeats the whole table n times (models interleaved, so that load changes hit all
+ * of them) and prints, per round, each model's images/s as a ratio to the others.
  */
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
-import {registerFastKernels, unregisterFastKernels} from '@tfjs-moe/router';
+import {registerFastKernels, setHostSolvers, unregisterFastKernels} from '@tfjs-moe/router';
 import {
   AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
   type BackendRequest, type ModelSpec,
@@ -33,6 +39,7 @@ const {values: args} = parseArgs({
     quick: {type: 'boolean', default: false},
     top: {type: 'string', default: '0'},
     optimizer: {type: 'boolean', default: false},
+    rounds: {type: 'string', default: '1'},
   },
 });
 
@@ -108,8 +115,9 @@ function printTop(kernels: Awaited<ReturnType<typeof tf.profile>>['kernels'], n:
 }
 
 async function measure(name: string, variant: string, batch: number, steps: number, peak: number): Promise<Row> {
-  if (variant === 'fast') registerFastKernels();
+  if (variant === 'fast' || variant === 'fast-tensor-ot') registerFastKernels();
   else unregisterFastKernels();
+  setHostSolvers(variant !== 'fast-tensor-ot');
   let model = buildModel(SPECS[name], INPUT);
   if (variant === 'legacy') model = legacyLayers(model);
   const variables = trainableVariables(model);
@@ -185,6 +193,27 @@ async function optimizerComparison(): Promise<void> {
   model.dispose();
 }
 
+/** Per round: each sparse-OT variant's images/s over top-k's and the dense ViT's (`fast` variants), and the median over rounds. */
+function printRatios(rounds: Row[][]): void {
+  const ratios = new Map<string, number[]>();
+  for (const rows of rounds) {
+    const of = (model: string, variant = 'fast') => rows.find((r) => r.model === model && r.variant === variant)?.imagesPerSecond;
+    for (const r of rows.filter((x) => x.model === 'sparse-ot')) {
+      for (const other of ['topk', 'dense']) {
+        const base = of(other);
+        if (base === undefined) continue;
+        const key = `sparse-ot ${r.variant} / ${other} fast`;
+        ratios.set(key, [...(ratios.get(key) ?? []), r.imagesPerSecond / base]);
+      }
+    }
+  }
+  for (const [key, values] of ratios) {
+    const sorted = [...values].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    console.log(`${key}: ${values.map((v) => v.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`);
+  }
+}
+
 async function main(): Promise<void> {
   const batch = Number(args.batch);
   const steps = args.quick ? 2 : Number(args.steps);
@@ -198,12 +227,21 @@ async function main(): Promise<void> {
   console.log(`matMul peak ${peak.toFixed(2)} GFLOP/s`);
   console.log('| model | variant | kernels/step | kernel ms/step | wall ms/step | images/s | % of matMul peak |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
-  for (const name of args.models!.split(',')) {
-    for (const variant of args.variants!.split(',')) {
-      const r = await measure(name, variant, batch, steps, peak);
-      console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
+  const rounds: Row[][] = [];
+  for (let round = 0; round < Number(args.rounds); round++) {
+    const rows: Row[] = [];
+    for (const name of args.models!.split(',')) {
+      for (const variant of args.variants!.split(',')) {
+        if (variant === 'fast-tensor-ot' && name !== 'sparse-ot') continue;
+        const r = await measure(name, variant, batch, steps, peak);
+        rows.push(r);
+        console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
+      }
     }
+    rounds.push(rows);
   }
+  printRatios(rounds);
+  setHostSolvers(true);
   if (args.optimizer) await optimizerComparison();
   await releaseWebGPU();
 }
