@@ -18,15 +18,20 @@
  *   --routers=LIST                 default sparse-ot:softmax,sparse-ot:implicit,sparse-ot:unrolled,top-1,top-2,expert-choice,sinkhorn,dense
  *   --epochs=X | --steps=N         budget per run (default: the main job's epochs)
  *   --batch=N --backend=wasm --out=bench/results/compare-real
+ *   --progress                     print training progress (stderr)
  *   --quick                        smoke test: 20 steps, seed 0, capacity factor 1.25, mnist
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import {runTraining, type LoadBalanceStats, type ModelSpec, type RunOptions} from '@tfjs-moe/training';
+import {vmoe, type VMoEConfigLike} from '@tfjs-moe/models';
+import {
+  TRAINING_DEFAULTS as D, datasetSize, defaultWarmupSteps, loadSplits, modelConfig, runTraining, setupBackend, train,
+  type LoadBalanceStats, type ModelSpec, type RunOptions, type TrainResult,
+} from '@tfjs-moe/training';
 import {parseArgs} from 'util';
 
-const ARGS = parseArgs({options: {quick: {type: 'boolean'}, backend: {type: 'string'}, batch: {type: 'string'}, 'capacity-factors': {type: 'string'}, data: {type: 'string'}, epochs: {type: 'string'}, out: {type: 'string'}, routers: {type: 'string'}, seeds: {type: 'string'}, steps: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+const ARGS = parseArgs({options: {quick: {type: 'boolean'}, progress: {type: 'boolean'}, backend: {type: 'string'}, batch: {type: 'string'}, 'capacity-factors': {type: 'string'}, data: {type: 'string'}, epochs: {type: 'string'}, out: {type: 'string'}, routers: {type: 'string'}, seeds: {type: 'string'}, steps: {type: 'string'}}, strict: true, allowPositionals: false}).values;
 const QUICK = ARGS.quick === true;
 const arg = (name: 'backend' | 'batch' | 'capacity-factors' | 'data' | 'epochs' | 'out' | 'routers' | 'seeds' | 'steps'): string | undefined => ARGS[name];
 
@@ -41,6 +46,62 @@ const ROUTERS: Record<string, Pick<ModelSpec, 'router' | 'gradient' | 'expertsPe
   sinkhorn: {router: 'sinkhorn'},
   dense: {router: 'dense'},
 };
+
+/**
+ * Variants of a contender that change its router's own options (which `runTraining` does not
+ * expose): trained by {@link trainWithRouterOptions}, the same steps as `runTraining` with the
+ * router config patched. Not in the default `--routers` list.
+ */
+const VARIANTS: Record<string, {base: string; routerOptions: Record<string, unknown>}> = {
+  // Issue 9 item 5: the sparse-OT router's dispatch before the rebalancing step (support, no rebalancing) ...
+  'sparse-ot:softmax:no-rebalance': {base: 'sparse-ot:softmax', routerOptions: {assignment: {className: 'ExpertsChooseTokens', config: {dispatch: 'support', rebalance: false}}}},
+  // ... and after it (the default, spelled out, so that both rows take the same code path).
+  'sparse-ot:softmax:rebalance': {base: 'sparse-ot:softmax', routerOptions: {assignment: {className: 'ExpertsChooseTokens', config: {dispatch: 'support', rebalance: true}}}},
+};
+const DEFAULT_ROUTERS = Object.keys(ROUTERS);
+const ALL_ROUTERS = [...DEFAULT_ROUTERS, ...Object.keys(VARIANTS)];
+const specOf = (router: string): Pick<ModelSpec, 'router' | 'gradient' | 'expertsPerToken'> => ROUTERS[VARIANTS[router]?.base ?? router];
+
+/** What a run returns: {@link runTraining}'s result, wall seconds of training + final evaluation, batch size. */
+interface Trained {
+  result: TrainResult;
+  seconds: number;
+  batchSize: number;
+}
+
+/**
+ * Trains as `runTraining` does (same data split, model, schedule and defaults; no outputs
+ * written), with `routerOptions` merged into every MoE block's router config.
+ */
+async function trainWithRouterOptions(o: RunOptions, routerOptions: Record<string, unknown>): Promise<Trained> {
+  await setupBackend(o.backend ?? 'auto');
+  const seed = o.seed ?? 0;
+  const split = loadSplits(o.data ?? D.data, {seed});
+  const batchSize = o.batchSize ?? D.batchSize;
+  const steps = o.steps ?? Math.max(1, Math.round((o.epochs ?? D.epochs) * Math.floor(datasetSize(split.train) / batchSize)));
+  const m = modelConfig(o, split.train);
+  if (m.kind !== 'vmoe') throw new Error('router options need a V-MoE');
+  const moe = m.config.moe as Record<string, unknown>;
+  const config = {...m.config, moe: {...moe, router: {...(moe.router as Record<string, unknown>), ...routerOptions}}} as VMoEConfigLike;
+  const t0 = performance.now();
+  const result = await train({
+    model: () => vmoe(config),
+    data: split,
+    seed,
+    batchSize,
+    steps,
+    learningRate: D.learningRate,
+    warmupSteps: defaultWarmupSteps(steps),
+    maxShift: D.maxShift,
+    clipNorm: D.clipNorm,
+    weightDecay: D.weightDecay,
+    logEvery: D.logEvery,
+    evalEvery: o.evalEvery,
+    checkpointEvery: 0,
+    onLog: ARGS.progress ? (r) => void process.stderr.write(`    step ${r.step}/${steps}: loss ${r.loss.toFixed(3)}, ${r.imagesPerSecond.toFixed(0)} img/s\n`) : undefined,
+  });
+  return {result, seconds: (performance.now() - t0) / 1000, batchSize};
+}
 
 /** One finished run. */
 interface StudyRun {
@@ -87,7 +148,7 @@ function table(runs: StudyRun[]): string {
     lines.push(`### ${data}, capacity factor ${cf} (${r0.steps} steps of ${r0.batchSize})`, '');
     lines.push('| router | seeds | test accuracy | train dropped | test dropped | train max/mean | test max/mean | images/s (wall) | images/CPU-s |');
     lines.push('|---|---|---|---|---|---|---|---|---|');
-    for (const router of Object.keys(ROUTERS)) {
+    for (const router of ALL_ROUTERS) {
       const rs = group.filter((r) => r.router === router);
       if (!rs.length) continue;
       const f = (sel: (r: StudyRun) => number, digits: number, scale = 1, unit = ''): string => {
@@ -110,8 +171,8 @@ async function main(): Promise<void> {
   const datas = (arg('data') ?? (QUICK ? 'mnist' : 'mnist,fashion-mnist')).split(',');
   const seeds = (arg('seeds') ?? (QUICK ? '0' : '0,1,2')).split(',').map(Number);
   const factors = (arg('capacity-factors') ?? (QUICK ? '1.25' : '1,1.25')).split(',').map(Number);
-  const routers = (arg('routers') ?? Object.keys(ROUTERS).join(',')).split(',');
-  for (const r of routers) if (!ROUTERS[r]) throw new Error(`unknown router ${r}; one of ${Object.keys(ROUTERS).join(', ')}`);
+  const routers = (arg('routers') ?? DEFAULT_ROUTERS.join(',')).split(',');
+  for (const r of routers) if (!ALL_ROUTERS.includes(r)) throw new Error(`unknown router ${r}; one of ${ALL_ROUTERS.join(', ')}`);
   const steps = arg('steps') !== undefined ? Number(arg('steps')) : QUICK ? 20 : undefined;
   const epochs = arg('epochs') !== undefined ? Number(arg('epochs')) : undefined;
   const out = arg('out') ?? path.join('bench', 'results', QUICK ? 'compare-real-quick' : 'compare-real');
@@ -122,7 +183,7 @@ async function main(): Promise<void> {
   for (const data of datas) {
     for (const cf of factors) {
       for (const router of routers) {
-        const spec = ROUTERS[router];
+        const spec = specOf(router);
         const capacityFactor = spec.router === 'dense' ? null : cf;
         if (spec.router === 'dense' && cf !== factors[0]) continue; // the dense ViT has no capacity
         for (const seed of seeds) {
@@ -142,15 +203,18 @@ async function main(): Promise<void> {
             evalEvery: 0,
             checkpointEvery: 0,
             report: false,
-            progress: null,
+            progress: ARGS.progress ? process.stderr : null,
           };
           const cpu0 = process.cpuUsage();
-          const run = await runTraining(options);
+          const variant = VARIANTS[router];
+          const run: Trained = variant
+            ? await trainWithRouterOptions(options, variant.routerOptions)
+            : await runTraining(options).then((s) => ({result: s.result, seconds: s.seconds, batchSize: s.config.batchSize as number}));
           const cpu = process.cpuUsage(cpu0);
           const r = run.result;
           const speeds = (r.history.length > 1 ? r.history.slice(1) : r.history).map((h) => h.imagesPerSecond).sort((a, b) => a - b);
           const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-          const batchSize = run.config.batchSize as number;
+          const batchSize = run.batchSize;
           const rec: StudyRun = {
             data,
             router,
