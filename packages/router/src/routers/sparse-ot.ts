@@ -9,32 +9,20 @@
  * not causal: a token's expert depends on the other tokens of its group.
  */
 import * as tf from '@tensorflow/tfjs';
-import {assignTokenChoice, computeCapacity} from './capacity';
-import {gatherTokenExpertValues} from '../moe/dispatch';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber, ConfigError} from '../core/errors';
-import {EMPTY_SLOT} from './routing-result';
-import {sparseOTPlanImplicit} from '../ot/gradients/legacy';
-import {stopGradient, untracked} from '../core/stop-gradient';
-import {solveSparseOT} from '../ot/solve';
-import type {SparseOTOptions, SparseOTResult} from '../ot/types';
-import {unrolledSparseOT} from '../ot/gradients/unrolled';
+import type {SparseOTProblemSpec} from '../ot/problem';
+import type {SolverInit} from '../ot/solvers/solver';
+import {computeCapacity} from './capacity';
 import {assertBoolean, Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
-import {rebalanceAssignment} from './rebalance';
+import {assignFromPlan, planCombineWeights, planMetrics} from './sparse-ot-assign';
 import {
   LEGACY_ARG_NAMES, readLegacy, resolveAssignment, resolveGradient, resolveSolver,
   type LegacySparseOTArgs, type OTAssignmentLike, type OTGradientLike, type OTSolverLike,
   type ResolvedAssignment, type ResolvedGradient, type ResolvedSolver,
 } from './sparse-ot-config';
+import {routerSolver, routingMarginals, solveTransportPlan, transportCost, type OTCost} from './sparse-ot-plan';
 
-/**
- * Cost of sending a token to an expert: `-softmax(logits)` (the reference) or `-logits`.
- *
- * @example
- * ```ts
- * sparseOTRouter({numExperts: 8, cost: 'negative-logits'});
- * ```
- */
-export type OTCost = 'negative-softmax' | 'negative-logits';
+export type {OTCost} from './sparse-ot-plan';
 
 /**
  * Arguments of {@link SparseOTRouter}. The flat arguments of the old format
@@ -93,8 +81,6 @@ export interface SparseOTRouterArgs extends RouterArgs, LegacySparseOTArgs {
 
 const CLASS = 'SparseOTRouter';
 const OWN_ARG_NAMES = ['solver', 'gradient', 'assignment', 'cost', 'gamma', 'capacityMultipleOf', 'warmStart', 'hostReads', ...LEGACY_ARG_NAMES];
-/** Cost given to padding tokens: far above every real cost, so no expert's top-k reaches them. */
-const MASKED_COST = 1e4;
 
 /**
  * The released V-MoE router (vmoe `sparsity_constrained_ot`): semi-dual, gamma 1, Adam with
@@ -109,12 +95,6 @@ const PAPER: Partial<SparseOTRouterArgs> = {
   gamma: 1,
   capacityMultipleOf: 4,
 };
-
-/** The plan of one call and the solver's result (potentials, iterations, convergence). */
-interface SolvedPlan {
-  plan: tf.Tensor3D;
-  solved: SparseOTResult | undefined;
-}
 
 /**
  * The k-sparse optimal-transport router. Experts choose tokens by default: the plan of the
@@ -218,157 +198,46 @@ export class SparseOTRouter extends Router {
   }
 
   protected computeRouting({logits, gates, mask, training, capacity}: RoutingInput): RoutingDecision {
-    const cost = this.transportCost(logits, gates, mask);
-    const options = this.problemOptions(cost.shape, mask, training, capacity);
-    const {plan, solved} = this.solvePlan(cost, options);
-    const {tokenIndices, demand, planIndices} = this.assign(plan, gates, mask, capacity);
-    const combineWeights = this.combineWeights(tokenIndices, plan, gates);
-    const metrics = this.planMetrics(plan, mask, solved);
-    this.updateWarmStart(solved, training);
+    const cost = transportCost(this.cost, logits, gates, mask);
+    const spec = this.problemSpec(cost.shape, mask, capacity);
+    const solver = routerSolver(this.solver, spec.k as number, this.tokensChoose ? this.numExperts : cost.shape[1]);
+    const {plan, output} = solveTransportPlan(cost, spec, solver, this.gradient, this.warmStartInit(training, cost.shape[0]));
+    const {tokenIndices, planIndices, demand} = assignFromPlan(this.assignment, plan, gates, mask, capacity, this.hostReads ?? undefined);
+    const combineWeights = planCombineWeights(this.gradient, this.assignment, tokenIndices, plan, gates);
+    const metrics = planMetrics(plan, mask, output);
+    this.updateWarmStart(output.potentials.beta, training);
+    tf.dispose([output.potentials.alpha, output.potentials.beta, output.value]);
     if (planIndices !== tokenIndices) planIndices.dispose();
     return {tokenIndices, combineWeights, demand, metrics};
   }
 
-  /** Step 1: the cost `<float32>[G, S, E]`; padding rows get a cost far above every real one. */
-  private transportCost(logits: tf.Tensor3D, gates: tf.Tensor3D, mask: tf.Tensor2D | undefined): tf.Tensor3D {
-    const cost = this.cost === 'negative-softmax' ? tf.neg(gates) : tf.neg(logits);
-    if (!mask) return cost as tf.Tensor3D;
-    const m = tf.expandDims(mask, 2);
-    return tf.add(tf.mul(cost, m), tf.mul(tf.sub(1, m), MASKED_COST)) as tf.Tensor3D;
-  }
-
   /**
-   * Step 2: the problem's options. Marginals: `a_i = mask_i` (padding sends nothing),
-   * `b_j = realTokens / E`; a group with no real token gets uniform marginals, so its solve is
-   * well-posed, and its plan is masked to zero afterwards (it routes nothing).
+   * The transport problem of a call on a cost `[G, S, E]`: marginals from the mask (see
+   * `routingMarginals`), k = capacity (experts choose tokens, column-sparse) or experts per
+   * token (tokens choose experts, row-sparse), the router's gamma and host-read setting.
    */
-  private problemOptions(shape: number[], mask: tf.Tensor2D | undefined, training: boolean, capacity: number): SparseOTOptions {
-    const [groups, groupSize, experts] = shape;
-    const s = this.solver;
-    const opts: SparseOTOptions = {
+  private problemSpec(shape: number[], mask: tf.Tensor2D | undefined, capacity: number): SparseOTProblemSpec {
+    const spec: SparseOTProblemSpec = {
+      ...routingMarginals(shape, mask),
       k: this.tokensChoose ? this.expertsPerToken : capacity,
       gamma: this.gamma,
-      formulation: s.config.formulation,
-      solver: s.className.toLowerCase() as SparseOTOptions['solver'],
       sparsity: this.tokensChoose ? 'row' : 'column',
     };
-    if (s.config.learningRate !== null) opts.learningRate = s.config.learningRate;
-    if (s.config.maxIterations !== null) opts.maxIterations = s.config.maxIterations;
-    if (this.hostReads !== null) opts.hostReads = this.hostReads;
-    if (mask) {
-      const empty = tf.equal(tf.sum(mask, 1, true), 0); // [G, 1]
-      const a = tf.where(tf.tile(empty, [1, groupSize]), tf.onesLike(mask), mask);
-      opts.a = a;
-      opts.b = tf.tile(tf.div(tf.sum(a, 1, true), experts), [1, experts]);
-    } else {
-      opts.a = 1;
-      opts.b = groupSize / experts;
-    }
+    if (this.hostReads !== null) spec.hostReads = this.hostReads;
+    return spec;
+  }
+
+  /** The warm start of a training call: the carried per-expert potentials, one row per group. */
+  private warmStartInit(training: boolean, groups: number): SolverInit | undefined {
+    if (!training || !this.warmStart || !this.warmStartBeta || this.tokensChoose) return undefined;
+    return {beta: tf.tile(tf.reshape(this.warmStartBeta.read(), [1, this.numExperts]), [groups, 1])};
+  }
+
+  /** Carries the per-expert potentials `beta <float32>[G, E]` (mean over groups) to the next training call. */
+  private updateWarmStart(beta: tf.Tensor, training: boolean): void {
     if (training && this.warmStart && this.warmStartBeta && !this.tokensChoose) {
-      opts.init = {beta: tf.tile(tf.reshape(this.warmStartBeta.read(), [1, experts]), [groups, 1])};
+      this.warmStartBeta.write(tf.mean(tf.reshape(beta, [-1, this.numExperts]), 0));
     }
-    return opts;
-  }
-
-  /** Step 3: the plan, differentiable or not according to the gradient mode; padding rows zero. */
-  private solvePlan(cost: tf.Tensor3D, options: SparseOTOptions): SolvedPlan {
-    const holder: {result?: SparseOTResult} = {};
-    const keep = (r: SparseOTResult): void => {
-      holder.result = r;
-    };
-    let plan: tf.Tensor3D;
-    if (this.gradient.className === 'ImplicitDifferentiation') {
-      plan = sparseOTPlanImplicit(cost, {...options, implicit: {space: this.gradient.config.space}}, solveSparseOT, keep) as tf.Tensor3D;
-    } else {
-      plan = solveAsConstant(cost, options, keep) as tf.Tensor3D;
-      if (this.gradient.className === 'Unrolled') {
-        const alpha = holder.result?.alpha;
-        plan = unrolledSparseOT(cost, {
-          k: options.k as number, gamma: this.gamma, a: options.a as number | tf.Tensor, b: options.b as number | tf.Tensor,
-          sparsity: options.sparsity, iterations: this.gradient.config.iterations,
-          init: this.tokensChoose || !alpha ? undefined : stopGradient(alpha),
-        }).plan as tf.Tensor3D;
-      }
-    }
-    const a = options.a;
-    if (a instanceof tf.Tensor) plan = tf.mul(plan, tf.expandDims(tf.mul(a, tf.cast(tf.greater(tf.sum(a, 1, true), 0), 'float32')), 2)) as tf.Tensor3D;
-    return {plan, solved: holder.result};
-  }
-
-  /**
-   * Step 4: slots from the plan (integer work, untaped). Experts choose tokens: each expert takes
-   * its plan column's support (or its top `capacity` with `'top-capacity'` dispatch), then the
-   * rebalancing step; tokens choose experts: their top experts of the row-sparse plan, then
-   * batch-prioritized capacity.
-   */
-  private assign(plan: tf.Tensor3D, gates: tf.Tensor3D, mask: tf.Tensor2D | undefined, capacity: number):
-    {tokenIndices: tf.Tensor3D; planIndices: tf.Tensor3D; demand?: tf.Tensor2D} {
-    const [groups, groupSize, experts] = plan.shape;
-    const real = mask ?? (tf.ones([groups, groupSize]) as tf.Tensor2D);
-    if (this.tokensChoose) {
-      let demand: tf.Tensor2D | undefined;
-      const tokenIndices = untracked(() => {
-        const choices = tf.topk(plan, this.expertsPerToken, true).indices as tf.Tensor3D;
-        const assigned = assignTokenChoice(choices, experts, capacity, mask, tf.max(plan, 2) as tf.Tensor2D);
-        demand = tf.keep(assigned.demand);
-        return assigned.tokenIndices;
-      });
-      const kept = demand as unknown as tf.Tensor2D;
-      const copy = tf.clone(kept);
-      kept.dispose();
-      return {tokenIndices, planIndices: tokenIndices, demand: copy};
-    }
-    const planIndices = untracked(() => {
-      // Each expert's top `capacity` plan entries (topk breaks ties by the lowest token index).
-      const top = tf.topk(tf.transpose(plan, [0, 2, 1]), capacity, true).indices as tf.Tensor3D; // [G, E, cap]
-      let keep = gatherTokenExpertValues(tf.tile(tf.expandDims(real, 2), [1, 1, experts]) as tf.Tensor3D, top);
-      if (this.assignment.config.dispatch === 'support') keep = tf.mul(keep, tf.cast(tf.greater(gatherTokenExpertValues(plan, top), 0), 'float32')) as tf.Tensor3D;
-      return tf.where(tf.greater(keep, 0), top, tf.fill(top.shape, EMPTY_SLOT, 'int32')) as tf.Tensor3D;
-    });
-    if (!this.assignment.config.rebalance) return {tokenIndices: planIndices, planIndices};
-    return {tokenIndices: untracked(() => rebalanceAssignment(planIndices, plan, gates, real, this.hostReads ?? undefined)), planIndices};
-  }
-
-  /**
-   * Step 5: combine weights. Softmax mode: the gates of the dispatched pairs. Implicit and
-   * unrolled modes: the plan's values; a slot that the rebalancing step filled (plan value 0)
-   * takes the token's gate instead.
-   */
-  private combineWeights(tokenIndices: tf.Tensor3D, plan: tf.Tensor3D, gates: tf.Tensor3D): tf.Tensor3D {
-    const filled = tf.cast(tf.greaterEqual(tokenIndices, 0), 'float32');
-    const gateWeights = gatherTokenExpertValues(gates, tokenIndices);
-    if (this.gradient.className === 'SoftmaxCombine') return tf.mul(gateWeights, filled) as tf.Tensor3D;
-    const planWeights = gatherTokenExpertValues(plan, tokenIndices);
-    if (!this.assignment.config.rebalance) return tf.mul(planWeights, filled) as tf.Tensor3D;
-    const onPlan = untracked(() => tf.greater(planWeights, 0));
-    return tf.mul(tf.where(onPlan, planWeights, gateWeights), filled) as tf.Tensor3D;
-  }
-
-  /** Step 6: the solver's metrics and the plan's row violation and own drops. */
-  private planMetrics(plan: tf.Tensor3D, mask: tf.Tensor2D | undefined, solved: SparseOTResult | undefined): Record<string, tf.Tensor> {
-    const rowMass = tf.sum(stopGradient(plan), 2); // [G, S]
-    const target = mask ?? tf.onesLike(rowMass);
-    const realTokens = tf.maximum(tf.sum(target), 1);
-    const sentSomewhere = tf.cast(tf.greater(rowMass, 0), 'float32'); // [G, S]
-    const metrics: Record<string, tf.Tensor> = {
-      meanRowViolation: tf.div(tf.sum(tf.abs(tf.sub(rowMass, target))), realTokens),
-      planDroppedFraction: tf.div(tf.sum(tf.mul(tf.sub(1, sentSomewhere), target)), realTokens),
-    };
-    if (solved) {
-      metrics.solverIterations = tf.scalar(solved.iterations);
-      metrics.solverConverged = tf.scalar(solved.converged ? 1 : 0);
-      metrics.feasible = tf.scalar(solved.feasible ? 1 : 0);
-    }
-    return metrics;
-  }
-
-  /** Step 7: carry the per-expert potentials to the next training call; free the solver's tensors. */
-  private updateWarmStart(solved: SparseOTResult | undefined, training: boolean): void {
-    if (!solved) return;
-    if (training && this.warmStart && this.warmStartBeta && solved.beta && !this.tokensChoose) {
-      this.warmStartBeta.write(tf.mean(tf.reshape(solved.beta, [-1, this.numExperts]), 0));
-    }
-    tf.dispose([solved.alpha, solved.beta, solved.value].filter((t): t is tf.Tensor => t != null));
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -390,21 +259,6 @@ tf.serialization.registerClass(SparseOTRouter);
 function stripNulls(s: ResolvedSolver): tf.serialization.ConfigDict {
   const config = Object.fromEntries(Object.entries(s.config).filter(([, v]) => v !== null));
   return {className: s.className, config} as tf.serialization.ConfigDict;
-}
-
-/**
- * Runs the solver untaped (its iterations never enter a gradient tape) and returns the plan as a
- * constant of the cost. `onResult` receives the result; it must dispose alpha, beta and value.
- */
-function solveAsConstant(cost: tf.Tensor, options: SparseOTOptions, onResult: (r: SparseOTResult) => void): tf.Tensor {
-  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-    const c = args[0] as tf.Tensor;
-    const result = solveSparseOT(c, options);
-    for (const t of [result.alpha, result.beta, result.value]) if (t) tf.keep(t);
-    onResult(result);
-    return {value: result.plan, gradFunc: (dy: tf.Tensor) => [tf.zerosLike(dy)]};
-  });
-  return f(cost);
 }
 
 /**
