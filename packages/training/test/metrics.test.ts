@@ -19,7 +19,7 @@ describe('measureRouting on a fixed routing (hand-computed)', () => {
   // 2 groups of 4 tokens, 3 experts, capacity 2 (-1 = empty slot).
   //   group 0: e0 <- [0, 1], e1 <- [1, -], e2 <- [2, -]   token 1 taken twice, token 3 dropped
   //   group 1: e0 <- [0, -], e1 <- [1, 2], e2 <- [3, -]   every token once
-  const expertIndices = [0, 1, 1, -1, 2, -1, 0, -1, 1, 2, 3, -1];
+  const tokenIndices = [0, 1, 1, -1, 2, -1, 0, -1, 1, 2, 3, -1];
   // Gates: group-0 tokens uniform (1/3 each), group-1 tokens one-hot on e0, e1, e1, e2.
   const third = 1 / 3;
   const gates = [
@@ -28,7 +28,7 @@ describe('measureRouting on a fixed routing (hand-computed)', () => {
   ];
   // Group 0 holds an image of class 1, group 1 an image of class 0.
   const tokenClasses = [1, 1, 1, 1, 0, 0, 0, 0];
-  const s = measureRouting({expertIndices, shape: [2, 3, 2], groupSize: 4, gates, tokenClasses, numClasses: 2});
+  const s = measureRouting({tokenIndices, shape: [2, 3, 2], groupSize: 4, gates, tokenClasses, numClasses: 2});
 
   it('counts tokens per expert and summarizes the load', () => {
     // kept: e0 2 + 1 = 3, e1 1 + 2 = 3, e2 1 + 1 = 2 -> per group [1.5, 1.5, 1].
@@ -69,17 +69,17 @@ describe('measureRouting on a fixed routing (hand-computed)', () => {
 
   it('leaves masked (padding) tokens out', () => {
     // The same routing with token 3 of group 0 marked as padding: no token is dropped any more.
-    const m = measureRouting({expertIndices, shape: [2, 3, 2], groupSize: 4, tokenMask: [1, 1, 1, 0, 1, 1, 1, 1]});
+    const m = measureRouting({tokenIndices, shape: [2, 3, 2], groupSize: 4, tokenMask: [1, 1, 1, 0, 1, 1, 1, 1]});
     expect(m.droppedFraction).toBe(0);
     expect(m.expertsPerToken).toEqual({min: 1, mean: 8 / 7, max: 2});
   });
 
   it('rejects inconsistent shapes with pinned messages', () => {
-    expect(() => measureRouting({expertIndices: [0, 1, 2], shape: [1, 2, 2], groupSize: 2})).toThrow(
-      'Expected expertIndices to be 4 entries for shape [1,2,2], but got 3.',
+    expect(() => measureRouting({tokenIndices: [0, 1, 2], shape: [1, 2, 2], groupSize: 2})).toThrow(
+      'Expected tokenIndices to be 4 entries for shape [1,2,2], but got 3.',
     );
-    expect(() => measureRouting({expertIndices: [0, 5], shape: [1, 2, 1], groupSize: 2})).toThrow(
-      'Expected expertIndices to be token indices < groupSize 2, but got 5.',
+    expect(() => measureRouting({tokenIndices: [0, 5], shape: [1, 2, 1], groupSize: 2})).toThrow(
+      'Expected tokenIndices to be token indices < groupSize 2, but got 5.',
     );
   });
 });
@@ -93,8 +93,8 @@ describe('statsFromMetrics, mergeStats, loadHistogram', () => {
   });
 
   it('averages batches and sums class x expert counts', () => {
-    const a = measureRouting({expertIndices: [0, 1], shape: [1, 2, 1], groupSize: 2, tokenClasses: [0, 0], numClasses: 1});
-    const b = measureRouting({expertIndices: [0, -1], shape: [1, 2, 1], groupSize: 2, tokenClasses: [0, 0], numClasses: 1});
+    const a = measureRouting({tokenIndices: [0, 1], shape: [1, 2, 1], groupSize: 2, tokenClasses: [0, 0], numClasses: 1});
+    const b = measureRouting({tokenIndices: [0, -1], shape: [1, 2, 1], groupSize: 2, tokenClasses: [0, 0], numClasses: 1});
     const m = mergeStats([a, b]);
     // a: loads [1, 1], no drop; b: loads [1, 0], token 1 dropped (1/2) -> mean loads [1, 0.5], drop 0.25.
     expect(m.tokensPerExpert).toEqual([1, 0.5]);

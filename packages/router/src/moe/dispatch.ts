@@ -76,11 +76,11 @@ export function scatterAddRows(updates: tf.Tensor2D, indices: tf.Tensor1D, rows:
 export type DispatchLayout = 'group-major' | 'expert-major';
 
 /**
- * Flat row indices into `[groups * groupSize + 1, ...]` for every slot of `expertIndices`
+ * Flat row indices into `[groups * groupSize + 1, ...]` for every slot of `tokenIndices`
  * (`g * groupSize + token`); empty slots (-1) point at the extra last row, which holds zeros on
  * dispatch and is discarded on combine.
  *
- * @param expertIndices `<int32>[groups, experts, capacity]`
+ * @param tokenIndices `<int32>[groups, experts, capacity]`
  * @param groupSize tokens per group
  * @param layout `'group-major'` gives slots in `[groups, experts, capacity]` order,
  *   `'expert-major'` in `[experts, groups, capacity]` order.
@@ -92,33 +92,33 @@ export type DispatchLayout = 'group-major' | 'expert-major';
  * ```
  */
 export function slotRowIndices(
-  expertIndices: tf.Tensor3D,
+  tokenIndices: tf.Tensor3D,
   groupSize: number,
   layout: DispatchLayout = 'group-major',
 ): tf.Tensor1D {
   return tf.tidy(() => {
-    const [groups] = expertIndices.shape;
+    const [groups] = tokenIndices.shape;
     const sentinel = groups * groupSize;
     const offsets = tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(groupSize, 'int32')), [groups, 1, 1]);
-    let flat = tf.where(tf.greaterEqual(expertIndices, 0), tf.add(expertIndices, offsets), tf.fill(expertIndices.shape, sentinel, 'int32'));
+    let flat = tf.where(tf.greaterEqual(tokenIndices, 0), tf.add(tokenIndices, offsets), tf.fill(tokenIndices.shape, sentinel, 'int32'));
     if (layout === 'expert-major') flat = tf.transpose(flat, [1, 0, 2]);
     return tf.reshape(flat, [-1]) as tf.Tensor1D;
   });
 }
 
-function checkRouting(tokens: tf.Tensor, expertIndices: tf.Tensor, fn: string): void {
+function checkRouting(tokens: tf.Tensor, tokenIndices: tf.Tensor, fn: string): void {
   if (tokens.rank !== 3) throw new ShapeError('tokens', 'a rank-3 tensor [groups, groupSize, d]', tokens.shape, fn);
-  if (expertIndices.rank !== 3 || expertIndices.shape[0] !== tokens.shape[0]) {
-    throw new ShapeError('expertIndices', `a rank-3 tensor [${tokens.shape[0]}, experts, capacity]`, expertIndices.shape, fn);
+  if (tokenIndices.rank !== 3 || tokenIndices.shape[0] !== tokens.shape[0]) {
+    throw new ShapeError('tokenIndices', `a rank-3 tensor [${tokens.shape[0]}, experts, capacity]`, tokenIndices.shape, fn);
   }
-  if (expertIndices.dtype !== 'int32') throw new ShapeError('expertIndices', "dtype 'int32'", expertIndices.dtype, fn);
+  if (tokenIndices.dtype !== 'int32') throw new ShapeError('tokenIndices', "dtype 'int32'", tokenIndices.dtype, fn);
 }
 
 /**
  * Dispatch: gathers each expert's tokens into capacity slots; empty slots get zero rows.
  *
  * @param tokens `<float32>[groups, groupSize, d]`
- * @param expertIndices `<int32>[groups, experts, capacity]` (from a {@link RoutingResult})
+ * @param tokenIndices `<int32>[groups, experts, capacity]` (from a {@link RoutingResult})
  * @param layout `'group-major'` (default) returns `<float32>[groups, experts, capacity, d]`;
  *   `'expert-major'` returns `<float32>[experts, groups * capacity, d]`, ready for a batched
  *   per-expert matMul.
@@ -127,16 +127,16 @@ function checkRouting(tokens: tf.Tensor, expertIndices: tf.Tensor, fn: string): 
  * ```ts
  * const x = tf.randomNormal([2, 8, 16]) as tf.Tensor3D;
  * const r = topKRouter({numExperts: 4}).route(x, {training: false, capacity: 2});
- * dispatch(x, r.expertIndices).shape; // [2, 4, 2, 16]
+ * dispatch(x, r.tokenIndices).shape; // [2, 4, 2, 16]
  * ```
  */
-export function dispatch(tokens: tf.Tensor3D, expertIndices: tf.Tensor3D, layout: DispatchLayout = 'group-major'): tf.Tensor {
-  checkRouting(tokens, expertIndices, 'dispatch');
+export function dispatch(tokens: tf.Tensor3D, tokenIndices: tf.Tensor3D, layout: DispatchLayout = 'group-major'): tf.Tensor {
+  checkRouting(tokens, tokenIndices, 'dispatch');
   return tf.tidy(() => {
     const [groups, groupSize, d] = tokens.shape;
-    const [, experts, capacity] = expertIndices.shape;
+    const [, experts, capacity] = tokenIndices.shape;
     const rows = tf.concat([tf.reshape(tokens, [groups * groupSize, d]), tf.zeros([1, d])], 0) as tf.Tensor2D;
-    const gathered = gatherRows(rows, slotRowIndices(expertIndices, groupSize, layout));
+    const gathered = gatherRows(rows, slotRowIndices(tokenIndices, groupSize, layout));
     return layout === 'group-major'
       ? tf.reshape(gathered, [groups, experts, capacity, d])
       : tf.reshape(gathered, [experts, groups * capacity, d]);
@@ -149,30 +149,30 @@ export function dispatch(tokens: tf.Tensor3D, expertIndices: tf.Tensor3D, layout
  *
  * @param expertOutputs `<float32>[groups, experts, capacity, d]` (`'group-major'`) or
  *   `<float32>[experts, groups * capacity, d]` (`'expert-major'`)
- * @param expertIndices `<int32>[groups, experts, capacity]`
+ * @param tokenIndices `<int32>[groups, experts, capacity]`
  * @param combineWeights `<float32>[groups, experts, capacity]`
  * @param groupSize tokens per group
  * @returns `<float32>[groups, groupSize, d]`
  *
  * @example
  * ```ts
- * const y = combine(dispatch(x, r.expertIndices), r.expertIndices, r.combineWeights, 8);
+ * const y = combine(dispatch(x, r.tokenIndices), r.tokenIndices, r.combineWeights, 8);
  * y.shape; // [2, 8, 16]
  * ```
  */
 export function combine(
   expertOutputs: tf.Tensor,
-  expertIndices: tf.Tensor3D,
+  tokenIndices: tf.Tensor3D,
   combineWeights: tf.Tensor3D,
   groupSize: number,
   layout: DispatchLayout = 'group-major',
 ): tf.Tensor3D {
   return tf.tidy(() => {
-    const [groups, experts, capacity] = expertIndices.shape;
+    const [groups, experts, capacity] = tokenIndices.shape;
     const d = expertOutputs.shape[expertOutputs.rank - 1] as number;
     const w = layout === 'group-major' ? combineWeights : tf.transpose(combineWeights, [1, 0, 2]);
     const updates = tf.mul(tf.reshape(expertOutputs, [groups * experts * capacity, d]), tf.reshape(w, [-1, 1])) as tf.Tensor2D;
-    const summed = scatterAddRows(updates, slotRowIndices(expertIndices, groupSize, layout), groups * groupSize + 1);
+    const summed = scatterAddRows(updates, slotRowIndices(tokenIndices, groupSize, layout), groups * groupSize + 1);
     return tf.reshape(tf.slice(summed, [0, 0], [groups * groupSize, d]), [groups, groupSize, d]) as tf.Tensor3D;
   });
 }
@@ -181,18 +181,18 @@ export function combine(
  * Sums each token's combine weights: `<float32>[groups, groupSize]` (0 for dropped tokens).
  * Differentiable. Used to normalize combine weights per token and by metrics.
  *
- * @param expertIndices `<int32>[groups, experts, capacity]`
+ * @param tokenIndices `<int32>[groups, experts, capacity]`
  * @param combineWeights `<float32>[groups, experts, capacity]`
  *
  * @example
  * ```ts
- * tokenWeightSums(r.expertIndices, r.combineWeights, 8).shape; // [2, 8]
+ * tokenWeightSums(r.tokenIndices, r.combineWeights, 8).shape; // [2, 8]
  * ```
  */
-export function tokenWeightSums(expertIndices: tf.Tensor3D, combineWeights: tf.Tensor3D, groupSize: number): tf.Tensor2D {
+export function tokenWeightSums(tokenIndices: tf.Tensor3D, combineWeights: tf.Tensor3D, groupSize: number): tf.Tensor2D {
   return tf.tidy(() => {
-    const [groups] = expertIndices.shape;
-    const sums = scatterAddRows(tf.reshape(combineWeights, [-1, 1]) as tf.Tensor2D, slotRowIndices(expertIndices, groupSize), groups * groupSize + 1);
+    const [groups] = tokenIndices.shape;
+    const sums = scatterAddRows(tf.reshape(combineWeights, [-1, 1]) as tf.Tensor2D, slotRowIndices(tokenIndices, groupSize), groups * groupSize + 1);
     return tf.reshape(tf.slice(sums, [0, 0], [groups * groupSize, 1]), [groups, groupSize]) as tf.Tensor2D;
   });
 }
@@ -201,54 +201,54 @@ export function tokenWeightSums(expertIndices: tf.Tensor3D, combineWeights: tf.T
  * Rescales combine weights so that every kept token's weights sum to 1 (dropped tokens stay at
  * 0). Differentiable.
  *
- * @param expertIndices `<int32>[groups, experts, capacity]`
+ * @param tokenIndices `<int32>[groups, experts, capacity]`
  * @param combineWeights `<float32>[groups, experts, capacity]`
  * @returns `<float32>[groups, experts, capacity]`
  *
  * @example
  * ```ts
- * const w = normalizeCombineWeights(r.expertIndices, r.combineWeights, 8);
+ * const w = normalizeCombineWeights(r.tokenIndices, r.combineWeights, 8);
  * ```
  */
-export function normalizeCombineWeights(expertIndices: tf.Tensor3D, combineWeights: tf.Tensor3D, groupSize: number): tf.Tensor3D {
+export function normalizeCombineWeights(tokenIndices: tf.Tensor3D, combineWeights: tf.Tensor3D, groupSize: number): tf.Tensor3D {
   return tf.tidy(() => {
-    const sums = tokenWeightSums(expertIndices, combineWeights, groupSize);
+    const sums = tokenWeightSums(tokenIndices, combineWeights, groupSize);
     // Per-slot denominators: the owning token's sum (1 for empty slots, whose weight is 0).
     const rows = tf.concat([tf.reshape(sums, [-1, 1]), tf.ones([1, 1])], 0) as tf.Tensor2D;
-    const denom = tf.reshape(gatherRows(rows, slotRowIndices(expertIndices, groupSize)), expertIndices.shape);
+    const denom = tf.reshape(gatherRows(rows, slotRowIndices(tokenIndices, groupSize)), tokenIndices.shape);
     // maximum (not divNoNan, whose Equal node has no gradient): a kept token's sum is > 0.
     return tf.div(combineWeights, tf.maximum(denom, 1e-12)) as tf.Tensor3D;
   });
 }
 
 /**
- * Reads a per-(token, expert) value for every slot: `out[g, e, c] = values[g, expertIndices[g, e, c], e]`,
+ * Reads a per-(token, expert) value for every slot: `out[g, e, c] = values[g, tokenIndices[g, e, c], e]`,
  * 0 in empty slots. Differentiable with respect to `values` on every backend (routers use it to
  * turn gate probabilities into combine weights).
  *
  * @param values `<float32>[groups, groupSize, experts]`
- * @param expertIndices `<int32>[groups, experts, capacity]`
+ * @param tokenIndices `<int32>[groups, experts, capacity]`
  * @returns `<float32>[groups, experts, capacity]`
  *
  * @example
  * ```ts
  * const gates = tf.softmax(logits); // [groups, groupSize, experts]
- * const w = gatherTokenExpertValues(gates, expertIndices);
+ * const w = gatherTokenExpertValues(gates, tokenIndices);
  * ```
  */
-export function gatherTokenExpertValues(values: tf.Tensor3D, expertIndices: tf.Tensor3D): tf.Tensor3D {
+export function gatherTokenExpertValues(values: tf.Tensor3D, tokenIndices: tf.Tensor3D): tf.Tensor3D {
   return tf.tidy(() => {
     const [groups, groupSize, experts] = values.shape;
-    const capacity = expertIndices.shape[2];
+    const capacity = tokenIndices.shape[2];
     const sentinel = groups * groupSize * experts;
     const base = tf.add(
       tf.reshape(tf.mul(tf.range(0, groups, 1, 'int32'), tf.scalar(groupSize * experts, 'int32')), [groups, 1, 1]),
       tf.reshape(tf.range(0, experts, 1, 'int32'), [1, experts, 1]),
     );
     const flat = tf.where(
-      tf.greaterEqual(expertIndices, 0),
-      tf.add(tf.mul(expertIndices, tf.scalar(experts, 'int32')), base),
-      tf.fill(expertIndices.shape, sentinel, 'int32'),
+      tf.greaterEqual(tokenIndices, 0),
+      tf.add(tf.mul(tokenIndices, tf.scalar(experts, 'int32')), base),
+      tf.fill(tokenIndices.shape, sentinel, 'int32'),
     );
     const rows = tf.concat([tf.reshape(values, [sentinel, 1]), tf.zeros([1, 1])], 0) as tf.Tensor2D;
     return tf.reshape(gatherRows(rows, tf.reshape(flat, [-1]) as tf.Tensor1D), [groups, experts, capacity]) as tf.Tensor3D;

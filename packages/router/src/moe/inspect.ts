@@ -10,7 +10,7 @@ import type {RoutingMetrics} from '../routers/routing-result';
 /** The routing of one call, as the layer grouped it (`G` groups of `S` tokens, capacity `C`). */
 export interface GroupedRouting {
   /** `<int32>[G, E, C]`: token index within its group per expert slot, -1 in empty slots. */
-  expertIndices: tf.Tensor3D;
+  tokenIndices: tf.Tensor3D;
   /** `<float32>[G, E, C]`: combine weight per slot, 0 in empty slots. */
   combineWeights: tf.Tensor3D;
   /** `<float32>[G, S, E]`: the router logits of each grouped token. */
@@ -64,10 +64,10 @@ export interface MoERouting {
  * Scatters slot values `<float32>[G, E, C]` into per-token rows `<float32>[G, S, E]`
  * (an expert holds a token at most once, so no two slots meet).
  */
-export function slotsToTokens(values: tf.Tensor3D, expertIndices: tf.Tensor3D, groupSize: number): tf.Tensor3D {
+export function slotsToTokens(values: tf.Tensor3D, tokenIndices: tf.Tensor3D, groupSize: number): tf.Tensor3D {
   return tf.tidy(() => {
-    const [G, E, C] = expertIndices.shape;
-    const rows = slotRowIndices(expertIndices, groupSize, 'group-major');
+    const [G, E, C] = tokenIndices.shape;
+    const rows = slotRowIndices(tokenIndices, groupSize, 'group-major');
     const cols = tf.reshape(tf.tile(tf.reshape(tf.range(0, E, 1, 'int32'), [1, E, 1]), [G, 1, C]), [-1]);
     const scattered = tf.scatterND(tf.stack([rows, cols], 1), tf.reshape(values, [-1]), [G * groupSize + 1, E]);
     return tf.reshape(tf.slice(scattered, [0, 0], [G * groupSize, E]), [G, groupSize, E]) as tf.Tensor3D;
@@ -108,13 +108,13 @@ export function perTokenRouting(
   const out = tf.tidy(() => {
     const batch = lead.reduce((a, b) => a * b, 1);
     const S = grouped.groupSize;
-    const ones = tf.cast(tf.greaterEqual(grouped.expertIndices, 0), 'float32') as tf.Tensor3D;
+    const ones = tf.cast(tf.greaterEqual(grouped.tokenIndices, 0), 'float32') as tf.Tensor3D;
     const back = (t: tf.Tensor3D) => {
       const E = t.shape[2];
       return tf.reshape(ungroupTokens(t, batch, tokens, mode), [...lead, tokens, E]);
     };
-    const dispatchMask = back(slotsToTokens(ones, grouped.expertIndices, S));
-    const combineWeights = back(slotsToTokens(grouped.combineWeights, grouped.expertIndices, S));
+    const dispatchMask = back(slotsToTokens(ones, grouped.tokenIndices, S));
+    const combineWeights = back(slotsToTokens(grouped.combineWeights, grouped.tokenIndices, S));
     const routerLogits = back(grouped.routerLogits);
     return {
       routerLogits,
@@ -130,7 +130,7 @@ export function perTokenRouting(
     auxiliaryLoss,
     metrics,
     dispose() {
-      tf.dispose([...Object.values(out), grouped.expertIndices, grouped.combineWeights, grouped.routerLogits, grouped.tokenIndex, auxiliaryLoss, ...Object.values(metrics)]);
+      tf.dispose([...Object.values(out), grouped.tokenIndices, grouped.combineWeights, grouped.routerLogits, grouped.tokenIndex, auxiliaryLoss, ...Object.values(metrics)]);
     },
   };
 }

@@ -426,7 +426,7 @@ export class MoE extends tf.layers.Layer {
       const real = groupTokens(position, this.groupingMode, this.groupSize, tf.ones([batch, tokens]) as tf.Tensor2D);
       const tokenIndex = tf.cast(tf.where(tf.greater(real.mask!, 0), tf.reshape(real.tokens, [-1, S]), tf.fill([real.tokens.shape[0], S], -1)), 'int32') as tf.Tensor2D;
       const grouped: GroupedRouting = {
-        expertIndices: routing.tokenIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
+        tokenIndices: routing.tokenIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
         tokenIndex, groupSize: S, capacity: r.capacity,
       };
       const result: Parts = {grouped, mask: groups.mask, auxiliaryLoss: routing.auxiliaryLoss, metrics: routing.metrics, lead: r.lead, tokens};

@@ -139,7 +139,7 @@ describeBackends('row primitives', () => {
       'dispatch: Expected tokens to be a rank-3 tensor [groups, groupSize, d], but got [4,5].',
     );
     expect(() => dispatch(tf.zeros([2, 4, 5]) as tf.Tensor3D, idx as tf.Tensor3D)).toThrow(
-      'dispatch: Expected expertIndices to be a rank-3 tensor [2, experts, capacity], but got [1,2,2].',
+      'dispatch: Expected tokenIndices to be a rank-3 tensor [2, experts, capacity], but got [1,2,2].',
     );
     tf.dispose([x, idx]);
   });

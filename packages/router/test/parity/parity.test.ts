@@ -141,7 +141,7 @@ describe('solveSparseOT parity', () => {
 
 /** Everything one MoE configuration produces on one backend, as plain arrays. */
 interface MoEOutputs {
-  expertIndices: number[][][];
+  tokenIndices: number[][][];
   combineWeights: number[][][];
   y: number[];
   dx: number[];
@@ -203,7 +203,7 @@ async function runMoE(layer: MoE, xArr: number[][][], rArr: number[][][]): Promi
   const r = tf.tensor3d(rArr);
   const capacity = layer.capacityFor(TOKENS, false);
   const routing = layer.router.route(x, {training: false, capacity});
-  const expertIndices = (await routing.tokenIndices.array()) as number[][][];
+  const tokenIndices = (await routing.tokenIndices.array()) as number[][][];
   const combineWeights = (await routing.combineWeights.array()) as number[][][];
   routing.dispose();
   const f = (input: tf.Tensor): tf.Scalar => tf.sum(tf.mul(layer.apply(input, {training: false}) as tf.Tensor, r));
@@ -212,7 +212,7 @@ async function runMoE(layer: MoE, xArr: number[][][], rArr: number[][][]): Promi
   const vars = layer.trainableWeights.map((w) => w.read() as tf.Variable);
   const {grads} = tf.variableGrads(() => f(x), vars);
   const out: MoEOutputs = {
-    expertIndices,
+    tokenIndices,
     combineWeights,
     y: Array.from(await y.data()),
     dx: Array.from(await dx.data()),
@@ -275,7 +275,7 @@ describe.each([
       return out;
     });
     // Which token sits in which expert slot: identical (discrete, clear margin).
-    expect(got.expertIndices).toEqual(reference.expertIndices);
+    expect(got.tokenIndices).toEqual(reference.tokenIndices);
     expectAllClose(got.combineWeights.flat(2), reference.combineWeights.flat(2), 1e-4, 1e-3);
     expectAllClose(got.y, reference.y, 1e-4, 1e-3);
     expectAllClose(got.dx, reference.dx, 1e-4, 1e-3);

@@ -103,7 +103,7 @@ export function loadSummary(tokensPerExpert: readonly number[]): Pick<LoadBalanc
 /** Inputs of {@link measureRouting}: one routing call, read back as plain arrays. */
 export interface RoutingArrays {
   /** `<int32>[groups, experts, capacity]`, token index within its group, -1 in empty slots. */
-  expertIndices: ArrayLike<number>;
+  tokenIndices: ArrayLike<number>;
   /** `[groups, experts, capacity]`. */
   shape: [number, number, number];
   /** Tokens per group. */
@@ -125,15 +125,15 @@ export interface RoutingArrays {
  * @example
  * ```ts
  * // 1 group of 4 tokens, 2 experts of capacity 2: expert 0 takes tokens 0 and 1, expert 1 takes 1.
- * const s = measureRouting({expertIndices: [0, 1, 1, -1], shape: [1, 2, 2], groupSize: 4});
+ * const s = measureRouting({tokenIndices: [0, 1, 1, -1], shape: [1, 2, 2], groupSize: 4});
  * s.tokensPerExpert; // [2, 1]
  * s.droppedFraction; // 0.5 (tokens 2 and 3)
  * ```
  */
 export function measureRouting(r: RoutingArrays): LoadBalanceStats {
   const [groups, experts, capacity] = r.shape;
-  if (r.expertIndices.length !== groups * experts * capacity) {
-    throw new ShapeError('expertIndices', `${groups * experts * capacity} entries for shape [${r.shape}]`, r.expertIndices.length);
+  if (r.tokenIndices.length !== groups * experts * capacity) {
+    throw new ShapeError('tokenIndices', `${groups * experts * capacity} entries for shape [${r.shape}]`, r.tokenIndices.length);
   }
   const tokens = groups * r.groupSize;
   const mask = r.tokenMask ?? new Array<number>(tokens).fill(1);
@@ -146,9 +146,9 @@ export function measureRouting(r: RoutingArrays): LoadBalanceStats {
   for (let g = 0; g < groups; g++) {
     for (let e = 0; e < experts; e++) {
       for (let c = 0; c < capacity; c++) {
-        const t = r.expertIndices[(g * experts + e) * capacity + c];
+        const t = r.tokenIndices[(g * experts + e) * capacity + c];
         if (t < 0) continue;
-        if (t >= r.groupSize) throw new InvalidArgumentError('expertIndices', `token indices < groupSize ${r.groupSize}`, t);
+        if (t >= r.groupSize) throw new InvalidArgumentError('tokenIndices', `token indices < groupSize ${r.groupSize}`, t);
         const flat = g * r.groupSize + t;
         perToken[flat]++;
         kept[e]++;

@@ -107,8 +107,8 @@ export function measureProbe(probe: RoutingProbe, layerInputs: tf.Tensor[], labe
     const real = g.mask ? g.mask.dataSync() : undefined;
     const gates = tf.tidy(() => tf.softmax(g.routerLogits).dataSync());
     const stats = measureRouting({
-      expertIndices: g.expertIndices.dataSync(),
-      shape: g.expertIndices.shape as [number, number, number],
+      tokenIndices: g.tokenIndices.dataSync(),
+      shape: g.tokenIndices.shape as [number, number, number],
       groupSize: g.groupSize,
       gates,
       tokenMask: Uint8Array.from(tokenIndex, (t, j) => (t >= 0 && (real === undefined || real[j] > 0) ? 1 : 0)),
