@@ -11,7 +11,7 @@
  * whose `potential - cost` is equal to rounding and whose membership differs the other way).
  */
 import * as tf from '@tensorflow/tfjs';
-import {alternating, newton, setHostSolvers, sparseOTProblem, type SparseOTProblemSpec, type SparseOTSolver} from '../../src/ot';
+import {adam, alternating, newton, setHostSolvers, sparseOTProblem, type SparseOTProblemSpec, type SparseOTSolver} from '../../src/ot';
 import type {SolverInit} from '../../src/ot/solvers/solver';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 
@@ -109,6 +109,9 @@ const CASES: Case[] = [
   {name: 'one start, polish phase (10 iterations, tolerance 1e-3)', groups: 8, m: 16, n: 4, spec: {k: 5}, solver: () => alternating({maxIterations: 10, tolerance: 1e-3, multiStart: false})},
   {name: 'two starts, gamma 0.3, 64 tokens x 8 experts', groups: 6, m: 64, n: 8, spec: {k: 10, gamma: 0.3}, solver: () => alternating({multiStart: true, maxIterations: 4})},
   {name: 'many experts (n 20 > MAX_ACTIVE 16)', groups: 2, m: 30, n: 20, spec: {k: 2}, solver: () => alternating()},
+  {name: 'adam (the released router: 20 steps, semi-dual)', groups: 16, m: 17, n: 4, spec: {k: 8}, solver: () => adam()},
+  {name: 'adam on the dual', groups: 6, m: 12, n: 4, spec: {k: 4}, solver: () => adam({formulation: 'dual', maxIterations: 12})},
+  {name: 'adam, row sparsity, k = 1', groups: 4, m: 8, n: 6, spec: {k: 1, sparsity: 'row'}, solver: () => adam({learningRate: 0.05})},
 ];
 
 describeBackends('host path = tensor path', (backend) => {
@@ -135,15 +138,17 @@ describeBackends('host path = tensor path', (backend) => {
     tf.dispose([cost, a, b]);
   });
 
-  test('warm starts (alpha, beta) and the single cheapest-column start of large groups', () => {
+  test('warm starts (alpha, beta; alternating and dual adam) and the single cheapest-column start of large groups', () => {
     expect(tf.getBackend()).toBe(backend);
     const cost = gateCost(4, 12, 4, 8);
     const warmAlpha = (): SolverInit => ({alpha: tf.randomNormal([4, 12], 0, 0.2, 'float32', 1)});
     const warmBeta = (): SolverInit => ({beta: tf.randomNormal([4], 0, 0.2, 'float32', 2)});
     for (const init of [warmAlpha, warmBeta]) {
-      const host = solve(cost, {k: 4}, alternating(), true, init);
-      const ref = solve(cost, {k: 4}, alternating(), false, init);
-      expectAgree(host, ref, cost.dataSync() as Float32Array, 4, 12, 4, true);
+      for (const solver of [alternating(), adam({formulation: 'dual'})]) {
+        const host = solve(cost, {k: 4}, solver, true, init);
+        const ref = solve(cost, {k: 4}, solver, false, init);
+        expectAgree(host, ref, cost.dataSync() as Float32Array, 4, 12, 4, true);
+      }
     }
     cost.dispose();
     // m * n > 65536 entries: one start, per group zero (k near b) or the cheapest column (k >= 1.125 b).
@@ -213,6 +218,7 @@ describeBackends('host path = tensor path', (backend) => {
       alternating().solve(p).dispose();
       alternating({formulation: 'dual'}).solve(p, {beta}).dispose();
       newton({maxIterations: 4}).solve(p, {beta}).dispose();
+      adam({formulation: 'dual', maxIterations: 3}).solve(p, {beta}).dispose();
       p.dispose();
     }, 3);
     tf.dispose([cost, beta]);

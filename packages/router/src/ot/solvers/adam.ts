@@ -3,7 +3,8 @@
  * (optax.adam: learning rate 1e-2, betas 0.9 / 0.999, eps 1e-8 added to `sqrt(v_hat)`,
  * bias-corrected moments, a fixed number of steps, 20, from zero potentials). The one Adam step
  * of the OT core ({@link adamStep}) also serves the alternating solver's polish phase.
- * Runs entirely on the device: nothing is read back while it iterates.
+ * The tensor path runs entirely on the device: nothing is read back while it iterates. On cpu /
+ * wasm / tensorflow (host reads allowed) the same steps run on host arrays (host-adam.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveNumber} from '../../core/errors';
@@ -13,6 +14,8 @@ import type {SparseOTProblem} from '../problem';
 import {evalSemidual} from '../semidual';
 import type {Formulation} from '../types';
 import {allGroups, valueSettled} from './convergence';
+import {useHostPath} from './host';
+import {solveAdamHost} from './host-adam';
 import {iterationConfig, readStart, semidualOutput, SolverBase, startingAlpha, type SolverInit} from './solver';
 
 /** Adam's moment decays and epsilon; defaults are the reference's. */
@@ -125,6 +128,7 @@ export class AdamSolver extends SolverBase<Required<AdamSolverConfig>> {
   solve(problem: SparseOTProblem, init?: SolverInit): SparseOTOutput {
     const {costT, a, b, k, gamma, groups, ni} = problem;
     const {learningRate, maxIterations, tolerance, formulation} = this.config;
+    if (useHostPath(problem)) return solveAdamHost(problem, init, this.config);
     const start = readStart(problem, init);
     const dual = formulation === 'dual';
     const alpha0 = startingAlpha(problem, start);

@@ -126,14 +126,16 @@ function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>
 
 /** One start's block ascent and polish (alternating.ts's loop, for one row of its batch). */
 function runStart(
-  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, ev: HostSemidualEval, rs: RowScratch,
+  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, ev: HostSemidualEval, bestEv: HostSemidualEval, rs: RowScratch,
 ): {bestAlpha: Float32Array; bestValue: number; settled: boolean} {
   const {mi} = hp;
   const {maxIterations: T, tolerance, checkEvery, polishRate} = cfg;
   let sumA = 0;
   for (let i = 0; i < mi; i++) sumA = accumulate(hp, sumA, hp.a[g * mi + i]);
   const lr0 = f32(f32(f32(sumA) / mi) * f32(polishRate * hp.gamma));
-  ev.evaluate(hp, g, alpha);
+  // bestEv: the evaluation at the best iterate (the evaluation is deterministic, so keeping it
+  // equals evaluating again).
+  bestEv.copyFrom(ev.evaluate(hp, g, alpha));
   const bestAlpha = Float32Array.from(alpha);
   let bestValue = ev.value;
   let checkValue = ev.value;
@@ -165,6 +167,7 @@ function runStart(
     ev.evaluate(hp, g, alpha);
     if (ev.value > bestValue) {
       bestAlpha.set(alpha);
+      bestEv.copyFrom(ev);
       bestValue = ev.value;
     }
     if (t % checkEvery === 0 || t === T) {
@@ -175,7 +178,7 @@ function runStart(
         // Stalls now: restart from the best iterate with fresh Adam moments.
         stallAt = t;
         alpha.set(bestAlpha);
-        ev.evaluate(hp, g, alpha);
+        ev.copyFrom(bestEv);
       }
     }
   }
@@ -196,6 +199,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const {groups, mi, ni, k} = hp;
   const sol = newHostSolution(hp);
   const ev = new HostSemidualEval(mi, ni);
+  const bestEvs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
   const rs = new RowScratch(ni);
   const alpha0 = new Float32Array(mi);
   const cheapest = new Float32Array(mi);
@@ -208,10 +212,13 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       cheapest[i] = c;
     }
     let result;
+    let bestEv: HostSemidualEval;
     if (cfg.starts === 2) {
-      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, ev, rs);
-      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, ev, rs);
-      result = first.bestValue >= second.bestValue ? first : second;
+      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, ev, bestEvs[0], rs);
+      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, ev, bestEvs[1], rs);
+      const firstWins = first.bestValue >= second.bestValue;
+      result = firstWins ? first : second;
+      bestEv = bestEvs[firstWins ? 0 : 1];
     } else {
       let useCheapest = false;
       if (cfg.multiStart === 'auto' && !start.warm) {
@@ -219,11 +226,12 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
         for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
         useCheapest = k >= f32(f32(f32(sumB) / ni) * 1.125);
       }
-      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, ev, rs);
+      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, ev, bestEvs[0], rs);
+      bestEv = bestEvs[0];
     }
     converged &&= result.settled;
     // The output at the best iterate.
-    storeSolution(hp, g, result.bestAlpha, ev.evaluate(hp, g, result.bestAlpha), sol);
+    storeSolution(hp, g, result.bestAlpha, bestEv, sol);
   }
   return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
 }
@@ -231,14 +239,15 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
 /**
  * The warm start read back: `warm` (whether one was given) and `alpha0(hp, g, out)`, which
  * writes group g's starting row potentials (solver.ts `startingAlpha`: the warm alpha, else the
- * rows' best response to the warm beta, else zero).
+ * rows' best response to the warm beta, else zero), and `beta0(g, out)`, the warm beta or zero.
  */
 export function readHostStart(problem: SparseOTProblem, init: SolverInit | undefined): {
-  warm: boolean; alpha0: (hp: HostProblem, g: number, out: Float32Array) => void;
+  warm: boolean; alpha0: (hp: HostProblem, g: number, out: Float32Array) => void; beta0: (g: number, out: Float32Array) => void;
 } {
   const start = readStart(problem, init);
   const warmAlpha = start.alpha?.dataSync();
-  const warmBeta = start.alpha ? undefined : start.beta?.dataSync();
+  const givenBeta = start.beta?.dataSync();
+  const warmBeta = start.alpha ? undefined : givenBeta;
   const warm = start.alpha !== undefined || start.beta !== undefined;
   for (const t of [start.alpha, start.beta]) t?.dispose();
   const {mi, ni} = problem;
@@ -247,6 +256,10 @@ export function readHostStart(problem: SparseOTProblem, init: SolverInit | undef
     alpha0: (hp, g, out) => {
       if (warmAlpha) out.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
       else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), out);
+      else out.fill(0);
+    },
+    beta0: (g, out) => {
+      if (givenBeta) out.set(givenBeta.subarray(g * ni, (g + 1) * ni));
       else out.fill(0);
     },
   };

@@ -219,6 +219,16 @@ export class HostSemidualEval {
     this.scratch = new ProjectionScratch(mi);
   }
 
+  /** Copies another evaluation (of the same sizes) into this one. */
+  copyFrom(other: HostSemidualEval): this {
+    this.planT.set(other.planT);
+    this.support.set(other.support);
+    this.tau.set(other.tau);
+    this.grad.set(other.grad);
+    this.value = other.value;
+    return this;
+  }
+
   /**
    * Evaluates the semi-dual of group `g` of `hp` at `alpha` (`[mi]`, float32 values):
    * `y_j = P_k((alpha - C[:, j]) / (gamma b_j))`, `T[:, j] = b_j y_j`, `grad = a - T 1`,
