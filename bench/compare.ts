@@ -85,7 +85,7 @@ async function trainWithRouterOptions(o: RunOptions, routerOptions: Record<strin
   const config = {...m.config, moe: {...moe, router: {...(moe.router as Record<string, unknown>), ...routerOptions}}} as VMoEConfigLike;
   const t0 = performance.now();
   const result = await train({
-    model: () => vmoe(config),
+    model: (seed) => vmoe({...config, seed}),
     data: split,
     seed,
     batchSize,

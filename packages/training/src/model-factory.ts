@@ -166,9 +166,10 @@ export type ModelConfig = {kind: 'vit'; config: ViTConfig} | {kind: 'vmoe'; conf
  * modelConfig({router: 'topk'}, {height: 28, width: 28, channels: 1, numClasses: 10}).kind; // 'vmoe'
  * ```
  */
-export function modelConfig(spec: ModelSpec, input: InputSpec): ModelConfig {
+export function modelConfig(spec: ModelSpec, input: InputSpec, seed?: number): ModelConfig {
   const s = resolveModelSpec(spec);
   const vitPart = {
+    ...(seed !== undefined ? {seed} : {}),
     preset: s.preset,
     imageSize: [input.height, input.width] as [number, number],
     channels: input.channels,
@@ -206,14 +207,16 @@ export function modelConfig(spec: ModelSpec, input: InputSpec): ModelConfig {
 
 /**
  * Builds the model of `spec` for `input`: a ViT (`router: 'dense'`) or a V-MoE with MoE blocks
- * every other block; outputs logits `<float32>[batch, numClasses]` (linear head).
+ * every other block; outputs logits `<float32>[batch, numClasses]` (linear head). With `seed`
+ * (a non-negative integer) every initializer is seeded from it; without, initial weights are
+ * unseeded.
  *
  * @example
  * ```ts
  * const model = buildModel({router: 'sparse-ot', experts: 4}, {height: 28, width: 28, channels: 1, numClasses: 10});
  * ```
  */
-export function buildModel(spec: ModelSpec, input: InputSpec): tf.LayersModel {
-  const m = modelConfig(spec, input);
+export function buildModel(spec: ModelSpec, input: InputSpec, seed?: number): tf.LayersModel {
+  const m = modelConfig(spec, input, seed);
   return m.kind === 'vit' ? vit(m.config) : vmoe(m.config);
 }

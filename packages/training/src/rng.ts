@@ -1,12 +1,7 @@
 /**
- * Deterministic random numbers for training: a small counter-free PRNG (mulberry32), seed
- * derivation, seeded permutations, and a scope that makes tfjs's unseeded random ops
- * (initializers, dropout, router jitter) deterministic.
- *
- * tfjs seeds every random op that is given no seed from `Math.random()` (tfjs-core
- * `rand_util.ts`, `random_uniform.ts`, `multinomial.ts`). {@link withSeededRandom} swaps
- * `Math.random` for a seeded generator while a function runs, so building a model and running a
- * training step become functions of a seed. The training loop derives one seed per step from
+ * Deterministic random numbers for training: a small PRNG (mulberry32), seed derivation and
+ * seeded permutations. Randomness in tfjs ops comes only through explicit seeds (seeded
+ * initializers, the routers' noise seeds); the training loop derives one seed per step from
  * `(runSeed, step)`, which is why a resumed run needs no hidden RNG state to continue exactly.
  */
 
@@ -105,37 +100,4 @@ export function seededPermutation(n: number, seed: number): Int32Array {
     perm[j] = t;
   }
   return perm;
-}
-
-/**
- * Runs `fn` with `Math.random` replaced by a {@link Mulberry32} seeded with `seed`, and restores
- * it afterwards (also when `fn` throws or its promise rejects). Every tfjs random op without an
- * explicit seed inside `fn` is then deterministic.
- *
- * Asynchronous `fn`: `Math.random` stays replaced until the promise settles, so do not run other
- * random code concurrently.
- *
- * @example
- * ```ts
- * const model = withSeededRandom(7, () => buildModel()); // same initial weights for seed 7
- * ```
- */
-export function withSeededRandom<T>(seed: number, fn: () => T): T {
-  const original = Math.random;
-  const rng = new Mulberry32(seed);
-  Math.random = () => rng.next();
-  let result: T;
-  try {
-    result = fn();
-  } catch (e) {
-    Math.random = original;
-    throw e;
-  }
-  if (result instanceof Promise) {
-    return result.finally(() => {
-      Math.random = original;
-    }) as T;
-  }
-  Math.random = original;
-  return result;
 }

@@ -247,7 +247,7 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
   );
   const t0 = performance.now();
   const result = await train({
-    model: () => buildModel(spec, ds),
+    model: (initSeed) => buildModel(spec, ds, initSeed),
     data: split,
     seed,
     batchSize,

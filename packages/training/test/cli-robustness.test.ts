@@ -127,7 +127,7 @@ describe('NaN never trains silently', () => {
     const outDir = tmp();
     const before = tf.memory().numTensors;
     const err = await train({
-      model: () => buildModel({router: 'topk', depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32}, ds),
+      model: (seed: number) => buildModel({router: 'topk', depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32}, ds, seed),
       data, batchSize: 16, epochs: 2, logEvery: 1, checkpointEvery: 1, outDir,
     }).catch((e) => e);
     expect(err).toBeInstanceOf(DivergedError);

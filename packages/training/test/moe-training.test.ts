@@ -38,7 +38,7 @@ describe('V-MoE training [wasm]', () => {
     expect(tf.getBackend()).toBe('wasm');
     const data = splitDataset(loadDigits({perClassLimit: 100}), {seed: 0, heldOutFraction: 0.2});
     const r = await train({
-      model: () => buildModel({}, data.train),
+      model: (seed: number) => buildModel({}, data.train, seed),
       data,
       batchSize: 32,
       steps: 40,
@@ -74,7 +74,7 @@ describe('V-MoE training [cpu]', () => {
 
   it('resumes a killed sparse-OT run exactly, including the router warm-start potentials', async () => {
     const data = splitDataset(syntheticDataset({examples: 120, numClasses: 4, seed: 1}), {seed: 0});
-    const opts = {model: () => buildModel(small, data.train), data, batchSize: 16, steps: 4, logEvery: 2, checkpointEvery: 2, seed: 2};
+    const opts = {model: (seed: number) => buildModel(small, data.train, seed), data, batchSize: 16, steps: 4, logEvery: 2, checkpointEvery: 2, seed: 2};
     const full = await train({...opts, outDir: tmpDir()});
     const dir = tmpDir();
     await expect(
@@ -99,7 +99,7 @@ describe('V-MoE training [cpu]', () => {
   it('leaks no tensors over a training epoch (with evaluation and checkpoints)', async () => {
     const data = splitDataset(syntheticDataset({examples: 80, numClasses: 4, seed: 3}), {seed: 0});
     const run = async (): Promise<void> => {
-      const r = await train({model: () => buildModel({...small, router: 'topk'}, data.train), data, batchSize: 16, epochs: 1, logEvery: 2, evalEvery: 2, checkpointEvery: 2, outDir: tmpDir(), seed: 1});
+      const r = await train({model: (seed: number) => buildModel({...small, router: 'topk'}, data.train, seed), data, batchSize: 16, epochs: 1, logEvery: 2, evalEvery: 2, checkpointEvery: 2, outDir: tmpDir(), seed: 1});
       disposeModel(r.model);
     };
     await run();
@@ -110,7 +110,7 @@ describe('V-MoE training [cpu]', () => {
 
   it('saves a trained V-MoE with the file IO handler and loads it back with identical outputs; tfjs-moe eval reads it', async () => {
     const data = splitDataset(syntheticDataset({examples: 60, numClasses: 4, height: 28, width: 28, seed: 5}), {seed: 0});
-    const r = await train({model: () => buildModel({...small, router: 'expert-choice'}, data.train), data, batchSize: 16, steps: 2, seed: 4});
+    const r = await train({model: (seed: number) => buildModel({...small, router: 'expert-choice'}, data.train, seed), data, batchSize: 16, steps: 2, seed: 4});
     const dir = path.join(tmpDir(), 'model');
     await r.model.save(fileHandler(dir, {note: 'test'}));
     expect(fs.readdirSync(dir).sort()).toEqual(['model.json', 'weights.bin']);

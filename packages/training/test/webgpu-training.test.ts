@@ -32,7 +32,7 @@ describe('training on webgpu in Node (Dawn)', () => {
     const backends: string[] = [];
     const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tfjs-moe-webgpu-'));
     const r = await train({
-      model: () => buildModel({router: 'sparse-ot', experts: 4, capacityFactor: 1.25, depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32}, data.train),
+      model: (seed: number) => buildModel({router: 'sparse-ot', experts: 4, capacityFactor: 1.25, depth: 2, hiddenSize: 16, numHeads: 2, mlpDim: 32}, data.train, seed),
       data, batchSize: 8, steps: 4, logEvery: 2, checkpointEvery: 4, outDir, seed: 1,
       onLog: () => {
         backends.push(tf.getBackend());

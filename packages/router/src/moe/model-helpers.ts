@@ -50,6 +50,21 @@ export function moeLayers(model: tf.LayersModel | tf.layers.Layer): MoE[] {
 }
 
 /**
+ * Seeds the training noise (jitter, logit noise) of every MoE layer's router for the calls that
+ * follow: layer i gets a seed derived from `seed` and i (see `Router.setNoiseSeed`); null makes
+ * them unseeded. A training loop calls it once per step with the step's seed, so the noise is a
+ * function of (seed, step) and never of `Math.random`.
+ *
+ * @example
+ * ```ts
+ * seedRouterNoise(model, deriveSeed(runSeed, 'step', step));
+ * ```
+ */
+export function seedRouterNoise(model: tf.LayersModel | tf.layers.Layer, seed: number | null): void {
+  moeLayers(model).forEach((layer, i) => layer.router.setNoiseSeed(seed === null ? null : (seed + Math.imul(i + 1, 0x85ebca6b)) >>> 0));
+}
+
+/**
  * `<float32>[]`: the sum of the auxiliary losses that the model's MoE layers computed in their last
  * call (0 before any call): exactly what `model.fit` adds to the loss through `addLoss`. Call it
  * inside the same gradient tape as the forward pass (e.g. in the function given to

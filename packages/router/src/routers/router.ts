@@ -55,7 +55,7 @@ export const LAYER_ARG_NAMES = ['name', 'trainable', 'inputShape', 'batchInputSh
 
 /** The arguments that {@link RouterArgs} adds to `LayerArgs`. */
 export const ROUTER_ARG_NAMES = [
-  'numExperts', 'kernelInitializer', 'useBias', 'biasInitializer', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise', 'logitNoise',
+  'numExperts', 'kernelInitializer', 'useBias', 'biasInitializer', 'loadBalanceLossWeight', 'zLossWeight', 'jitterNoise', 'logitNoise', 'seed',
 ] as const;
 
 /**
@@ -100,6 +100,12 @@ export interface RouterArgs extends LayerArgs {
    * deviation, in logit units, >= 0. Default 0.
    */
   logitNoise?: number;
+  /**
+   * Seed of the training noise (jitter and logit noise), a non-negative integer: the i-th draw
+   * after construction or {@link Router.setNoiseSeed} uses a seed derived from it and i, so the
+   * noise never comes from `Math.random`. Default: unseeded (tfjs seeds each draw itself).
+   */
+  seed?: number;
 }
 
 /** Options of one {@link Router.route} call. */
@@ -187,6 +193,10 @@ export abstract class Router extends tf.layers.Layer {
   kernel: tf.LayerVariable | null = null;
   /** The router bias `<float32>[E]` (with `useBias`), created in `build()`. */
   bias: tf.LayerVariable | null = null;
+  /** Seed of the training noise; null: unseeded. */
+  private noiseSeed: number | null;
+  /** Noise draws since the seed was set. */
+  private noiseDraws = 0;
 
   /**
    * @param args the router's arguments
@@ -210,6 +220,28 @@ export abstract class Router extends tf.layers.Layer {
     }
     this.jitterNoise = jitter;
     this.logitNoise = assertLossWeight('logitNoise', args.logitNoise ?? 0, ctx);
+    this.noiseSeed = args.seed == null ? null : assertSeed(args.seed, ctx);
+  }
+
+  /**
+   * Seeds the training noise (jitter, logit noise) of the calls that follow, e.g. once per
+   * training step from the step's seed; null makes it unseeded again.
+   *
+   * @example
+   * ```ts
+   * router.setNoiseSeed(deriveSeed(runSeed, 'step', step));
+   * ```
+   */
+  setNoiseSeed(seed: number | null): void {
+    this.noiseSeed = seed == null ? null : assertSeed(seed, this.getClassName());
+    this.noiseDraws = 0;
+  }
+
+  /** The seed of the next noise draw (undefined when unseeded). */
+  private nextNoiseSeed(): number | undefined {
+    if (this.noiseSeed === null) return undefined;
+    // Draw i uses seed + i * 2^32 / phi (mod 2^32): distinct and well spread.
+    return (this.noiseSeed + Math.imul(this.noiseDraws++, 0x9e3779b9)) >>> 0;
   }
 
   /** Experts each token asks for (top-k's k); used by the default capacity formula. */
@@ -291,10 +323,10 @@ export abstract class Router extends tf.layers.Layer {
   protected computeLogits(tokens: tf.Tensor3D, training: boolean): tf.Tensor3D {
     const [groups, groupSize, d] = tokens.shape;
     let x: tf.Tensor = tokens;
-    if (training && this.jitterNoise > 0) x = tf.mul(x, tf.randomUniform(tokens.shape, 1 - this.jitterNoise, 1 + this.jitterNoise));
+    if (training && this.jitterNoise > 0) x = tf.mul(x, tf.randomUniform(tokens.shape, 1 - this.jitterNoise, 1 + this.jitterNoise, 'float32', this.nextNoiseSeed()));
     let logits = tf.matMul(tf.reshape(x, [groups * groupSize, d]), (this.kernel as tf.LayerVariable).read());
     if (this.bias) logits = tf.add(logits, this.bias.read());
-    if (training && this.logitNoise > 0) logits = tf.add(logits, tf.randomNormal(logits.shape, 0, this.logitNoise));
+    if (training && this.logitNoise > 0) logits = tf.add(logits, tf.randomNormal(logits.shape, 0, this.logitNoise, 'float32', this.nextNoiseSeed()));
     return tf.reshape(logits, [groups, groupSize, this.numExperts]);
   }
 
@@ -318,6 +350,7 @@ export abstract class Router extends tf.layers.Layer {
       zLossWeight: this.zLossWeight,
       jitterNoise: this.jitterNoise,
       logitNoise: this.logitNoise,
+      ...(this.noiseSeed === null ? {} : {seed: this.noiseSeed}),
     };
   }
 }
@@ -327,6 +360,12 @@ export function assertLossWeight(argument: string, value: unknown, context: stri
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
     throw new InvalidArgumentError(argument, 'a finite number >= 0', value, context);
   }
+  return value;
+}
+
+/** Validates a seed: a non-negative integer. */
+function assertSeed(value: unknown, context: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new InvalidArgumentError('seed', 'a non-negative integer', value, context);
   return value;
 }
 

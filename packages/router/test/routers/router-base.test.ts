@@ -111,6 +111,38 @@ describeBackends('every router has the shared parts', (backend) => {
     x.dispose();
   });
 
+  it.each(MAKERS)('%s: a seeded router draws its noise from the seed, never from Math.random', (_name, make) => {
+    const noisy = (seed: number | undefined): {router: Router; logits: () => number[]} => {
+      const router = make({numExperts: 4, logitNoise: 0.5, jitterNoise: 0.1, kernelInitializer: 'zeros', ...(seed === undefined ? {} : {seed})});
+      router.build([null, null, 2]);
+      router.setWeights([tf.ones([2, 4]), ...router.getWeights().slice(1)]);
+      const logits = (): number[] => {
+        const r = router.route(tf.ones([1, 8, 2]) as tf.Tensor3D, {training: true, capacity: 8});
+        const v = Array.from(r.routerLogits.dataSync());
+        r.dispose();
+        return v;
+      };
+      return {router, logits};
+    };
+    const spy = jest.spyOn(Math, 'random');
+    try {
+      const a = noisy(7);
+      const b = noisy(7);
+      const first = a.logits();
+      expect(b.logits()).toEqual(first); // same seed, same draws
+      expect(a.logits()).not.toEqual(first); // the next call draws anew
+      a.router.setNoiseSeed(7);
+      expect(a.logits()).toEqual(first); // resetting the seed replays the draws
+      expect(noisy(8).logits()).not.toEqual(first);
+      expect(spy).not.toHaveBeenCalled();
+      expect(a.router.getConfig().seed).toBe(7);
+      expect('seed' in noisy(undefined).router.getConfig()).toBe(false);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(() => make({numExperts: 2, seed: -1})).toThrow("Expected seed to be a non-negative integer, but got -1.");
+  });
+
   it.each(MAKERS)('%s: a single expert takes every token with combine weight 1', (_name, make) => {
     const router = make({numExperts: 1});
     const capacity = router.computeCapacity(5, 1.0);

@@ -3,20 +3,21 @@
  * because exact resumption needs every piece of state in hand: weights, Adam moments and step,
  * the data order and the random streams.
  *
- * Determinism: the model is built under a seeded `Math.random` (so tfjs initializers draw the
- * same weights), the data order of epoch e is a permutation seeded by `(seed, e)`, and step s
- * runs under a `Math.random` seeded by `(seed, s)` (so dropout and router jitter draw the same
- * numbers). On `cpu` two runs with one seed are therefore identical, and a run resumed from a
- * checkpoint at step s continues exactly as the uninterrupted run did.
+ * Determinism, through seeds only (`Math.random` is never read or replaced): the model builder
+ * receives a seed derived from `seed` and passes it to the models' seeded initializers; the
+ * data order of epoch e is a permutation seeded by `(seed, e)`; before step s every router's
+ * training noise (jitter, logit noise) is seeded from `(seed, s)` (`seedRouterNoise`). On `cpu`
+ * two runs with one seed are therefore identical, and a run resumed from a checkpoint at step s
+ * continues exactly as the uninterrupted run did.
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {auxiliaryLoss, ConfigError, InvalidArgumentError, NonFiniteError} from '@tfjs-moe/router';
+import {auxiliaryLoss, ConfigError, InvalidArgumentError, NonFiniteError, seedRouterNoise} from '@tfjs-moe/router';
 import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStatsAsync} from '../metrics/moe-layers';
-import {deriveSeed, withSeededRandom} from '../rng';
+import {deriveSeed} from '../rng';
 import {hasCheckpoint, readLatestCheckpoint, setWeightsFromArtifacts, writeCheckpoint} from './checkpoint';
 import {evaluate, type EvalResult} from './evaluate';
 import {AdamW} from './optimizer';
@@ -25,8 +26,13 @@ import {warmupCosine} from './schedule';
 
 /** Options of {@link train}. Every field has a default except `model` and `data`. */
 export interface TrainOptions {
-  /** Builds the model (called once, under a `Math.random` seeded from `seed`). Input `<float32>[batch, h, w, c]`, output logits `<float32>[batch, classes]`. */
-  model: () => tf.LayersModel;
+  /**
+   * Builds the model (called once) from the initialization seed that the trainer derives from
+   * `seed`: pass it to the model's seeded initializers (`vit({..., seed})`, `vmoe({..., seed})`)
+   * for initial weights that are a function of `seed`. Input `<float32>[batch, h, w, c]`, output
+   * logits `<float32>[batch, classes]`.
+   */
+  model: (seed: number) => tf.LayersModel;
   /** Training and held-out data. */
   data: DataSplit;
   /** Seed of initialization, data order and per-step randomness. Default 0. */
@@ -198,7 +204,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const ckptDir = options.outDir ? path.join(options.outDir, 'checkpoints') : '';
   const logPath = options.outDir ? path.join(options.outDir, 'log.jsonl') : '';
 
-  const model = withSeededRandom(deriveSeed(seed, 'init'), options.model);
+  const model = options.model(deriveSeed(seed, 'init') % 2 ** 31);
   const head = model.layers[model.layers.length - 1]?.getConfig().activation;
   if (head === 'softmax' || head === 'sigmoid') {
     model.dispose();
@@ -278,7 +284,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const next = await iterator!.next();
       const {xs, ys} = next.value as Batch;
       const lr = warmupCosine(step, {peak, totalSteps: total, warmupSteps: warmup, end: options.endLearningRate ?? D.endLearningRate});
-      const out = withSeededRandom(deriveSeed(seed, 'step', step), () => trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight));
+      seedRouterNoise(model, deriveSeed(seed, 'step', step));
+      const out = trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight);
       tf.dispose([xs, ys]);
       sumLoss = accumulate(sumLoss, out.loss);
       sumCe = accumulate(sumCe, out.crossEntropy);
