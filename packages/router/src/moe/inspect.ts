@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {slotRowIndices} from './dispatch';
-import {GroupingMode, ungroupTokens} from './grouping';
+import {groupTokens, GroupingMode, ungroupTokens} from './grouping';
+import {groupLogits, routeGroups, type RoutingLayer} from './route-groups';
 import type {RoutingMetrics} from '../routers/routing-result';
 
 /** The routing of one call, as the layer grouped it (`G` groups of `S` tokens, capacity `C`). */
@@ -133,4 +134,45 @@ export function perTokenRouting(
       tf.dispose([...Object.values(out), grouped.tokenIndices, grouped.combineWeights, grouped.routerLogits, grouped.tokenIndex, auxiliaryLoss, ...Object.values(metrics)]);
     },
   };
+}
+
+/**
+ * The per-token routing of an MoE layer on `x` (what `MoE.inspect` returns): the layer's own
+ * grouping and routing in inference mode, ungrouped as `call` ungroups its output.
+ *
+ * @param x `<float32>[...batch, tokens, d]` @param mask `<float32>[...batch, tokens]`, 1 = real token
+ *
+ * @example
+ * ```ts
+ * const routing = inspectLayer(layer, tokens, undefined);
+ * routing.dispose();
+ * ```
+ */
+export function inspectLayer(layer: RoutingLayer, x: tf.Tensor, mask: tf.Tensor | undefined): MoERouting {
+  type Parts = {grouped: GroupedRouting; mask?: tf.Tensor2D; auxiliaryLoss: tf.Scalar; metrics: RoutingMetrics; lead: number[]; tokens: number};
+  const parts = tf.tidy(() => {
+    const r = routeGroups(layer, x, mask, false);
+    const {groups, routing, batch, tokens} = r;
+    const S = groups.groupSize;
+    const position = tf.reshape(tf.range(0, batch * tokens, 1, 'float32'), [batch, tokens, 1]) as tf.Tensor3D;
+    const real = groupTokens(position, layer.groupingMode, layer.groupSize, tf.ones([batch, tokens]) as tf.Tensor2D);
+    const tokenIndex = tf.cast(tf.where(tf.greater(real.mask!, 0), tf.reshape(real.tokens, [-1, S]), tf.fill([real.tokens.shape[0], S], -1)), 'int32') as tf.Tensor2D;
+    const grouped: GroupedRouting = {
+      tokenIndices: routing.tokenIndices, combineWeights: routing.combineWeights, routerLogits: groupLogits(layer.router, r),
+      tokenIndex, groupSize: S, capacity: r.capacity,
+    };
+    const result: Parts = {grouped, mask: groups.mask, auxiliaryLoss: routing.auxiliaryLoss, metrics: routing.metrics, lead: r.lead, tokens};
+    return result as unknown as tf.TensorContainer;
+  }) as unknown as Parts;
+  const out = perTokenRouting(parts.grouped, parts.lead, parts.tokens, layer.groupingMode, parts.auxiliaryLoss, parts.metrics);
+  if (parts.mask) {
+    const dispose = out.dispose;
+    const m = parts.mask;
+    out.grouped.mask = m;
+    out.dispose = () => {
+      dispose();
+      m.dispose();
+    };
+  }
+  return out;
 }

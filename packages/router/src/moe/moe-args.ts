@@ -1,8 +1,12 @@
 /**
- * The arguments of the MoE layer, each documented, and the list of keys that `moe(args)`
- * accepts (anything else is an `UnknownOptionError`).
+ * The arguments of the MoE layer, each documented, the list of keys that `moe(args)` accepts
+ * (anything else is an `UnknownOptionError`), and the helpers that check and rewrite them
+ * (default names, the layer's `k` folded into the router spec, run-time choices kept out of a
+ * saved config).
  */
+import * as tf from '@tensorflow/tfjs';
 import type {LayerArgs} from '@tensorflow/tfjs-layers/dist/engine/topology';
+import {ConfigError, InvalidArgumentError} from '../core/errors';
 import type {FeedForwardActivation} from './activations';
 import type {ExpertMatMul} from './experts';
 import type {GroupingMode} from './grouping';
@@ -147,3 +151,58 @@ export const MOE_ARG_KEYS: readonly string[] = [
   'sharedHiddenDim', 'residualExpert', 'outputRouterLogits', 'useBias', 'kernelInitializer', 'biasInitializer',
   'expertMatMul',
 ];
+
+let layerCount = 0;
+
+/** Default layer names `moe_1`, `moe_2`, ... (as Keras numbers its layers). */
+export function defaultName(): string {
+  layerCount += 1;
+  return `moe_${layerCount}`;
+}
+
+/** The router argument that holds experts per token, by router name or class name. */
+const EXPERTS_PER_TOKEN_ARG: Readonly<Record<string, string>> = {
+  topk: 'k', TopKRouter: 'k', 'sparse-ot': 'expertsPerToken', SparseOTRouter: 'expertsPerToken',
+};
+
+/** Puts the layer's `k` into the router spec (see `MoEArgs.k`). */
+export function routerWithK(spec: RouterSpec, k: number | undefined): RouterSpec {
+  if (k === undefined || spec instanceof tf.layers.Layer) return spec;
+  const name = typeof spec === 'string' ? spec : ((spec as {name?: string}).name ?? (spec as {className?: string}).className);
+  const arg = name === undefined ? undefined : EXPERTS_PER_TOKEN_ARG[name];
+  if (arg === undefined) {
+    throw new ConfigError('k', "a router where tokens choose experts ('topk', or 'sparse-ot' with direction 'tokens-choose-experts')", name, 'MoE');
+  }
+  const extra: Record<string, unknown> = {[arg]: k};
+  if (arg === 'expertsPerToken') extra.direction = 'tokens-choose-experts';
+  if (typeof spec === 'string') return {name: spec, ...extra} as RouterSpec;
+  if ('config' in spec && typeof (spec as {className?: unknown}).className === 'string') {
+    const s = spec as {className: string; config: tf.serialization.ConfigDict};
+    return {className: s.className, config: {...extra, ...s.config} as tf.serialization.ConfigDict};
+  }
+  return {...extra, ...(spec as object)} as RouterSpec;
+}
+
+/**
+ * A router config without its run-time device choices (`hostReads`): a saved model must behave the
+ * same wherever it is loaded, and the loading program picks the device's default.
+ */
+export function withoutDeviceChoices(config: tf.serialization.ConfigDict): tf.serialization.ConfigDict {
+  const {hostReads: _hostReads, ...rest} = config;
+  return rest;
+}
+
+/** A finite number > 0, else `InvalidArgumentError` naming the argument. */
+export function positive(argument: string, value: unknown, context: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new InvalidArgumentError(argument, 'a finite number > 0', value, context);
+  }
+  return value;
+}
+
+/** A boolean (`fallback` when absent), else `InvalidArgumentError` naming the argument. */
+export function bool(argument: string, value: unknown, fallback: boolean, context: string): boolean {
+  if (value === undefined || value === null) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(argument, 'a boolean', value, context);
+  return value;
+}

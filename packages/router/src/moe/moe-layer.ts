@@ -11,82 +11,20 @@ import {defaultCapacityFactors} from './capacity-defaults';
 import {combine, dispatch, normalizeCombineWeights as normalizeWeights} from './dispatch';
 import {asPerExpert} from './expert-initializer';
 import {ExpertMatMul, expertFeedForward, FeedForwardWeights} from './experts';
-import {GroupingMode, groupTokens, TokenGroups, ungroupTokens} from './grouping';
-import {GroupedRouting, MoERouting, perTokenRouting, rankExperts, slotsToTokens} from './inspect';
-import {MOE_ARG_KEYS, MoEArgs} from './moe-args';
+import {GroupingMode, ungroupTokens} from './grouping';
+import {inspectLayer, type MoERouting, rankExperts, slotsToTokens} from './inspect';
+import {groupLogits, routeGroups} from './route-groups';
+import {bool, defaultName, MOE_ARG_KEYS, MoEArgs, positive, routerWithK, withoutDeviceChoices} from './moe-args';
 import {MOE_LAYER_BRAND} from './model-helpers';
-import {assertOneOf, assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
+import {assertOneOf, assertPositiveInt, ConfigError, ShapeError} from '../core/errors';
 import {checkOptions} from '../core/options';
-import {metricsToValues, RoutingMetrics, RoutingMetricValues, RoutingResult} from '../routers/routing-result';
+import {LastCall} from './last-call';
+import type {RoutingMetrics, RoutingMetricValues} from '../routers/routing-result';
 import {createRouter, RouterSpec} from '../routers/registry';
 import {resolveInitializer, Router, serializeInitializer} from '../routers/router';
 import '../routers';
 
 export type {MoEArgs, MoEActivation} from './moe-args';
-
-let layerCount = 0;
-
-/** Default layer names `moe_1`, `moe_2`, ... (as Keras numbers its layers). */
-function defaultName(): string {
-  layerCount += 1;
-  return `moe_${layerCount}`;
-}
-
-/** The router argument that holds experts per token, by router name or class name. */
-const EXPERTS_PER_TOKEN_ARG: Readonly<Record<string, string>> = {
-  topk: 'k', TopKRouter: 'k', 'sparse-ot': 'expertsPerToken', SparseOTRouter: 'expertsPerToken',
-};
-
-/** Puts the layer's `k` into the router spec (see `MoEArgs.k`). */
-function routerWithK(spec: RouterSpec, k: number | undefined): RouterSpec {
-  if (k === undefined || spec instanceof tf.layers.Layer) return spec;
-  const name = typeof spec === 'string' ? spec : ((spec as {name?: string}).name ?? (spec as {className?: string}).className);
-  const arg = name === undefined ? undefined : EXPERTS_PER_TOKEN_ARG[name];
-  if (arg === undefined) {
-    throw new ConfigError('k', "a router where tokens choose experts ('topk', or 'sparse-ot' with direction 'tokens-choose-experts')", name, 'MoE');
-  }
-  const extra: Record<string, unknown> = {[arg]: k};
-  if (arg === 'expertsPerToken') extra.direction = 'tokens-choose-experts';
-  if (typeof spec === 'string') return {name: spec, ...extra} as RouterSpec;
-  if ('config' in spec && typeof (spec as {className?: unknown}).className === 'string') {
-    const s = spec as {className: string; config: tf.serialization.ConfigDict};
-    return {className: s.className, config: {...extra, ...s.config} as tf.serialization.ConfigDict};
-  }
-  return {...extra, ...(spec as object)} as RouterSpec;
-}
-
-/**
- * A router config without its run-time device choices (`hostReads`): a saved model must behave the
- * same wherever it is loaded, and the loading program picks the device's default.
- */
-function withoutDeviceChoices(config: tf.serialization.ConfigDict): tf.serialization.ConfigDict {
-  const {hostReads: _hostReads, ...rest} = config;
-  return rest;
-}
-
-function positive(argument: string, value: unknown, context: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(argument, 'a finite number > 0', value, context);
-  }
-  return value;
-}
-
-function bool(argument: string, value: unknown, fallback: boolean, context: string): boolean {
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'boolean') throw new InvalidArgumentError(argument, 'a boolean', value, context);
-  return value;
-}
-
-/** What one call routes: the groups, the routing and the bookkeeping to undo the grouping. */
-interface RoutedGroups {
-  groups: TokenGroups;
-  routing: RoutingResult;
-  capacity: number;
-  /** Leading axes of the input (`[...batch]`), their product, and tokens per example. */
-  lead: number[];
-  batch: number;
-  tokens: number;
-}
 
 /** Weights of one set of feed-forward networks (routed, shared or residual). */
 interface FeedForwardVariables {
@@ -161,13 +99,8 @@ export class MoE extends tf.layers.Layer {
   private shared: FeedForwardVariables | null = null;
   private residual: (FeedForwardVariables & {coefKernel: tf.LayerVariable; coefBias: tf.LayerVariable}) | null = null;
   private readonly activationFn: (x: tf.Tensor) => tf.Tensor;
-  private lastAux: tf.Scalar | null = null;
-  private readonly lastByMode: Record<'training' | 'inference', {tensors: RoutingMetrics | null; values: RoutingMetricValues | null}> = {
-    training: {tensors: null, values: null},
-    inference: {tensors: null, values: null},
-  };
-  /** Mode of the last call: true (training), false (inference), null before any call. */
-  lastCallTraining: boolean | null = null;
+  /** The auxiliary loss and metrics kept from the last calls. */
+  private readonly last = new LastCall();
 
   constructor(args: MoEArgs) {
     super({...checkOptions(args, MOE_ARG_KEYS, 'moe'), name: args?.name ?? defaultName()});
@@ -208,7 +141,10 @@ export class MoE extends tf.layers.Layer {
     this.kernelInitializer = resolveInitializer(args.kernelInitializer ?? 'glorotUniform', 'kernelInitializer');
     this.biasInitializer = resolveInitializer(args.biasInitializer ?? 'zeros', 'biasInitializer');
     this.expertMatMul = assertOneOf('expertMatMul', args.expertMatMul ?? 'batched', ['batched', 'per-expert'] as const, ctx);
-    this.addLoss(() => (this.lastAux && !this.lastAux.isDisposed ? this.lastAux : tf.scalar(0)));
+    this.addLoss(() => {
+      const aux = this.last.auxiliaryLoss;
+      return aux && !aux.isDisposed ? aux : tf.scalar(0);
+    });
   }
 
   /** Adds one set of stacked FFN weights `[n, d, h]` / `[n, h, d]` named `<prefix>kernel_in`, ... */
@@ -289,39 +225,6 @@ export class MoE extends tf.layers.Layer {
     return Math.min(groupSize, Math.max(c, this.minCapacity));
   }
 
-  /** Checks the inputs, flattens `[...batch, tokens, d]` to `[batch, tokens, d]` and routes the groups. */
-  private routeGroups(x: tf.Tensor, userMask: tf.Tensor | undefined, training: boolean): RoutedGroups {
-    const ctx = 'MoE';
-    if (!(x instanceof tf.Tensor) || x.rank < 2) {
-      throw new ShapeError('inputs', 'a tensor [..., tokens, d] of rank >= 2', x instanceof tf.Tensor ? x.shape : x, ctx);
-    }
-    if (!this.built) this.build(x.shape);
-    const d = x.shape[x.rank - 1];
-    const tokens = x.shape[x.rank - 2];
-    const lead = x.shape.slice(0, -2);
-    const dModel = (this.kernelIn as tf.LayerVariable).shape[1];
-    if (d !== dModel) throw new ShapeError('inputs', `a model dimension (last axis) of ${dModel}`, x.shape, ctx);
-    if (userMask != null && (userMask.rank !== x.rank - 1 || userMask.shape.some((s, i) => s !== x.shape[i]))) {
-      throw new ShapeError('mask', `a tensor of shape [${x.shape.slice(0, -1).join(', ')}]`, userMask.shape, ctx);
-    }
-    const batch = lead.reduce((a, b) => a * b, 1);
-    const x3 = tf.reshape(x, [batch, tokens, d]) as tf.Tensor3D;
-    const m2 = userMask == null ? undefined : (tf.reshape(userMask, [batch, tokens]) as tf.Tensor2D);
-    const groups = groupTokens(x3, this.groupingMode, this.groupSize, m2);
-    const capacity = this.capacityFor(groups.groupSize, training);
-    const routing = this.router.route(groups.tokens, {mask: groups.mask, training, capacity});
-    return {groups, routing, capacity, lead, batch, tokens};
-  }
-
-  /** `<float32>[G, S, E]`: the router logits of the groups (from the result when the router returns them). */
-  private groupLogits(r: RoutedGroups): tf.Tensor3D {
-    const fromResult = (r.routing as unknown as {logits?: tf.Tensor3D; routerLogits?: tf.Tensor3D});
-    const given = fromResult.routerLogits ?? fromResult.logits;
-    if (given instanceof tf.Tensor) return given.clone();
-    // Noise-free logits through the router's own computation.
-    return (this.router as unknown as {computeLogits(t: tf.Tensor3D, training: boolean): tf.Tensor3D}).computeLogits(r.groups.tokens, false);
-  }
-
   private variables(w: FeedForwardVariables): FeedForwardWeights {
     const read = <T extends tf.Tensor>(v: tf.LayerVariable | undefined) => (v ? (v.read() as T) : undefined);
     return {
@@ -356,7 +259,7 @@ export class MoE extends tf.layers.Layer {
     let aux: tf.Scalar | null = null;
     let metrics: RoutingMetrics | null = null;
     const out = tf.tidy(() => {
-      const r = this.routeGroups(x, userMask, training);
+      const r = routeGroups(this, x, userMask, training);
       const {groups, routing, lead, batch, tokens} = r;
       const S = groups.groupSize;
       const d = x.shape[x.rank - 1];
@@ -376,14 +279,14 @@ export class MoE extends tf.layers.Layer {
       aux = tf.keep(routing.auxiliaryLoss);
       metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)])) as RoutingMetrics;
       if (!this.outputRouterLogits) return y;
-      const logits = this.groupLogits(r);
+      const logits = groupLogits(this.router, r);
       const back = (t: tf.Tensor3D) => tf.reshape(ungroupTokens(t, batch, tokens, this.groupingMode), [...lead, tokens, this.numExperts]);
       const ones = tf.cast(tf.greaterEqual(routing.tokenIndices, 0), 'float32') as tf.Tensor3D;
       const mask = back(slotsToTokens(ones, routing.tokenIndices, S));
       const w = back(slotsToTokens(routing.combineWeights, routing.tokenIndices, S));
       return [y, back(logits), rankExperts(mask, w)];
     });
-    this.replaceLast(aux, metrics, training);
+    this.last.replace(aux, metrics, training);
     return out;
   }
 
@@ -417,51 +320,7 @@ export class MoE extends tf.layers.Layer {
    */
   inspect(x: tf.Tensor, options: {mask?: tf.Tensor} = {}): MoERouting {
     checkOptions(options, ['mask'], 'MoE.inspect');
-    type Parts = {grouped: GroupedRouting; mask?: tf.Tensor2D; auxiliaryLoss: tf.Scalar; metrics: RoutingMetrics; lead: number[]; tokens: number};
-    const parts = tf.tidy(() => {
-      const r = this.routeGroups(x, options.mask, false);
-      const {groups, routing, batch, tokens} = r;
-      const S = groups.groupSize;
-      const position = tf.reshape(tf.range(0, batch * tokens, 1, 'float32'), [batch, tokens, 1]) as tf.Tensor3D;
-      const real = groupTokens(position, this.groupingMode, this.groupSize, tf.ones([batch, tokens]) as tf.Tensor2D);
-      const tokenIndex = tf.cast(tf.where(tf.greater(real.mask!, 0), tf.reshape(real.tokens, [-1, S]), tf.fill([real.tokens.shape[0], S], -1)), 'int32') as tf.Tensor2D;
-      const grouped: GroupedRouting = {
-        tokenIndices: routing.tokenIndices, combineWeights: routing.combineWeights, routerLogits: this.groupLogits(r),
-        tokenIndex, groupSize: S, capacity: r.capacity,
-      };
-      const result: Parts = {grouped, mask: groups.mask, auxiliaryLoss: routing.auxiliaryLoss, metrics: routing.metrics, lead: r.lead, tokens};
-      return result as unknown as tf.TensorContainer;
-    }) as unknown as Parts;
-    const out = perTokenRouting(parts.grouped, parts.lead, parts.tokens, this.groupingMode, parts.auxiliaryLoss, parts.metrics);
-    if (parts.mask) {
-      const dispose = out.dispose;
-      const mask = parts.mask;
-      out.grouped.mask = mask;
-      out.dispose = () => {
-        dispose();
-        mask.dispose();
-      };
-    }
-    return out;
-  }
-
-  private replaceLast(aux: tf.Scalar | null, metrics: RoutingMetrics | null, training: boolean | null): void {
-    if (this.lastAux) this.lastAux.dispose();
-    this.lastAux = aux;
-    const modes = training === null ? (['training', 'inference'] as const) : [training ? 'training' as const : 'inference' as const];
-    for (const mode of modes) {
-      const slot = this.lastByMode[mode];
-      if (slot.tensors) tf.dispose(Object.values(slot.tensors));
-      slot.tensors = training === null ? null : metrics;
-      slot.values = null;
-    }
-    this.lastCallTraining = training;
-  }
-
-  private metricsOf(mode: 'training' | 'inference'): RoutingMetricValues | null {
-    const slot = this.lastByMode[mode];
-    if (slot.values == null && slot.tensors != null) slot.values = metricsToValues(slot.tensors);
-    return slot.values;
+    return inspectLayer(this, x, options.mask);
   }
 
   /**
@@ -470,17 +329,22 @@ export class MoE extends tf.layers.Layer {
    * cached), so calls stay asynchronous until someone asks.
    */
   get lastMetrics(): RoutingMetricValues | null {
-    return this.lastCallTraining === null ? null : this.metricsOf(this.lastCallTraining ? 'training' : 'inference');
+    return this.last.lastMetrics;
   }
 
   /** Metrics of the last training-mode call (e.g. the last `fit` batch), or null. */
   get lastTrainingMetrics(): RoutingMetricValues | null {
-    return this.metricsOf('training');
+    return this.last.metricsOf('training');
   }
 
   /** Metrics of the last inference-mode call (e.g. the last validation batch), or null. */
   get lastInferenceMetrics(): RoutingMetricValues | null {
-    return this.metricsOf('inference');
+    return this.last.metricsOf('inference');
+  }
+
+  /** Mode of the last call: true (training), false (inference), null before any call. */
+  get lastCallTraining(): boolean | null {
+    return this.last.training;
   }
 
   /**
@@ -493,21 +357,18 @@ export class MoE extends tf.layers.Layer {
    * const m = await layer.readLastMetrics(); // {tokensPerExpert: [...], ...} or null
    * ```
    */
-  async readLastMetrics(): Promise<RoutingMetricValues | null> {
-    for (const slot of Object.values(this.lastByMode)) {
-      if (slot.tensors) await Promise.all(Object.values(slot.tensors).map((t) => t.data()));
-    }
-    return this.lastMetrics;
+  readLastMetrics(): Promise<RoutingMetricValues | null> {
+    return this.last.read();
   }
 
   /** `<float32>[]`: the auxiliary loss of the last call (owned by the layer), or null. */
   get lastAuxiliaryLoss(): tf.Scalar | null {
-    return this.lastAux;
+    return this.last.auxiliaryLoss;
   }
 
   /** Frees the tensors kept from the last calls (metrics and auxiliary loss). */
   disposeLast(): void {
-    this.replaceLast(null, null, null);
+    this.last.replace(null, null, null);
   }
 
   /** Disposes the layer's weights (as tfjs layers do) and the tensors kept from the last call. */
