@@ -8,8 +8,7 @@ import {stopGradient, untracked} from '../core/stop-gradient';
 import {gatherTokenExpertValues} from '../moe/dispatch';
 import type {SparseOTOutput} from '../ot/output';
 import {assignTokenChoice} from './capacity';
-import {rebalanceAssignment} from './rebalance';
-import {EMPTY_SLOT} from './routing-result';
+import {planDispatch, rebalanceAssignment} from './rebalance';
 import type {ResolvedAssignment, ResolvedGradient} from './sparse-ot-config';
 
 /** The slots of one call. */
@@ -56,13 +55,8 @@ export function assignFromPlan(
     kept.dispose();
     return {tokenIndices, planIndices: tokenIndices, demand: copy};
   }
-  const planIndices = untracked(() => {
-    // Each expert's top `capacity` plan entries (topk breaks ties by the lowest token index).
-    const top = tf.topk(tf.transpose(plan, [0, 2, 1]), capacity, true).indices as tf.Tensor3D; // [G, E, cap]
-    let keep = gatherTokenExpertValues(tf.tile(tf.expandDims(real, 2), [1, 1, experts]) as tf.Tensor3D, top);
-    if (assignment.config.dispatch === 'support') keep = tf.mul(keep, tf.cast(tf.greater(gatherTokenExpertValues(plan, top), 0), 'float32')) as tf.Tensor3D;
-    return tf.where(tf.greater(keep, 0), top, tf.fill(top.shape, EMPTY_SLOT, 'int32')) as tf.Tensor3D;
-  });
+  // Each expert's top `capacity` plan entries (ties: the lowest token index); rebalance.ts.
+  const planIndices = untracked(() => planDispatch(plan, real, capacity, assignment.config.dispatch as 'support' | 'top-capacity', hostReads));
   if (!assignment.config.rebalance) return {tokenIndices: planIndices, planIndices};
   return {tokenIndices: untracked(() => rebalanceAssignment(planIndices, plan, gates, real, hostReads)), planIndices};
 }

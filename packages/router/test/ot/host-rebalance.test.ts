@@ -1,13 +1,13 @@
 /**
- * The host path of the rebalancing step (routers/rebalance.ts, cpu and wasm) against its tensor
- * path (`hostReads: false`): the same slots, exactly, on plans from the solver (support dispatch
+ * The host path of the rebalancing step and of the plan's own dispatch (routers/rebalance.ts,
+ * cpu and wasm) against their tensor path (`hostReads: false`): the same slots, exactly, on plans from the solver (support dispatch
  * at capacity factors 1 and 1.25), with padding tokens, an all-padding group, tied plan values
  * and tied gates (a constant cost, where the relaxation gives every expert the same tokens and
  * most tokens are unserved), and capacities too small for every token.
  */
 import * as tf from '@tensorflow/tfjs';
 import {alternating, sparseOTProblem} from '../../src/ot';
-import {rebalanceAssignment} from '../../src/routers/rebalance';
+import {planDispatch, rebalanceAssignment} from '../../src/routers/rebalance';
 import {describeBackends, expectNoLeaks} from '../helpers/backends';
 
 /** The support dispatch of a plan `[G, S, E]`: each expert's top `capacity` tokens with plan > 0 and mask 1, else -1. */
@@ -68,13 +68,24 @@ describeBackends('rebalance: host path = tensor path', (backend) => {
     const ref = rebalanceAssignment(x.idx, x.plan, x.gates, x.mask, false);
     expect(Array.from(host.dataSync())).toEqual(Array.from(ref.dataSync()));
     expect(host.shape).toEqual(ref.shape);
+    // The plan's own dispatch: host = tensor path, and both = the independent supportDispatch above.
+    for (const dispatch of ['support', 'top-capacity'] as const) {
+      const h = planDispatch(x.plan, x.mask, capacity, dispatch, true);
+      const r = planDispatch(x.plan, x.mask, capacity, dispatch, false);
+      expect(Array.from(h.dataSync())).toEqual(Array.from(r.dataSync()));
+      if (dispatch === 'support') expect(Array.from(h.dataSync())).toEqual(Array.from(x.idx.dataSync()));
+      tf.dispose([h, r]);
+    }
     tf.dispose([host, ref, x.idx, x.plan, x.gates, x.mask]);
   });
 
   test('no leaks', async () => {
     expect(tf.getBackend()).toBe(backend);
     const x = inputs(4, 8, 4, 2, 3);
-    await expectNoLeaks(() => rebalanceAssignment(x.idx, x.plan, x.gates, x.mask, true).dispose(), 3);
+    await expectNoLeaks(() => {
+      rebalanceAssignment(x.idx, x.plan, x.gates, x.mask, true).dispose();
+      planDispatch(x.plan, x.mask, 2, 'support', true).dispose();
+    }, 3);
     tf.dispose([x.idx, x.plan, x.gates, x.mask]);
   });
 });
