@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-webgpu';
 import {setWasmPaths} from '@tensorflow/tfjs-backend-wasm';
 import '@tfjs-moe/models';
-import '@tfjs-moe/router'; // registers every router for tf.loadLayersModel
+import {activateBackend} from '@tfjs-moe/router'; // also registers every router for tf.loadLayersModel
 import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';
@@ -59,23 +59,14 @@ function showError(message: string): void {
   setStatus('error', 'error');
 }
 
-/** Switches backend and asserts it; tf.setBackend fails quietly, so read it back. */
+/** Switches backend and asserts it (`activateBackend` reads the switch back: tf.setBackend fails quietly). */
 async function switchBackend(name: string): Promise<string> {
   setStatus('busy', `starting ${name}…`);
-  let ok = false;
-  let why = '';
-  try {
-    ok = await tf.setBackend(name);
-    await tf.ready();
-  } catch (e) {
-    why = (e as Error).message;
-  }
+  const why = await activateBackend(name);
   const active = tf.getBackend();
   $('active-backend').textContent = active ?? 'none';
   ($('backend-select') as HTMLSelectElement).value = active ?? name;
-  if (!ok || active !== name) {
-    throw new Error(`backend ${name} could not be started${why ? ` (${why})` : ''}; active backend is ${active}`);
-  }
+  if (why !== undefined) throw new Error(`backend ${name} could not be started (${why}); active backend is ${active}`);
   setStatus('ready', 'ready');
   return active;
 }

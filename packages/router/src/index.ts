@@ -67,5 +67,6 @@ export {isMoELayer, moeLayers, seedRouterNoise, auxiliaryLoss, auxiliaryLossMetr
 
 // Backend workarounds.
 export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';
+export {activateBackend, useProjectKernels} from './backend/activate';
 export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';
 export {medianTimeMs, matMulPeakGflops} from './backend/timing';

@@ -9,10 +9,13 @@
  * path here checks `tf.getBackend()` afterwards and throws {@link BackendUnavailableError} when a
  * named backend is not really active.
  */
-import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import * as tfWasm from '@tensorflow/tfjs-backend-wasm';
-import {fastKernelsRegistered, InvalidArgumentError, patchWebGPUInt32Transpose, registerFastKernels, TfjsMoeError, unregisterFastKernels} from '@tfjs-moe/router';
+import {activateBackend, fastKernelsRegistered, InvalidArgumentError, TfjsMoeError, useProjectKernels} from '@tfjs-moe/router';
+import {errorText, isModuleNotFound, setupWebGPU, type WebGPUAdapterDescription, type WebGPUNodeOptions} from './backend-webgpu';
+
+export {releaseWebGPU} from './backend-webgpu';
+export type {DawnBackend, WebGPUAdapterDescription, WebGPUNodeOptions} from './backend-webgpu';
 
 /** The backends {@link setupBackend} accepts. `'tensorflow'` is tfjs-node's backend. */
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu', 'webgl'] as const;
@@ -22,31 +25,6 @@ export type BackendRequest = (typeof BACKEND_NAMES)[number];
 
 /** The tfjs-node packages tried for `'tensorflow'`, in order: the CUDA build first. */
 export const TFJS_NODE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
-
-/** The Dawn backends that `dawn.node` can be asked for with its `backend=` option. */
-export type DawnBackend = 'vulkan' | 'opengl' | 'opengles' | 'd3d11' | 'd3d12' | 'metal' | 'null';
-
-/** Options for WebGPU in Node (the `webgpu` package). */
-export interface WebGPUNodeOptions {
-  /**
-   * Dawn backend to use. Default: the platform's native backend (Vulkan, Metal, D3D12) with a
-   * `core` adapter, and if that finds no adapter, `'opengl'` with a `compatibility` adapter and
-   * `EGL_PLATFORM=surfaceless`: the path that works on a machine without a GPU (Mesa llvmpipe).
-   */
-  dawnBackend?: DawnBackend;
-  /**
-   * Adapter feature level. Default: `'core'` for native backends and `'compatibility'` for
-   * OpenGL/OpenGL ES, which Dawn only offers as compatibility-mode adapters.
-   */
-  featureLevel?: 'core' | 'compatibility';
-  /**
-   * Extra `dawn.node` options passed to `create([...])`, e.g.
-   * `['enable-dawn-features=allow_unsafe_apis']` or `['adapter=llvmpipe']`.
-   */
-  dawnOptions?: string[];
-  /** Power preference passed to `requestAdapter`. Default `'high-performance'`. */
-  powerPreference?: 'low-power' | 'high-performance';
-}
 
 /** Options of {@link setupBackend}. */
 export interface SetupBackendOptions {
@@ -80,18 +58,6 @@ export interface BackendAttempt {
   package?: string;
   /** Why it could not be used; absent for the attempt that succeeded. */
   error?: string;
-}
-
-/** The WebGPU adapter in use (from `GPUAdapter.info`). */
-export interface WebGPUAdapterDescription {
-  vendor: string;
-  architecture: string;
-  device: string;
-  description: string;
-  /** The feature level that was requested for the adapter. */
-  featureLevel: 'core' | 'compatibility';
-  /** The Dawn backend that was asked for (`'default'` for the platform's native choice). */
-  dawnBackend: DawnBackend | 'default';
 }
 
 /** What {@link setupBackend} set up. */
@@ -136,46 +102,8 @@ export class BackendUnavailableError extends TfjsMoeError {
   }
 }
 
-/** State of the WebGPU device that {@link setupBackend} created, so that it can be released. */
-interface WebGPUState {
-  gpu: unknown;
-  device: {destroy(): void};
-  adapter: WebGPUAdapterDescription;
-  definedNavigator: boolean;
-}
-let webgpuState: WebGPUState | undefined;
-
 function defaultLoad(id: string): unknown {
   return require(id);
-}
-
-function errorText(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
-  return msg.split('\n')[0];
-}
-
-function isModuleNotFound(e: unknown, id: string): boolean {
-  const err = e as {code?: string; message?: string};
-  return (err?.code === 'MODULE_NOT_FOUND' || /Cannot find module/.test(err?.message ?? '')) &&
-    (err?.message ?? '').includes(id);
-}
-
-/** `tf.setBackend` plus the read-back that it does not do itself. */
-async function activate(name: string): Promise<string | undefined> {
-  if (tf.findBackendFactory(name) == null && tf.findBackend(name) == null) {
-    return `no '${name}' backend is registered with @tensorflow/tfjs ${tf.version.tfjs}`;
-  }
-  let ok = false;
-  try {
-    ok = await tf.setBackend(name);
-    await tf.ready();
-  } catch (e) {
-    return `tf.setBackend('${name}') threw: ${errorText(e)}`;
-  }
-  if (!ok || tf.getBackend() !== name) {
-    return `tf.setBackend('${name}') returned ${ok}; tf.getBackend() is '${tf.getBackend()}'`;
-  }
-  return undefined;
 }
 
 async function setupTensorflow(load: (id: string) => unknown, attempts: BackendAttempt[]): Promise<string | undefined> {
@@ -192,7 +120,7 @@ async function setupTensorflow(load: (id: string) => unknown, attempts: BackendA
       }
       continue;
     }
-    const err = await activate('tensorflow');
+    const err = await activateBackend('tensorflow');
     if (err === undefined) {
       attempts.push({backend: 'tensorflow', package: pkg});
       return pkg;
@@ -204,120 +132,6 @@ async function setupTensorflow(load: (id: string) => unknown, attempts: BackendA
     });
   }
   return undefined;
-}
-
-/** Loads `dawn.node`: through the `webgpu` package, or straight from its platform folder. */
-function loadDawn(load: (id: string) => unknown): {create(options: string[]): any; globals: Record<string, unknown>} {
-  try {
-    const mod = load('webgpu') as {create?: unknown; globals?: unknown};
-    if (typeof mod?.create === 'function') return mod as any;
-  } catch (e) {
-    // `webgpu` is an ES module; where require() cannot load ES modules (jest, Node < 20.19)
-    // load its native addon directly, as its index.js does.
-    if (isModuleNotFound(e, 'webgpu') && !(e as Error).message.includes('dawn.node')) {
-      throw new Error('the optional package `webgpu` is not installed (npm install webgpu@0.6.2)');
-    }
-  }
-  const pkgJson = require.resolve('webgpu/package.json');
-  const arch = process.platform === 'darwin' ? 'universal' : process.arch;
-  const addon = path.join(path.dirname(pkgJson), 'dist', `${process.platform}-${arch}`, 'dawn.node');
-  return load(addon) as any;
-}
-
-async function requestAdapter(
-  gpu: any,
-  featureLevel: 'core' | 'compatibility',
-  powerPreference: 'low-power' | 'high-performance',
-): Promise<any> {
-  return gpu.requestAdapter({featureLevel, powerPreference});
-}
-
-async function setupWebGPU(options: SetupBackendOptions, load: (id: string) => unknown): Promise<WebGPUAdapterDescription> {
-  if (webgpuState) return webgpuState.adapter;
-  const opts = options.webgpu ?? {};
-  const dawn = loadDawn(load);
-  const extra = opts.dawnOptions ?? [];
-  const power = opts.powerPreference ?? 'high-performance';
-  const plans: Array<{dawnBackend: DawnBackend | 'default'; featureLevel: 'core' | 'compatibility'}> = [];
-  if (opts.dawnBackend) {
-    const gl = opts.dawnBackend === 'opengl' || opts.dawnBackend === 'opengles';
-    plans.push({dawnBackend: opts.dawnBackend, featureLevel: opts.featureLevel ?? (gl ? 'compatibility' : 'core')});
-  } else {
-    plans.push({dawnBackend: 'default', featureLevel: opts.featureLevel ?? 'core'});
-    plans.push({dawnBackend: 'opengl', featureLevel: opts.featureLevel ?? 'compatibility'});
-  }
-  const failures: string[] = [];
-  for (const plan of plans) {
-    if ((plan.dawnBackend === 'opengl' || plan.dawnBackend === 'opengles') && process.env.EGL_PLATFORM === undefined) {
-      // Without a display server Mesa's EGL needs the surfaceless platform (llvmpipe).
-      process.env.EGL_PLATFORM = 'surfaceless';
-    }
-    const createOptions = plan.dawnBackend === 'default' ? [...extra] : [`backend=${plan.dawnBackend}`, ...extra];
-    let gpu: any;
-    let adapter: any;
-    try {
-      gpu = dawn.create(createOptions);
-      adapter = await requestAdapter(gpu, plan.featureLevel, power);
-    } catch (e) {
-      failures.push(`${plan.dawnBackend}/${plan.featureLevel}: ${errorText(e)}`);
-      continue;
-    }
-    if (!adapter) {
-      failures.push(`${plan.dawnBackend}/${plan.featureLevel}: requestAdapter() returned null`);
-      continue;
-    }
-    const limits = adapter.limits;
-    const requiredFeatures = adapter.features?.has?.('timestamp-query') ? ['timestamp-query'] : [];
-    let device: any;
-    try {
-      device = await adapter.requestDevice({
-        requiredFeatures,
-        requiredLimits: {
-          maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
-          maxComputeWorkgroupsPerDimension: limits.maxComputeWorkgroupsPerDimension,
-          maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
-          maxBufferSize: limits.maxBufferSize,
-          maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
-          maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
-        },
-      });
-    } catch (e) {
-      failures.push(`${plan.dawnBackend}/${plan.featureLevel}: requestDevice() failed: ${errorText(e)}`);
-      continue;
-    }
-    // tfjs-backend-webgpu reads the WebGPU constants (GPUBufferUsage, ...) as globals and checks
-    // navigator.gpu; Node 20 has no navigator at all.
-    for (const [k, v] of Object.entries(dawn.globals)) {
-      if (!(k in globalThis)) (globalThis as any)[k] = v;
-    }
-    const g = globalThis as any;
-    let definedNavigator = false;
-    if (g.navigator == null) {
-      Object.defineProperty(globalThis, 'navigator', {value: {gpu}, configurable: true, writable: true});
-      definedNavigator = true;
-    } else if (!g.navigator.gpu) {
-      Object.defineProperty(g.navigator, 'gpu', {value: gpu, configurable: true, writable: true});
-    }
-    const webgpuModule = load('@tensorflow/tfjs-backend-webgpu') as {WebGPUBackend: new (device: unknown, info?: unknown) => tf.KernelBackend};
-    const info = adapter.info ?? {};
-    if (tf.findBackendFactory('webgpu') != null) tf.removeBackend('webgpu');
-    // Priority 0: registering must not make webgpu the default for code that never asked.
-    tf.registerBackend('webgpu', () => new webgpuModule.WebGPUBackend(device, info), 0);
-    const description: WebGPUAdapterDescription = {
-      vendor: String(info.vendor ?? ''),
-      architecture: String(info.architecture ?? ''),
-      device: String(info.device ?? ''),
-      description: String(info.description ?? ''),
-      featureLevel: plan.featureLevel,
-      dawnBackend: plan.dawnBackend,
-    };
-    patchWebGPUInt32Transpose(webgpuModule.WebGPUBackend as unknown as {prototype: object});
-    webgpuState = {gpu, device, adapter: description, definedNavigator};
-    return description;
-  }
-  throw new Error(`no WebGPU adapter (${failures.join('; ')}). Without a GPU, Dawn needs Mesa's EGL/OpenGL ` +
-    `with EGL_PLATFORM=surfaceless set in the environment before the process starts (under jest, ` +
-    `process.env changes do not reach native code); currently EGL_PLATFORM=${process.env.EGL_PLATFORM ?? '(unset)'}`);
 }
 
 /**
@@ -368,8 +182,7 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
   const log = options.log ?? (() => undefined);
   const attempts: BackendAttempt[] = [];
   const done = (pkg: string, extra: Partial<BackendSetup> = {}): BackendSetup => {
-    if (options.fastKernels === false) unregisterFastKernels();
-    else if (tf.getBackend() === 'wasm') registerFastKernels();
+    useProjectKernels(options.fastKernels !== false);
     return {backend: tf.getBackend(), requested: name, package: pkg, attempts, fastKernels: fastKernelsRegistered(), ...extra};
   };
 
@@ -378,14 +191,14 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
       const pkg = await setupTensorflow(load, attempts);
       if (pkg) return done(pkg);
       log(`tfjs-node is not available (${attempts.map((a) => a.error).join('; ')}); trying wasm`);
-      const wasmErr = await activate('wasm');
+      const wasmErr = await activateBackend('wasm');
       if (wasmErr === undefined) {
         attempts.push({backend: 'wasm', package: '@tensorflow/tfjs-backend-wasm'});
         return done('@tensorflow/tfjs-backend-wasm');
       }
       attempts.push({backend: 'wasm', package: '@tensorflow/tfjs-backend-wasm', error: wasmErr});
       log(`wasm is not available (${wasmErr}); using cpu`);
-      const cpuErr = await activate('cpu');
+      const cpuErr = await activateBackend('cpu');
       if (cpuErr === undefined) {
         attempts.push({backend: 'cpu'});
         return done('@tensorflow/tfjs');
@@ -404,7 +217,7 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
     case 'wasm':
     case 'cpu': {
       const pkg = name === 'wasm' ? '@tensorflow/tfjs-backend-wasm' : '@tensorflow/tfjs';
-      const err = await activate(name);
+      const err = await activateBackend(name);
       attempts.push({backend: name, package: pkg, error: err});
       if (err !== undefined) throw new BackendUnavailableError(name, err, attempts);
       return done(pkg);
@@ -412,18 +225,18 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
     case 'webgpu': {
       let adapter: WebGPUAdapterDescription;
       try {
-        adapter = await setupWebGPU(options, load);
+        adapter = await setupWebGPU(options.webgpu ?? {}, load);
       } catch (e) {
         attempts.push({backend: 'webgpu', package: 'webgpu', error: errorText(e)});
         throw new BackendUnavailableError('webgpu', errorText(e), attempts);
       }
-      const err = await activate('webgpu');
+      const err = await activateBackend('webgpu');
       attempts.push({backend: 'webgpu', package: '@tensorflow/tfjs-backend-webgpu', error: err});
       if (err !== undefined) throw new BackendUnavailableError('webgpu', err, attempts);
       return done('@tensorflow/tfjs-backend-webgpu', {adapter});
     }
     case 'webgl': {
-      const err = await activate('webgl');
+      const err = await activateBackend('webgl');
       attempts.push({backend: 'webgl', package: '@tensorflow/tfjs-backend-webgl', error: err});
       if (err !== undefined) {
         throw new BackendUnavailableError('webgl',
@@ -432,32 +245,4 @@ export async function setupBackend(name: BackendRequest = 'auto', options: Setup
       return done('@tensorflow/tfjs-backend-webgl');
     }
   }
-}
-
-/**
- * Releases the WebGPU device that {@link setupBackend}('webgpu') created: removes the tfjs
- * `webgpu` backend (switching to `fallback` first if it is active), destroys the device and drops
- * the `navigator.gpu` reference, so that Node can exit. Does nothing if WebGPU was not set up.
- *
- * @param fallback Backend to switch to if `webgpu` is active. Default `'cpu'`.
- * @example
- * ```ts
- * await setupBackend('webgpu');
- * // ... work ...
- * await releaseWebGPU();
- * ```
- */
-export async function releaseWebGPU(fallback: 'cpu' | 'wasm' = 'cpu'): Promise<void> {
-  if (!webgpuState) return;
-  if (tf.getBackend() === 'webgpu') await activate(fallback);
-  if (tf.findBackendFactory('webgpu') != null) tf.removeBackend('webgpu');
-  try {
-    webgpuState.device.destroy();
-  } catch {
-    // already destroyed
-  }
-  const g = globalThis as any;
-  if (webgpuState.definedNavigator) delete g.navigator;
-  else if (g.navigator?.gpu === webgpuState.gpu) delete g.navigator.gpu;
-  webgpuState = undefined;
 }
