@@ -12,139 +12,23 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {auxiliaryLoss, ConfigError, InvalidArgumentError, NonFiniteError, seedRouterNoise} from '@tfjs-moe/router';
-import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
-import {atomicWriteFile, nodeFileSystem, type FileSystem} from '../io/file-io';
+import {ConfigError, InvalidArgumentError, seedRouterNoise} from '@tfjs-moe/router';
+import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
+import {atomicWriteFile, nodeFileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStatsAsync} from '../metrics/moe-layers';
 import {deriveSeed} from '../rng';
 import {hasCheckpoint, readLatestCheckpoint, setWeightsFromArtifacts, writeCheckpoint} from './checkpoint';
-import {evaluate, type EvalResult} from './evaluate';
+import {evaluate} from './evaluate';
 import {AdamW} from './optimizer';
 import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from '../defaults';
 import {warmupCosine} from './schedule';
+import type {TrainOptions, TrainResult, TrainerState, StepRecord, EvalRecord} from './records';
+import {DivergedError, trainableVariables, trainStep} from './step';
 
-/** Options of {@link train}. Every field has a default except `model` and `data`. */
-export interface TrainOptions {
-  /**
-   * Builds the model (called once) from the initialization seed that the trainer derives from
-   * `seed`: pass it to the model's seeded initializers (`vit({..., seed})`, `vmoe({..., seed})`)
-   * for initial weights that are a function of `seed`. Input `<float32>[batch, h, w, c]`, output
-   * logits `<float32>[batch, classes]`.
-   */
-  model: (seed: number) => tf.LayersModel;
-  /** Training and held-out data. */
-  data: DataSplit;
-  /** Seed of initialization, data order and per-step randomness. Default 0. */
-  seed?: number;
-  /** Examples per step. Default {@link TRAINING_DEFAULTS}.batchSize. */
-  batchSize?: number;
-  /** Length of training in epochs (of `floor(n / batchSize)` steps); ignored when `steps` is given. Default {@link TRAINING_DEFAULTS}.epochs. */
-  epochs?: number;
-  /** Length of training in steps. */
-  steps?: number;
-  /** Peak learning rate. Default {@link TRAINING_DEFAULTS}.learningRate. */
-  learningRate?: number;
-  /** Linear warmup steps. Default {@link TRAINING_DEFAULTS}.warmupFraction of the steps. */
-  warmupSteps?: number;
-  /** Augmentation: random shift of each training image by up to this many pixels per axis ({@link toTfDataset}). Default {@link TRAINING_DEFAULTS}.maxShift. */
-  maxShift?: number;
-  /** Learning rate at the end of the cosine decay. Default {@link TRAINING_DEFAULTS}.endLearningRate. */
-  endLearningRate?: number;
-  /** Decoupled weight decay of AdamW. Default {@link TRAINING_DEFAULTS}.weightDecay. */
-  weightDecay?: number;
-  /** Clip gradients to this global norm. Default {@link TRAINING_DEFAULTS}.clipNorm. */
-  clipNorm?: number;
-  /** Weight of the model's auxiliary losses (`model.calculateLosses()`, e.g. MoE load balancing). Default {@link TRAINING_DEFAULTS}.auxLossWeight. */
-  auxLossWeight?: number;
-  /** Log (loss, accuracy, load balance) every this many steps. Default {@link TRAINING_DEFAULTS}.logEvery. */
-  logEvery?: number;
-  /** Evaluate on held-out (validation) data every this many steps (0: only at the end). Default {@link defaultEvalEvery}(steps). */
-  evalEvery?: number;
-  /** Periodic evaluations use at most this many held-out examples (the final one uses all). Default {@link TRAINING_DEFAULTS}.evalExamples. */
-  evalExamples?: number;
-  /** Write a checkpoint every this many steps (0: never). Default {@link TRAINING_DEFAULTS}.checkpointEvery with `outDir`, else 0. */
-  checkpointEvery?: number;
-  /** Checkpoints kept on disk. Default {@link TRAINING_DEFAULTS}.keepCheckpoints. */
-  keepCheckpoints?: number;
-  /** Run folder: `checkpoints/`, `log.jsonl`. */
-  outDir?: string;
-  /**
-   * Continue from the newest intact checkpoint in `outDir/checkpoints` if there is one. Default
-   * false. `seed` and `batchSize` must be the checkpoint's; `steps` / `epochs` may extend the run
-   * (the cosine schedule is recomputed for the new length).
-   */
-  resume?: boolean;
-  /** Identity of the run, stored in every checkpoint; on resume a checkpoint of another run is refused. */
-  runId?: string;
-  /** Called after every logged step. Throwing stops training (the run can be resumed). */
-  onLog?: (record: StepRecord) => void | Promise<void>;
-  /** Called after every evaluation. */
-  onEval?: (record: EvalRecord) => void | Promise<void>;
-  /** File system used for checkpoints and logs (tests inject failures). */
-  fs?: FileSystem;
-}
+export type {TrainOptions, StepRecord, EvalRecord, TrainResult} from './records';
+export {auxiliaryLoss, DivergedError, trainableVariables, trainStep} from './step';
 
-/** One logged training step. Loss and accuracy are means over the steps since the last log. */
-export interface StepRecord {
-  type: 'step';
-  /** Steps completed. */
-  step: number;
-  /** Epoch (0-based) of the last step. */
-  epoch: number;
-  /** Mean total loss (cross-entropy + weighted auxiliary). */
-  loss: number;
-  /** Mean cross-entropy. */
-  crossEntropy: number;
-  /** Mean auxiliary loss (unweighted). */
-  auxLoss: number;
-  /** Mean training accuracy. */
-  accuracy: number;
-  /** Learning rate of the last step. */
-  learningRate: number;
-  /** Global gradient norm of the last step, before clipping. */
-  gradNorm: number;
-  /** Training images per second since the last log (wall time; excluded from equality checks). */
-  imagesPerSecond: number;
-  /** Load statistics of each MoE layer on the last step's batch. */
-  balance: Record<string, LoadBalanceStats>;
-}
-
-/** One evaluation on held-out data. */
-export interface EvalRecord extends EvalResult {
-  type: 'eval';
-  /** Steps completed. */
-  step: number;
-  /** True for the final evaluation (all test examples when `data.test` is given, else all held-out ones). */
-  final: boolean;
-}
-
-/** What {@link train} returns. */
-export interface TrainResult {
-  /** The trained model. */
-  model: tf.LayersModel;
-  /** Logged steps, in order (including those before a resume). */
-  history: StepRecord[];
-  /** Evaluations, in order; the last is the final one. */
-  evals: EvalRecord[];
-  /** The final evaluation. */
-  final: EvalRecord;
-  /** Steps run in total. */
-  steps: number;
-  /** Step the run resumed from (0 for a fresh run). */
-  resumedFrom: number;
-  /** Load statistics of each MoE layer averaged over every logged step. */
-  trainBalance: Record<string, LoadBalanceStats>;
-}
-
-interface TrainerState {
-  runId?: string;
-  seed: number;
-  totalSteps: number;
-  batchSize: number;
-  history: StepRecord[];
-  evals: EvalRecord[];
-}
 
 function resolveSteps(o: TrainOptions, train: ImageDataset, batchSize: number): {total: number; perEpoch: number} {
   const perEpoch = batchesPerEpoch(datasetSize(train), batchSize, true);
@@ -162,19 +46,6 @@ function nonNegativeInt(name: string, v: number): number {
   if (!Number.isInteger(v) || v < 0) throw new InvalidArgumentError(name, 'an integer >= 0', v);
   return v;
 }
-
-/**
- * The trainable variables of a model, in `model.trainableWeights` order.
- *
- * @example
- * ```ts
- * const opt = new AdamW(trainableVariables(model));
- * ```
- */
-export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
-  return model.trainableWeights.map((w) => w.read() as tf.Variable);
-}
-
 /**
  * Trains `options.model()` on `options.data.train` with cross-entropy plus the model's
  * auxiliary losses, AdamW, linear warmup + cosine decay, global-norm clipping, periodic
@@ -354,86 +225,4 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const trainBalance: Record<string, LoadBalanceStats> = {};
   for (const [name, list] of Object.entries(perLayer)) trainBalance[name] = mergeStats(list);
   return {model, history: state.history, evals: state.evals, final, steps: total, resumedFrom, trainBalance};
-}
-
-/**
- * Training produced a non-finite loss or gradient norm and stopped. `firstStep`..`lastStep` is the
- * logging interval it happened in; the newest checkpoint (step `lastCheckpoint`, 0 for none) holds
- * the last good weights.
- *
- * @example
- * ```ts
- * try { await train({...options, learningRate: 1e30}); } catch (e) { if (e instanceof DivergedError) console.error(e.lastCheckpoint); }
- * ```
- */
-export class DivergedError extends NonFiniteError {
-  readonly firstStep: number;
-  readonly lastStep: number;
-  readonly lastCheckpoint: number;
-  constructor(firstStep: number, lastStep: number, loss: number, gradNorm: number, lastCheckpoint: number, learningRate: number) {
-    super('loss', 'finite', loss);
-    this.firstStep = firstStep;
-    this.lastStep = lastStep;
-    this.lastCheckpoint = lastCheckpoint;
-    const steps = firstStep === lastStep ? `step ${lastStep}` : `steps ${firstStep}-${lastStep}`;
-    this.message =
-      `Training stopped: non-finite values in ${steps} (mean loss ${loss}, gradient norm ${gradNorm}). ` +
-      (lastCheckpoint > 0 ? `The newest checkpoint (step ${lastCheckpoint}) holds the last good weights. ` : 'No checkpoint was written. ') +
-      `Lower the learning rate (now ${learningRate}) or check the data for NaN/Infinity.`;
-  }
-}
-
-interface StepOutput {
-  loss: tf.Scalar;
-  crossEntropy: tf.Scalar;
-  aux: tf.Scalar;
-  correct: tf.Scalar;
-  norm: tf.Scalar;
-}
-
-/**
- * Sum of the model's auxiliary losses, `<float32>[]`: the one definition, `auxiliaryLoss` of
- * `@tfjs-moe/router` (what `model.fit` adds through `addLoss`).
- */
-export {auxiliaryLoss};
-
-/**
- * One optimization step: forward in training mode, loss = mean cross-entropy + auxWeight *
- * auxiliary losses, gradients of every trainable variable, global-norm clipping, AdamW update.
- * Returns the step's scalars as tensors (no value is read back).
- *
- * @example
- * ```ts
- * const out = trainStep(model, vars, opt, xs, ys, 1e-3, 1.0);
- * console.log((await out.loss.data())[0]);
- * tf.dispose(Object.values(out));
- * ```
- */
-export function trainStep(
-  model: tf.LayersModel,
-  variables: tf.Variable[],
-  optimizer: AdamW,
-  xs: tf.Tensor,
-  ys: tf.Tensor1D,
-  lr: number,
-  clipNorm: number,
-  auxWeight = 1,
-): StepOutput {
-  let ce: tf.Scalar | null = null;
-  let aux: tf.Scalar | null = null;
-  let correct: tf.Scalar | null = null;
-  const {value, grads} = tf.variableGrads(() => {
-    const logits = model.apply(xs, {training: true}) as tf.Tensor2D;
-    const numClasses = logits.shape[1];
-    const onehot = tf.oneHot(ys, numClasses);
-    const c = tf.losses.softmaxCrossEntropy(onehot, logits) as tf.Scalar;
-    const a = auxiliaryLoss(model);
-    ce = tf.keep(c.clone());
-    aux = tf.keep(a.clone());
-    correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), tf.cast(ys, 'int32')), 'float32')) as tf.Scalar);
-    return tf.add(c, tf.mul(a, auxWeight)) as tf.Scalar;
-  }, variables);
-  const norm = optimizer.applyClipped(grads, lr, clipNorm);
-  tf.dispose(Object.values(grads));
-  return {loss: value, crossEntropy: ce!, aux: aux!, correct: correct!, norm};
 }
