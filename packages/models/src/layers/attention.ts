@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, ShapeError} from '@tfjs-moe/router';
 import {assertPositiveInt} from '../validate';
-import {glorotUniform, Kwargs, LayerArgs, Shape, singleShape, singleTensor, subSeed} from './common';
+import {glorotUniform, Kwargs, LayerArgs, Shape, ShapePreservingLayer, singleShape, singleTensor, subSeed} from './common';
 
 /** Arguments of {@link MultiHeadSelfAttention}. */
 export interface MultiHeadSelfAttentionArgs extends LayerArgs {
@@ -29,7 +29,7 @@ export interface MultiHeadSelfAttentionArgs extends LayerArgs {
  * const y = attn.apply(tf.randomNormal([2, 16, 64])) as tf.Tensor; // [2, 16, 64]
  * ```
  */
-export class MultiHeadSelfAttention extends tf.layers.Layer {
+export class MultiHeadSelfAttention extends ShapePreservingLayer {
   /** @nocollapse */
   static className = 'MultiHeadSelfAttention';
   readonly numHeads: number;
@@ -45,7 +45,7 @@ export class MultiHeadSelfAttention extends tf.layers.Layer {
     this.seed = args.seed;
   }
 
-  private width(shape: Shape): number {
+  protected width(shape: Shape): number {
     if (shape.length !== 3 || shape[2] == null) {
       throw new ShapeError('input shape', 'rank 3 [batch, tokens, d] with known d', shape, this.name);
     }
@@ -63,12 +63,6 @@ export class MultiHeadSelfAttention extends tf.layers.Layer {
     this.outKernel = this.addWeight('outKernel', [d, d], 'float32', glorotUniform(subSeed(this.seed, 1)));
     this.outBias = this.addWeight('outBias', [d], 'float32', tf.initializers.zeros());
     this.built = true;
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    const shape = singleShape(inputShape, this.name);
-    this.width(shape);
-    return shape;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {

@@ -48,3 +48,26 @@ export function normal(stddev: number, seed: number | undefined): Initializer {
 export function subSeed(seed: number | undefined, index: number): number | undefined {
   return seed === undefined ? undefined : seed * 7919 + index * 104729 + 17;
 }
+
+/**
+ * A layer whose output has its input's shape `[batch, tokens, d]` (attention, MLP, layer norm):
+ * `computeOutputShape` checks the shape with the subclass's `width` (which returns d or throws
+ * a `ShapeError` / `ConfigError`) and returns it unchanged.
+ *
+ * @example
+ * ```ts
+ * class Scale extends ShapePreservingLayer {
+ *   protected width(shape: Shape): number { return shape[2] as number; }
+ * }
+ * ```
+ */
+export abstract class ShapePreservingLayer extends tf.layers.Layer {
+  /** The model width d of an input shape; throws for a shape the layer cannot take. */
+  protected abstract width(shape: Shape): number;
+
+  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
+    const shape = singleShape(inputShape, this.name);
+    this.width(shape);
+    return shape;
+  }
+}

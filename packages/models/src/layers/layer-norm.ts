@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveNumber, ShapeError} from '@tfjs-moe/router';
-import {Kwargs, LayerArgs, Shape, singleShape, singleTensor} from './common';
+import {Kwargs, LayerArgs, Shape, ShapePreservingLayer, singleShape, singleTensor} from './common';
 
 /** Arguments of {@link LayerNorm}. */
 export interface LayerNormArgs extends LayerArgs {
@@ -82,7 +82,7 @@ export function layerNorm1D(x: tf.Tensor, gamma: tf.Tensor1D, beta: tf.Tensor1D,
  * const y = layerNorm({epsilon: 1e-6}).apply(tf.randomNormal([2, 17, 64])) as tf.Tensor; // [2, 17, 64]
  * ```
  */
-export class LayerNorm extends tf.layers.Layer {
+export class LayerNorm extends ShapePreservingLayer {
   /** @nocollapse */
   static className = 'LayerNorm';
   readonly epsilon: number;
@@ -95,7 +95,7 @@ export class LayerNorm extends tf.layers.Layer {
     this.supportsMasking = true;
   }
 
-  private width(shape: Shape): number {
+  protected width(shape: Shape): number {
     const d = shape[shape.length - 1];
     if (shape.length < 1 || d == null) {
       throw new ShapeError('input shape', '[..., d] with a known last axis d', shape, this.name);
@@ -108,12 +108,6 @@ export class LayerNorm extends tf.layers.Layer {
     this.gamma = this.addWeight('gamma', [d], 'float32', tf.initializers.ones());
     this.beta = this.addWeight('beta', [d], 'float32', tf.initializers.zeros());
     this.built = true;
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    const shape = singleShape(inputShape, this.name);
-    this.width(shape);
-    return shape;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {activationFunction, assertActivation, FEED_FORWARD_ACTIVATIONS, FeedForwardActivation, ShapeError} from '@tfjs-moe/router';
 import {assertPositiveInt} from '../validate';
-import {glorotUniform, Kwargs, LayerArgs, Shape, singleShape, singleTensor, subSeed} from './common';
+import {glorotUniform, Kwargs, LayerArgs, Shape, ShapePreservingLayer, singleShape, singleTensor, subSeed} from './common';
 
 /**
  * The activations that the MLP (and the models built here) accept: the one list shared with the
@@ -37,7 +37,7 @@ export interface MlpBlockArgs extends LayerArgs {
  * const y = mlp.apply(tf.randomNormal([2, 16, 64])) as tf.Tensor; // [2, 16, 64]
  * ```
  */
-export class MlpBlock extends tf.layers.Layer {
+export class MlpBlock extends ShapePreservingLayer {
   /** @nocollapse */
   static className = 'MlpBlock';
   readonly hiddenDim: number;
@@ -57,7 +57,7 @@ export class MlpBlock extends tf.layers.Layer {
     this.act = activationFunction(this.activation);
   }
 
-  private width(shape: Shape): number {
+  protected width(shape: Shape): number {
     const d = shape[shape.length - 1];
     if (shape.length < 2 || d == null) {
       throw new ShapeError('input shape', 'rank >= 2 with a known last dimension', shape, this.name);
@@ -73,12 +73,6 @@ export class MlpBlock extends tf.layers.Layer {
     this.kernel2 = this.addWeight('kernel2', [h, d], 'float32', glorotUniform(subSeed(this.seed, 1)));
     this.bias2 = this.addWeight('bias2', [d], 'float32', tf.initializers.zeros());
     this.built = true;
-  }
-
-  override computeOutputShape(inputShape: Shape | Shape[]): Shape {
-    const shape = singleShape(inputShape, this.name);
-    this.width(shape);
-    return shape;
   }
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
