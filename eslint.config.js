@@ -5,7 +5,7 @@ const tseslint = require('typescript-eslint');
 module.exports = tseslint.config(
   {
     ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', 'bench/results/**',
-      'examples/browser/public/**', 'test-artifacts/**', 'runs/**'],
+      'examples/browser/public/**', 'test-artifacts/**', 'runs/**', 'examples/node/.snippets-*/**'],
   },
   ...tseslint.configs.recommended,
   {

@@ -85,7 +85,8 @@ export function selectMoEBlocks(selection: MoEBlockSelection, depth: number, arg
     throw new ConfigError(argument, "'every-other', 'all', {last: n} or a list of block indices", selection, context);
   }
   if (blocks.length === 0) {
-    throw new ConfigError(argument, 'a selection of at least one block', selection, context);
+    // e.g. 'every-other' (indices 1, 3, ...) of a model with a single MLP.
+    throw new ConfigError(argument, `a selection of at least one of the ${depth} block(s) (indices 0..${depth - 1}; 'every-other' takes 1, 3, ...: use 'all' or [0] for a model with one)`, selection, context);
   }
   return [...blocks].sort((a, b) => a - b);
 }
