@@ -101,7 +101,7 @@ describe('every README snippet runs [cpu]', () => {
     fs.rmSync(work, {recursive: true, force: true});
   });
 
-  it.each(runnable.map((s, i) => [where(i), i]))('%s', async (_where, i) => {
+  it.each(runnable.map((_s, i) => [where(i), i]))('%s', async (_where, i) => {
     const log = jest.spyOn(console, 'log').mockImplementation(() => undefined);
     try {
       const mod = require(files[i as number]) as {run?: () => Promise<void>};
