@@ -10,7 +10,8 @@ import {activationFunction, assertActivation, FeedForwardActivation} from './act
 import {defaultCapacityFactors} from './capacity-defaults';
 import {combine, dispatch, normalizeCombineWeights as normalizeWeights} from './dispatch';
 import {asPerExpert} from './expert-initializer';
-import {ExpertMatMul, expertFeedForward, FeedForwardWeights} from './experts';
+import {ExpertMatMul, expertFeedForward} from './experts';
+import {addFeedForwardWeights, denseExpertPaths, readFeedForward, type FeedForwardVariables, type ResidualExpertVariables} from './expert-weights';
 import {GroupingMode, ungroupTokens} from './grouping';
 import {inspectLayer, type MoERouting, rankExperts, slotsToTokens} from './inspect';
 import {groupLogits, routeGroups} from './route-groups';
@@ -25,16 +26,6 @@ import {resolveInitializer, Router, serializeInitializer} from '../routers/route
 import '../routers';
 
 export type {MoEArgs, MoEActivation} from './moe-args';
-
-/** Weights of one set of feed-forward networks (routed, shared or residual). */
-interface FeedForwardVariables {
-  kernelIn: tf.LayerVariable;
-  biasIn?: tf.LayerVariable;
-  kernelGate?: tf.LayerVariable;
-  biasGate?: tf.LayerVariable;
-  kernelOut: tf.LayerVariable;
-  biasOut?: tf.LayerVariable;
-}
 
 /**
  * Mixture-of-experts layer (V-MoE style). Input `<float32>[...batch, tokens, d]` (any rank >= 2;
@@ -97,7 +88,7 @@ export class MoE extends tf.layers.Layer {
   /** `<float32>[E, h]`. */
   biasGate: tf.LayerVariable | null = null;
   private shared: FeedForwardVariables | null = null;
-  private residual: (FeedForwardVariables & {coefKernel: tf.LayerVariable; coefBias: tf.LayerVariable}) | null = null;
+  private residual: ResidualExpertVariables | null = null;
   private readonly activationFn: (x: tf.Tensor) => tf.Tensor;
   /** The auxiliary loss and metrics kept from the last calls. */
   private readonly last = new LastCall();
@@ -149,21 +140,7 @@ export class MoE extends tf.layers.Layer {
 
   /** Adds one set of stacked FFN weights `[n, d, h]` / `[n, h, d]` named `<prefix>kernel_in`, ... */
   private addFeedForward(prefix: string, n: number, d: number, h: number, salt: number): FeedForwardVariables {
-    const kernel = (name: string, shape: number[], s: number) =>
-      this.addWeight(`${prefix}${name}`, shape, 'float32', asPerExpert(this.kernelInitializer, s));
-    const bias = (name: string, shape: number[]) =>
-      (this.useBias ? this.addWeight(`${prefix}${name}`, shape, 'float32', this.biasInitializer) : undefined);
-    const w: FeedForwardVariables = {
-      kernelIn: kernel('kernel_in', [n, d, h], salt),
-      biasIn: bias('bias_in', [n, h]),
-      kernelOut: kernel('kernel_out', [n, h, d], salt + 1),
-      biasOut: bias('bias_out', [n, d]),
-    };
-    if (this.gated) {
-      w.kernelGate = kernel('kernel_gate', [n, d, h], salt + 2);
-      w.biasGate = bias('bias_gate', [n, h]);
-    }
-    return w;
+    return addFeedForwardWeights((name, shape, init) => this.addWeight(name, shape, 'float32', init), prefix, n, d, h, salt, this);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -225,32 +202,6 @@ export class MoE extends tf.layers.Layer {
     return Math.min(groupSize, Math.max(c, this.minCapacity));
   }
 
-  private variables(w: FeedForwardVariables): FeedForwardWeights {
-    const read = <T extends tf.Tensor>(v: tf.LayerVariable | undefined) => (v ? (v.read() as T) : undefined);
-    return {
-      kernelIn: read<tf.Tensor3D>(w.kernelIn)!, biasIn: read(w.biasIn), kernelGate: read(w.kernelGate),
-      biasGate: read(w.biasGate), kernelOut: read<tf.Tensor3D>(w.kernelOut)!, biasOut: read(w.biasOut),
-    };
-  }
-
-  /** Dense paths on every token `<float32>[N, d]`: the residual mixture and the shared experts. */
-  private denseExperts(routed: tf.Tensor2D, flat: tf.Tensor2D): tf.Tensor2D {
-    let y = routed;
-    const N = flat.shape[0];
-    const run = (w: FeedForwardVariables) => {
-      const n = w.kernelIn.shape[0] as number;
-      const xe = tf.tile(tf.expandDims(flat, 0), [n, 1, 1]) as tf.Tensor3D;
-      return tf.sum(expertFeedForward(xe, this.variables(w), this.activationFn, this.expertMatMul), 0) as tf.Tensor2D;
-    };
-    if (this.residual) {
-      const coef = tf.softmax(tf.add(tf.matMul(flat, tf.reshape(this.residual.coefKernel.read(), [-1, 2])), this.residual.coefBias.read()));
-      const [c0, c1] = tf.split(coef, 2, 1);
-      y = tf.add(tf.mul(y, c0), tf.mul(run(this.residual), c1));
-    }
-    if (this.shared) y = tf.add(y, run(this.shared));
-    return tf.reshape(y, [N, -1]) as tf.Tensor2D;
-  }
-
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor | tf.Tensor[] {
     const list = Array.isArray(inputs) ? inputs : [inputs];
     const x = list[0];
@@ -271,7 +222,7 @@ export class MoE extends tf.layers.Layer {
       let y: tf.Tensor = ungroupTokens(combined, batch, tokens, this.groupingMode);
       if (this.residual || this.shared) {
         const flat = tf.reshape(x, [batch * tokens, d]) as tf.Tensor2D;
-        let dense: tf.Tensor = tf.reshape(this.denseExperts(tf.reshape(y, [batch * tokens, d]) as tf.Tensor2D, flat), [batch, tokens, d]);
+        let dense: tf.Tensor = tf.reshape(denseExpertPaths(tf.reshape(y, [batch * tokens, d]) as tf.Tensor2D, flat, this.residual, this.shared, this.activationFn, this.expertMatMul), [batch, tokens, d]);
         if (userMask != null) dense = tf.mul(dense, tf.reshape(tf.cast(userMask, 'float32'), [batch, tokens, 1]));
         y = dense;
       }
@@ -297,7 +248,7 @@ export class MoE extends tf.layers.Layer {
       kernelGate: this.kernelGate ?? undefined, biasGate: this.biasGate ?? undefined,
       kernelOut: this.kernelOut as tf.LayerVariable, biasOut: this.biasOut ?? undefined,
     };
-    return expertFeedForward(xe as tf.Tensor3D, this.variables(w), this.activationFn, this.expertMatMul);
+    return expertFeedForward(xe as tf.Tensor3D, readFeedForward(w), this.activationFn, this.expertMatMul);
   }
 
   /**
