@@ -227,6 +227,7 @@ function chooseMlps(mlps: FoundMlp[], blocks: MoeifyOptions['blocks'], context: 
  */
 export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.LayersModel {
   const context = 'moeify';
+  if (!(model instanceof tf.LayersModel)) throw new ConfigError('model', 'a tf.LayersModel (e.g. from vit() or tf.loadLayersModel)', model, context);
   if (options == null || typeof options !== 'object') {
     throw new ConfigError('options', 'an object with at least numExperts', options, context);
   }

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose} from '../../router/test/helpers/backends';
+import {ConfigError} from '@tfjs-moe/router';
 import {findMlps, moeify, moeLayers, moeMetrics, moeParameterCount} from '../src';
 import {randomizeWeights, roundTrip, uniformTensor} from './helpers';
 
@@ -58,5 +59,13 @@ describeBackends('moeify on plain tfjs layers', () => {
     expect(Array.from(c.dataSync())).toEqual(Array.from(b.dataSync()));
     tf.dispose([x, a, b, c]);
     [dense, sparse, loaded].forEach((m) => m.dispose());
+  });
+});
+
+describe('moeify bad input', () => {
+  it('something that is not a LayersModel is a ConfigError naming model', () => {
+    expect(() => moeify({} as never, {numExperts: 2})).toThrow(ConfigError);
+    expect(() => moeify({} as never, {numExperts: 2})).toThrow('moeify: Expected model to be a tf.LayersModel (e.g. from vit() or tf.loadLayersModel), but got {}.');
+    expect(() => moeify(null as never, {numExperts: 2})).toThrow('but got null.');
   });
 });

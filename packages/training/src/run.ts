@@ -176,7 +176,8 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
     if (stored.runId !== undefined && ckpt.trainer.runId !== undefined && ckpt.trainer.runId !== stored.runId) {
       throw new ConfigError('checkpoint', `a checkpoint of the run in ${runFile} (run ${stored.runId})`, `${ckpt.path} of run ${ckpt.trainer.runId}`);
     }
-    for (const s of ckpt.skipped) say(`skipped damaged checkpoint: ${s.reason}`);
+    // A warning, not progress: said on stderr also when progress output is off (--quiet).
+    for (const s of ckpt.skipped) (options.progress ?? process.stderr).write(`skipped damaged checkpoint: ${s.reason}\n`);
     resumed = {checkpoint: ckpt.path, step: ckpt.step, skipped: ckpt.skipped};
   }
   const spec = resolveModelSpec(Object.fromEntries(MODEL_SPEC_KEYS.map((k) => [k, opts[k]])) as ModelSpec);
@@ -187,6 +188,7 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
   const ds = split.train;
   if (ds.numClasses < 2) throw new InvalidArgumentError('data', 'a data set with at least 2 classes', `${dataSpec} with ${ds.numClasses} class`);
   const batchSize = opts.batchSize ?? D.batchSize;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new InvalidArgumentError('batchSize', 'a positive integer', batchSize);
   const stepsPerEpoch = Math.floor(datasetSize(split.train) / batchSize);
   if (stepsPerEpoch < 1) throw new InvalidArgumentError('batchSize', `at most the ${datasetSize(split.train)} training examples`, batchSize);
   const totalSteps = opts.steps ?? Math.max(1, Math.round((opts.epochs ?? D.epochs) * stepsPerEpoch));

@@ -9,6 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, InvalidArgumentError, NonFiniteError, UnknownOptionError} from '@tfjs-moe/router';
+import {vmoe} from '@tfjs-moe/models';
 import {meanStdText} from '../src/compare';
 import {syntheticDataset} from '../src/data/synthetic';
 import {splitDataset} from '../src/data/dataset';
@@ -145,6 +146,18 @@ describe('NaN never trains silently', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('a sparse-OT run whose weights overflow stops with the divergence message, not the router cost', async () => {
+    // With sparse-OT the overflowed weights first show in the router's cost (at the next
+    // step or evaluation); the run must still say it diverged, name the learning rate, exit 1.
+    const r = await runCli(['train', ...TINY_FLAGS.filter((f) => f !== 'topk' && f !== '--router'), '--router', 'sparse-ot', '--steps', '3', '--lr', '1e30', '--out', path.join(tmp(), 'x')]);
+    expectOneLine(r, ['tfjs-moe train: Training stopped: non-finite values in', 'Lower the learning rate (now 1e+30)']);
+    expect(r.stderr).not.toContain('cost');
+    const split = splitDataset(syntheticDataset({examples: 40, height: 8, width: 8}), {seed: 0});
+    const tiny = {imageSize: 8, channels: 1, patchSize: 4, hiddenSize: 8, depth: 1, numHeads: 2, mlpDim: 8, numClasses: 10, headActivation: 'linear' as const};
+    const err = await train({model: () => vmoe({...tiny, moeBlocks: [0], moe: {numExperts: 2, router: 'sparse-ot'}}), data: split, steps: 4, batchSize: 4, learningRate: 1e30}).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DivergedError);
+  });
+
   it('exits non-zero with one line for a learning rate that diverges', async () => {
     const r = await runCli(['train', ...TINY_FLAGS, '--steps', '6', '--lr', '1e30', '--out', path.join(tmp(), 'x')]);
     expectOneLine(r, ['tfjs-moe train: Training stopped: non-finite values in', 'Lower the learning rate (now 1e+30)']);
@@ -176,6 +189,25 @@ describe('NaN never trains silently', () => {
 });
 
 describe('silently wrong values are errors', () => {
+  it('a negative value after a flag (--epochs -1, not only --epochs=-1) reaches the flag check', async () => {
+    const cases: Array<[string, string, string]> = [
+      ['--epochs', '-1', 'Expected epochs to be a finite number > 0, but got -1.'],
+      ['--steps', '-5', 'Expected steps to be a positive integer, but got -5.'],
+      ['--lr', '-1', 'Expected learningRate to be a finite number > 0, but got -1.'],
+      ['--capacity-factor', '-.5', 'Expected capacityFactor to be a finite number > 0, but got -0.5.'],
+      ['--batch-size', '-8', 'Expected batchSize to be a positive integer, but got -8.'],
+    ];
+    for (const [flag, value, message] of cases) {
+      const r = await runCli(['train', ...TINY_FLAGS, flag, value, '--out', path.join(tmp(), 'x')]);
+      expectOneLine(r, [`tfjs-moe train: ${message}`]);
+    }
+    // A flag followed by another flag is still the usage error it was.
+    const missing = await runCli(['train', '--steps', '--quiet']);
+    expect(missing.code).toBe(2);
+    const shards = await runCli(['export-vmoe', '--model', 'm', '--out', path.join(tmp(), 'c'), '--shards', '-2']);
+    expectOneLine(shards, ['tfjs-moe export-vmoe: Expected --shards to be a positive integer, but got "-2".']);
+  });
+
   it('rejects --epochs 0, -1 and -1e9', async () => {
     for (const e of ['0', '-1', '-1e9']) {
       const r = await runCli(['train', ...TINY_FLAGS, `--epochs=${e}`, '--out', path.join(tmp(), 'x')]);
@@ -277,6 +309,25 @@ describe('damaged files', () => {
     // Re-running steps 3-4 from the step-2 checkpoint reproduces the uninterrupted run.
     expect(r.result.final.accuracy).toBe(baseAccuracy);
     r.result.model.dispose();
+  });
+
+  it('says it skipped a damaged checkpoint on stderr also with --quiet', async () => {
+    const dir = copyRun();
+    const bin = newest(dir, 'weights.bin');
+    truncate(bin);
+    const writes: string[] = [];
+    const spy = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: unknown) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    let r: Awaited<ReturnType<typeof runCli>>;
+    try {
+      r = await runCli(['train', '--out', dir, '--resume', '--quiet', '--no-report', '--backend', 'cpu']);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(r.code).toBe(0);
+    expect(writes.join('')).toContain(`skipped damaged checkpoint: Expected ${bin} to be `);
   });
 
   it('gives one line for a damaged run.json and when every checkpoint is damaged', async () => {
@@ -401,6 +452,20 @@ describe('CLI flags and config files', () => {
     expectOneLine(j, [`Expected jitterNoise to be unset for router 'sinkhorn' (it applies to 'topk'), but got 0.1.`]);
     const k = await runCli(['train', ...TINY_FLAGS, '--k', '9', '--out', path.join(dir, 'k')]);
     expectOneLine(k, ['Expected k to be an integer in [1, 4] (the experts), but got 9.']);
+  });
+
+  it('train() names bad options: unknown keys, a non-function model, missing data, a fractional seed, negative weight decay', async () => {
+    const data = splitDataset(syntheticDataset({examples: 40, height: 8, width: 8}), {seed: 0});
+    const model = () => vmoe({imageSize: 8, channels: 1, patchSize: 4, hiddenSize: 8, depth: 1, numHeads: 2, mlpDim: 8, numClasses: 10, headActivation: 'linear', moeBlocks: [0], moe: {numExperts: 2}});
+    const base = {model, data, steps: 1, batchSize: 4};
+    const unknown = await train({...base, epoch: 2} as never).catch((e: unknown) => e);
+    expect(unknown).toBeInstanceOf(UnknownOptionError);
+    expect((unknown as Error).message).toContain("'epoch'");
+    expect((unknown as Error).message).toContain("'epochs'");
+    await expect(train({...base, model: 5} as never)).rejects.toThrow('train: Expected model to be a function that builds the model from a seed, but got 5.');
+    await expect(train({model, steps: 1} as never)).rejects.toThrow('train: Expected data to be a split {train, heldOut} (splitDataset(...)), but got undefined.');
+    await expect(train({...base, seed: 1.5})).rejects.toThrow('train: Expected seed to be an integer, but got 1.5.');
+    await expect(train({...base, weightDecay: -1})).rejects.toThrow('train: Expected weightDecay to be a finite number >= 0, but got -1.');
   });
 
   it('runTraining rejects unknown option keys with a suggestion', async () => {

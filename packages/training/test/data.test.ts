@@ -15,6 +15,7 @@ import {
   toTfDataset,
   type ImageDataset,
 } from '../src/data';
+import {InvalidArgumentError, UnknownOptionError} from '@tfjs-moe/router';
 import {deriveSeed, seededPermutation} from '../src/rng';
 
 const FIXTURES = path.join(__dirname, 'fixtures', 'npy');
@@ -68,6 +69,16 @@ describe('embedded digits', () => {
     expect(datasetSize(ds)).toBe(30);
     expect(Array.from(ds.labels)).toEqual([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9]);
     expect(() => loadDigits({perClassLimit: 0})).toThrow('loadDigits: Expected perClassLimit to be a positive integer, but got 0.');
+  });
+});
+
+describe('bad options of the data helpers', () => {
+  it('splitDataset names an unknown option; syntheticDataset refuses a single class', () => {
+    const ds = syntheticDataset({examples: 20, height: 4, width: 4});
+    expect(() => splitDataset(ds, {testFraction: 0.5} as never)).toThrow(UnknownOptionError);
+    expect(() => splitDataset(ds, {testFraction: 0.5} as never)).toThrow(/testFraction/);
+    expect(() => syntheticDataset({numClasses: 1})).toThrow('syntheticDataset: Expected numClasses to be at least 2 (a classifier needs two classes), but got 1.');
+    expect(() => syntheticDataset({numClasses: 1})).toThrow(InvalidArgumentError);
   });
 });
 

@@ -26,6 +26,7 @@ import {formatBalance} from '../metrics/load-balance';
 import {ROUTER_CHOICES, GRADIENT_CHOICES, type GradientChoice, type RouterChoice} from '../model-factory';
 import {RUN_OPTION_KEYS, runTraining, summaryLines, type RunOptions} from '../run';
 import {evaluate} from '../train/evaluate';
+import {joinNegativeValues} from './args';
 import {VMOE_COMMANDS, vmoeCommand} from './vmoe';
 
 const USAGE = `Usage: tfjs-moe <command> [options]
@@ -265,7 +266,7 @@ export async function main(argv: string[]): Promise<number> {
   if ((VMOE_COMMANDS as readonly string[]).includes(command)) return vmoeCommand(command as (typeof VMOE_COMMANDS)[number], rest);
   let values: Values;
   try {
-    values = parseArgs({args: rest, options: OPTIONS, allowPositionals: false, strict: true}).values as Values;
+    values = parseArgs({args: joinNegativeValues(rest, OPTIONS), options: OPTIONS, allowPositionals: false, strict: true}).values as Values;
   } catch (e) {
     const err = e as Error & {code?: string};
     const flag = /Unknown option '(--?[^']+)'/.exec(err.message)?.[1];

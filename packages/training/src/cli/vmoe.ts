@@ -9,6 +9,7 @@
  * ```
  */
 import {setupBackend} from '../backend';
+import {joinNegativeValues} from './args';
 import * as path from 'path';
 import {parseArgs} from 'util';
 import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
@@ -86,7 +87,7 @@ export async function vmoeCommand(command: (typeof VMOE_COMMANDS)[number], argv:
   let values: Record<string, string | boolean | undefined>;
   let positionals: string[];
   try {
-    ({values, positionals} = parseArgs({args: argv, options: OPTIONS, allowPositionals: true, strict: true}));
+    ({values, positionals} = parseArgs({args: joinNegativeValues(argv, OPTIONS), options: OPTIONS, allowPositionals: true, strict: true}));
   } catch (e) {
     console.error(`tfjs-moe ${command}: ${(e as Error).message}\n\n${VMOE_USAGE}`);
     return 2;

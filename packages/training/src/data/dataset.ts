@@ -3,7 +3,7 @@
  * through tfjs-data (`tf.data`) in a seeded, resumable order.
  */
 import * as tf from '@tensorflow/tfjs';
-import {InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
+import {checkOptions, InvalidArgumentError, ShapeError} from '@tfjs-moe/router';
 import {deriveSeed, Mulberry32, seededPermutation} from '../rng';
 
 /**
@@ -124,6 +124,7 @@ export interface DataSplit {
  * ```
  */
 export function splitDataset(ds: ImageDataset, options: SplitOptions = {}): DataSplit {
+  checkOptions(options as Record<string, unknown>, ['heldOutFraction', 'seed'], 'splitDataset');
   const fraction = options.heldOutFraction ?? 0.2;
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction < 1)) {
     throw new InvalidArgumentError('heldOutFraction', 'a number in (0, 1)', fraction, 'splitDataset');

@@ -44,6 +44,7 @@ function positiveInt(arg: string, v: number): number {
 export function syntheticDataset(options: SyntheticOptions = {}): ImageDataset {
   const n = positiveInt('examples', options.examples ?? 500);
   const numClasses = positiveInt('numClasses', options.numClasses ?? 10);
+  if (numClasses < 2) throw new InvalidArgumentError('numClasses', 'at least 2 (a classifier needs two classes)', numClasses, 'syntheticDataset');
   const h = positiveInt('height', options.height ?? 28);
   const w = positiveInt('width', options.width ?? 28);
   const ch = positiveInt('channels', options.channels ?? 1);

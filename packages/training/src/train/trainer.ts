@@ -12,8 +12,8 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError, InvalidArgumentError, seedRouterNoise} from '@tfjs-moe/router';
-import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
+import {checkOptions, ConfigError, InvalidArgumentError, NonFiniteError, seedRouterNoise} from '@tfjs-moe/router';
+import {batchesPerEpoch, datasetSize, toTfDataset, type Batch, type DataSplit, type ImageDataset} from '../data/dataset';
 import {atomicWriteFile, nodeFileSystem} from '../io/file-io';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStatsAsync} from '../metrics/moe-layers';
@@ -28,6 +28,22 @@ import {DivergedError, trainableVariables, trainStep} from './step';
 
 export type {TrainOptions, StepRecord, EvalRecord, TrainResult} from './records';
 export {auxiliaryLoss, DivergedError, trainableVariables, trainStep} from './step';
+
+/** The keys of {@link TrainOptions} (any other key is an UnknownOptionError naming the nearest). */
+export const TRAIN_OPTION_KEYS = [
+  'model', 'data', 'seed', 'batchSize', 'epochs', 'steps', 'learningRate', 'warmupSteps', 'maxShift', 'endLearningRate',
+  'weightDecay', 'clipNorm', 'auxLossWeight', 'logEvery', 'evalEvery', 'evalExamples', 'checkpointEvery', 'keepCheckpoints',
+  'outDir', 'resume', 'runId', 'onLog', 'onEval', 'fs',
+] as const;
+
+/** True when every trainable variable holds only finite values (one device read). */
+async function weightsFinite(variables: tf.Variable[]): Promise<boolean> {
+  if (variables.length === 0) return true;
+  const bad = tf.tidy(() => tf.addN(variables.map((v) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(v)), 'float32')))));
+  const n = (await bad.data())[0];
+  bad.dispose();
+  return n === 0;
+}
 
 
 function resolveSteps(o: TrainOptions, train: ImageDataset, batchSize: number): {total: number; perEpoch: number} {
@@ -59,6 +75,17 @@ function nonNegativeInt(name: string, v: number): number {
  * ```
  */
 export async function train(options: TrainOptions): Promise<TrainResult> {
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'an object with model and data', options, 'train');
+  checkOptions(options as unknown as Record<string, unknown>, TRAIN_OPTION_KEYS, 'train');
+  if (typeof options.model !== 'function') throw new InvalidArgumentError('model', 'a function that builds the model from a seed', options.model, 'train');
+  const data = options.data as Partial<DataSplit> | undefined;
+  if (data === null || typeof data !== 'object' || data.train == null) {
+    throw new InvalidArgumentError('data', 'a split {train, heldOut} (splitDataset(...))', data, 'train');
+  }
+  if (options.seed !== undefined && !Number.isInteger(options.seed)) throw new InvalidArgumentError('seed', 'an integer', options.seed, 'train');
+  if (options.weightDecay !== undefined && !(Number.isFinite(options.weightDecay) && options.weightDecay >= 0)) {
+    throw new InvalidArgumentError('weightDecay', 'a finite number >= 0', options.weightDecay, 'train');
+  }
   const fs = options.fs ?? nodeFileSystem;
   const seed = options.seed ?? 0;
   const batchSize = options.batchSize ?? D.batchSize;
@@ -119,7 +146,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     const limit = final ? datasetSize(held) : Math.min(datasetSize(held), options.evalExamples ?? D.evalExamples);
     // Periodic evaluations skip the per-token routing probe (it re-runs every router: about half
     // of an evaluation's time); the final one measures it.
-    const result = await evaluate(model, held, {batchSize: Math.max(batchSize, 128), maxExamples: limit, ...(final ? {} : {probeExamples: 0})});
+    let result: Awaited<ReturnType<typeof evaluate>>;
+    try {
+      result = await evaluate(model, held, {batchSize: Math.max(batchSize, 128), maxExamples: limit, ...(final ? {} : {probeExamples: 0})});
+    } catch (e) {
+      // Weights overflowed by the last updates show up inside a layer (e.g. the sparse-OT cost).
+      if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step, NaN, NaN, lastCheckpoint, peak);
+      throw e;
+    }
     const record: EvalRecord = {type: 'eval', step, final, ...result};
     state.evals.push(record);
     appendLog(record);
@@ -156,7 +190,15 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       const {xs, ys} = next.value as Batch;
       const lr = warmupCosine(step, {peak, totalSteps: total, warmupSteps: warmup, end: options.endLearningRate ?? D.endLearningRate});
       seedRouterNoise(model, deriveSeed(seed, 'step', step));
-      const out = trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight);
+      let out: ReturnType<typeof trainStep>;
+      try {
+        out = trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight);
+      } catch (e) {
+        // Non-finite weights from an earlier step surface inside a layer (e.g. the sparse-OT
+        // router's cost): the run diverged; say so rather than name the layer's internal tensor.
+        if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step + 1, NaN, NaN, lastCheckpoint, peak);
+        throw e;
+      }
       tf.dispose([xs, ys]);
       sumLoss = accumulate(sumLoss, out.loss);
       sumCe = accumulate(sumCe, out.crossEntropy);
@@ -175,6 +217,11 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         // The values are read for the log anyway: a non-finite loss (any step since the last
         // log) or gradient norm stops training before anything of this interval is saved.
         if (!Number.isFinite(loss) || !Number.isFinite(norm)) throw new DivergedError(intervalStart + 1, step, loss / sinceLog, norm, lastCheckpoint, peak);
+        // The loss is computed before the update: an update that overflows the weights (a huge
+        // learning rate) shows only in the weights. Checked before a checkpoint and at the end.
+        if ((checkpointNow || step === total) && !(await weightsFinite(variables))) {
+          throw new DivergedError(intervalStart + 1, step, loss / sinceLog, norm, lastCheckpoint, peak);
+        }
         intervalStart = step;
         const now = performance.now();
         const record: StepRecord = {
