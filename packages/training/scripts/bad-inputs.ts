@@ -273,7 +273,7 @@ api('train', 'runTraining data "nope"', ['nope'], () => runTraining({steps: 1, d
 // ---------------------------------------------------------------- CLI
 const fast = () => ['--backend', 'cpu', '--data', 'synthetic', '--steps', '1', '--batch-size', '8', '--experts', '2', '--quiet', '--no-report', '--out', freshOut()];
 // A numeric value may be echoed as parsed (-1e9 as -1000000000).
-const echoed = (v: string) => (v.trim() !== '' && !Number.isNaN(Number(v)) ? String(Number(v)) : v);
+const echoed = (v: string) => (v.trim() !== '' && Number.isFinite(Number(v)) ? String(Number(v)) : v);
 const trainFlag = (flag: string, value: string) => cli(`train --${flag} ${value}`, () => ['train', ...fast(), `--${flag}`, value], [`--${flag}`, echoed(value)]);
 for (const [flag, values] of Object.entries({
   router: ['topq', ''],
