@@ -12,12 +12,12 @@ import {activateBackend} from '@tfjs-moe/router'; // also registers every router
 import {ModelLoadError, loadModelChecked} from './model-loader';
 import {toMnist} from './preprocess';
 import {LayerRouting, RoutingProbe} from './routing';
-import {patchWebGPUTranspose} from './webgpu-patch';
+import {patchWebGPU} from './webgpu-patch';
 import {webgpuSyncReadProblem} from './sync-read-routers';
 import {InferenceBenchOptions, InferenceBenchResult, runInferenceBenchmark} from './inference-bench';
 
 setWasmPaths('/wasm/');
-patchWebGPUTranspose();
+patchWebGPU();
 
 /** Distinct colours for up to 12 experts (then they repeat). */
 const PALETTE = ['#e6194b', '#3cb44b', '#4363d8', '#f58231', '#911eb4', '#46f0f0', '#f032e6',

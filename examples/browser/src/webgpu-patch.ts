@@ -1,11 +1,11 @@
 /**
- * The page installs the router package's tfjs-backend-webgpu 4.22 workaround (int32 transposes;
- * see `patchWebGPUInt32Transpose`) on the WebGPU backend it bundles.
+ * The page installs the router package's tfjs-backend-webgpu 4.22 workarounds
+ * (int32 transposes, many-input sums; see `patchWebGPUBackend`) on the WebGPU backend it bundles.
  */
 import {WebGPUBackend} from '@tensorflow/tfjs-backend-webgpu';
-import {patchWebGPUInt32Transpose} from '@tfjs-moe/router';
+import {patchWebGPUBackend} from '@tfjs-moe/router';
 
-/** Installs the patch once (call before the first webgpu op). */
-export function patchWebGPUTranspose(): void {
-  patchWebGPUInt32Transpose(WebGPUBackend);
+/** Installs the patches once (call before the first webgpu op). */
+export function patchWebGPU(): void {
+  patchWebGPUBackend(WebGPUBackend);
 }

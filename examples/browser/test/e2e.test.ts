@@ -136,22 +136,21 @@ suite('browser example in headless Chromium', () => {
     const compared = clearMargin[name];
     console.log(`browser e2e ${backend}: answers compared on ${compared.length} of ${heldOut.images.length} images (the others change routing under +-${NOISE} pixel noise in Node)`);
     expect(compared.length).toBeGreaterThanOrEqual(MIN_CLEAR_MARGIN);
-    // Known since the router/OT redesign: one token's expert set can differ at the plan
-    // support's float32 edge between the bundle and Node. Count differing token routings and
-    // allow at most 1% of them (printed), until the cause is found.
     let tokens = 0;
-    let differing = 0;
+    const differing: string[] = [];
     for (const i of compared) {
       result.routing[i].forEach((layer, l) => {
         const want = routing[i][l].expertsOfToken;
         layer.expertsOfToken.forEach((experts, t) => {
           tokens++;
-          if (JSON.stringify(experts) !== JSON.stringify(want[t])) differing++;
+          if (JSON.stringify(experts) !== JSON.stringify(want[t])) {
+            differing.push(`image ${i} layer ${l} token ${t}: ${JSON.stringify(experts)} vs Node ${JSON.stringify(want[t])}`);
+          }
         });
       });
     }
-    console.log(`browser e2e ${backend}: ${differing} of ${tokens} token routings differ from Node's`);
-    expect(differing).toBeLessThanOrEqual(Math.floor(tokens / 100));
+    console.log(`browser e2e ${backend}: ${differing.length} of ${tokens} token routings differ from Node's`);
+    expect(differing).toEqual([]);
     expect(compared.map((i) => result.predictions[i])).toEqual(compared.map((i) => probs[i].indexOf(Math.max(...probs[i]))));
     const maxDiff = Math.max(...compared.flatMap((i) => result.probabilities[i].map((v, j) => Math.abs(v - probs[i][j]))));
     // The sparse-OT solver is iterative: float32 differences between backends move its plan
@@ -159,8 +158,10 @@ suite('browser example in headless Chromium', () => {
     expect(maxDiff).toBeLessThan(1e-2);
 
     // The UI path: click a held-out digit, then check the overlay and the load bars.
-    await page.locator('#gallery canvas').first().click();
-    await page.waitForFunction(() => document.getElementById('prediction')?.textContent !== '–');
+    // A software GPU on a loaded machine may take longer than Playwright's 30 s default to run
+    // the click's synchronous forward pass; the test's own timeout bounds the wait.
+    await page.locator('#gallery canvas').first().click({timeout: 180_000});
+    await page.waitForFunction(() => document.getElementById('prediction')?.textContent !== '–', undefined, {timeout: 180_000});
     expect(await page.locator('#prediction').textContent()).toBe(String(result.predictions[0]));
     expect(Number(await page.locator('#inference-ms').textContent())).toBeGreaterThan(0);
     const moeLayers = routing[0].length;

@@ -66,7 +66,7 @@ export type {MoERouting, GroupedRouting} from './moe/inspect';
 export {isMoELayer, moeLayers, seedRouterNoise, auxiliaryLoss, auxiliaryLossMetric, withAuxiliaryLoss} from './moe/model-helpers';
 
 // Backend workarounds.
-export {patchWebGPUInt32Transpose} from './backend/webgpu-patch';
+export {patchWebGPUAddN, patchWebGPUBackend, patchWebGPUInt32Transpose} from './backend/webgpu-patch';
 export {activateBackend, useProjectKernels} from './backend/activate';
 export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';
 export {medianTimeMs, matMulPeakGflops} from './backend/timing';

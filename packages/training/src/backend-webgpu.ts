@@ -2,11 +2,11 @@
  * WebGPU in Node, the Node-only half of the backend helper: Dawn (`dawn.node` from the `webgpu`
  * npm package) as tfjs's `webgpu` backend, on a machine without a GPU over Mesa's software
  * rasterizer (`EGL_PLATFORM=surfaceless`, a `compatibility`-level adapter), with the project's
- * WebGPU workaround (`patchWebGPUInt32Transpose`) installed; and its release, so Node can exit.
+ * WebGPU workaround (`patchWebGPUBackend`) installed; and its release, so Node can exit.
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {activateBackend, patchWebGPUInt32Transpose} from '@tfjs-moe/router';
+import {activateBackend, patchWebGPUBackend} from '@tfjs-moe/router';
 
 /** The Dawn backends that `dawn.node` can be asked for with its `backend=` option. */
 export type DawnBackend = 'vulkan' | 'opengl' | 'opengles' | 'd3d11' | 'd3d12' | 'metal' | 'null';
@@ -185,7 +185,7 @@ export async function setupWebGPU(opts: WebGPUNodeOptions, load: (id: string) =>
       featureLevel: plan.featureLevel,
       dawnBackend: plan.dawnBackend,
     };
-    patchWebGPUInt32Transpose(webgpuModule.WebGPUBackend as unknown as {prototype: object});
+    patchWebGPUBackend(webgpuModule.WebGPUBackend as unknown as {prototype: object});
     webgpuState = {gpu, device, adapter: description, definedNavigator};
     return description;
   }

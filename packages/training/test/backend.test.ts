@@ -152,7 +152,7 @@ if (tfjsNodePackage) {
 }
 
 describe('setupBackend: webgpu in Node (Dawn)', () => {
-  test('webgpu is active and agrees with cpu on a matMul, or the reason is reported', async () => {
+  test('webgpu is active, multiplies and sums many tensors right, or the reason is reported', async () => {
     let setup;
     try {
       setup = await setupBackend('webgpu');
@@ -174,6 +174,18 @@ describe('setupBackend: webgpu in Node (Dawn)', () => {
     const y = tf.matMul(a, b);
     expect(Array.from(await y.data())).toEqual([4, 2, -2, 10, 5, -2, 16, 8, -2]);
     tf.dispose([a, b, y]);
+    // tf.addN of more inputs than a shader may bind (stock tfjs-backend-webgpu 4.22 fails pipeline
+    // validation past 7 and reads NaN): n tensors [i, 2i, -i] sum to [s, 2s, -s], s = n(n-1)/2, by
+    // hand, for n on both sides of the chunk sizes (7, 8, 49, 50); no tensor is left behind.
+    for (const n of [2, 7, 8, 34, 49, 50]) {
+      const before = tf.memory().numTensors;
+      const xs = Array.from({length: n}, (_, i) => tf.tensor1d([i, 2 * i, -i]));
+      const sum = tf.addN(xs);
+      const s = (n * (n - 1)) / 2;
+      expect(Array.from(await sum.data())).toEqual([s, 2 * s, -s]);
+      tf.dispose([...xs, sum]);
+      expect(tf.memory().numTensors).toBe(before);
+    }
     await releaseWebGPU();
     expect(tf.getBackend()).toBe('cpu');
   });

@@ -158,10 +158,15 @@ function disposeLayer(layer: MoE): void {
   layer.weights.forEach((w) => w.dispose());
 }
 
-function build(router: unknown, weights?: tf.Tensor[]): MoE {
+/** Seed of the layer's weights: the same layer on every run, so a failure reproduces. */
+const WEIGHT_SEED = Number(process.env.PARITY_WEIGHT_SEED ?? 0);
+
+function build(router: string | Record<string, unknown>, weights?: tf.Tensor[]): MoE {
+  const spec = typeof router === 'string' ? {name: router} : router;
   const layer = moe({
-    numExperts: E, hiddenDim: 16, router: router as never, capacityFactor: 1.5,
-    groupingMode: 'per-example', activation: 'gelu',
+    numExperts: E, hiddenDim: 16, capacityFactor: 1.5, groupingMode: 'per-example', activation: 'gelu',
+    router: {...spec, kernelInitializer: tf.initializers.leCunNormal({seed: WEIGHT_SEED + 1})} as never,
+    kernelInitializer: tf.initializers.glorotUniform({seed: WEIGHT_SEED}),
   });
   layer.build([BATCH, TOKENS, D]);
   if (weights) layer.setWeights(weights);
@@ -274,7 +279,13 @@ describe.each([
       disposeLayer(layer);
       return out;
     });
-    // Which token sits in which expert slot: identical (discrete, clear margin).
+    // Which token sits in which expert slot: identical (discrete, clear margin). A mismatch names
+    // the router, backend and slots, since CI logs may keep only the assertion.
+    const differing = got.tokenIndices.flat(2).flatMap((t, i) => (t === reference.tokenIndices.flat(2)[i] ? [] : [i]));
+    if (differing.length > 0) {
+      throw new Error(`router ${_name} on ${backend} (weight seed ${WEIGHT_SEED}): tokenIndices differ from cpu at ` +
+        `flat slots ${differing.join(', ')}: ${JSON.stringify(got.tokenIndices)} vs ${JSON.stringify(reference.tokenIndices)}`);
+    }
     expect(got.tokenIndices).toEqual(reference.tokenIndices);
     expectAllClose(got.combineWeights.flat(2), reference.combineWeights.flat(2), 1e-4, 1e-3);
     expectAllClose(got.y, reference.y, 1e-4, 1e-3);
