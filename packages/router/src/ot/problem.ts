@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../core/errors';
+import {checkOptions} from '../core/options';
 import {feasibleForMarginals} from './feasibility';
 import type {MarginalLike, Sparsity} from './types';
 import {checkMarginalSums, marginalPair, resolveHostReads, validateCost} from './validate';
@@ -40,6 +41,11 @@ export interface SparseOTProblemSpec {
   /** Allow synchronous reads while building and solving (see `SparseOTOptions.hostReads`). */
   hostReads?: boolean;
 }
+
+/** Every key of {@link SparseOTProblemSpec} (the compiler keeps the list complete). */
+export const PROBLEM_SPEC_KEYS: readonly string[] = Object.keys({
+  k: true, gamma: true, a: true, b: true, sparsity: true, hostReads: true,
+} satisfies Record<keyof SparseOTProblemSpec, true>);
 
 /**
  * A validated k-sparse OT problem in the internal layout. It owns its tensors: `dispose()`
@@ -167,6 +173,7 @@ export class SparseOTProblem {
  */
 export function sparseOTProblem(cost: tf.Tensor, spec: SparseOTProblemSpec = {}, context = 'sparseOTProblem'): SparseOTProblem {
   if (spec === null || typeof spec !== 'object') throw new InvalidArgumentError('options', 'an object', spec, context);
+  checkOptions(spec, PROBLEM_SPEC_KEYS, context);
   const hostReads = resolveHostReads(spec.hostReads, context);
   validateCost(cost, context, hostReads);
   const sparsity = assertOneOf('sparsity', spec.sparsity ?? 'column', ['column', 'row'] as const, context);

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
+import {checkOptions} from '../core/options';
 import {noGrad} from '../core/stop-gradient';
 
 /** Options of {@link kSparseSimplexProjection} and {@link sparsemax}. */
@@ -153,6 +154,7 @@ function applyAlongAxis(x: tf.Tensor, axis: number, f: (x2: tf.Tensor2D) => tf.T
  */
 export function kSparseSimplexProjection(x: tf.Tensor, k: number, options: ProjectionOptions = {}): tf.Tensor {
   const context = 'kSparseSimplexProjection';
+  checkOptions(options, ['radius', 'axis'], context);
   if (!(x instanceof tf.Tensor)) throw new InvalidArgumentError('x', 'a tf.Tensor', x, context);
   if (x.rank < 1 || x.size === 0) throw new ShapeError('x', 'a non-empty tensor of rank >= 1', x.shape, context);
   const axis = normalizeAxis(options.axis ?? -1, x.rank, context);
@@ -185,6 +187,7 @@ export function kSparseSimplexProjection(x: tf.Tensor, k: number, options: Proje
  */
 export function sparsemax(x: tf.Tensor, options: ProjectionOptions = {}): tf.Tensor {
   const context = 'sparsemax';
+  checkOptions(options, ['radius', 'axis'], context);
   if (!(x instanceof tf.Tensor)) throw new InvalidArgumentError('x', 'a tf.Tensor', x, context);
   if (x.rank < 1 || x.size === 0) throw new ShapeError('x', 'a non-empty tensor of rank >= 1', x.shape, context);
   const axis = normalizeAxis(options.axis ?? -1, x.rank, context);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, assertPositiveInt, assertPositiveNumber} from '../core/errors';
+import {checkOptions} from '../core/options';
 import {sparseOTProblem} from './problem';
 import {SinkhornSolver} from './solvers/sinkhorn';
 import {checkTolerance} from './solvers/tolerance';
@@ -12,6 +13,11 @@ import type {SinkhornOptions, SinkhornResult} from './types';
 import {readInit, resolveHostReads} from './validate';
 
 const CONTEXT = 'sinkhorn';
+
+/** Every key of {@link SinkhornOptions} (the compiler keeps the list complete). */
+const SINKHORN_OPTION_KEYS: readonly string[] = Object.keys({
+  epsilon: true, a: true, b: true, maxIterations: true, tolerance: true, init: true, checkEvery: true, hostReads: true,
+} satisfies Record<keyof SinkhornOptions, true>);
 
 /**
  * Entropy-regularized OT: `min <P, C> + epsilon * sum P (log P - 1)` over plans with marginals
@@ -21,7 +27,8 @@ const CONTEXT = 'sinkhorn';
  *
  * Options: `epsilon` (default 0.05), `a` (default 1 per row), `b` (default m / n per column),
  * `maxIterations` (default 500), `tolerance` (largest relative row violation to stop at,
- * default 1e-4, checked every `checkEvery` = 10 iterations), `init` ({f, g} warm start).
+ * default 1e-4, checked every `checkEvery` = 10 iterations), `init` ({f, g} warm start). An
+ * unknown key (also in `init`) is an `UnknownOptionError` naming it.
  *
  * @param cost `<float32>[m, n]` or `[groups, m, n]`.
  * @returns A {@link SinkhornResult} (plan `<float32>[m, n]`, `f` `[m]`, `g` `[n]`, value, errors).
@@ -35,6 +42,11 @@ const CONTEXT = 'sinkhorn';
  */
 export function sinkhorn(cost: tf.Tensor, options: SinkhornOptions = {}): SinkhornResult {
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'an object', options, CONTEXT);
+  checkOptions(options, SINKHORN_OPTION_KEYS, CONTEXT);
+  if (options.init !== undefined && (options.init === null || typeof options.init !== 'object')) {
+    throw new InvalidArgumentError('init', 'an object {f?, g?}', options.init, CONTEXT);
+  }
+  checkOptions(options.init, ['f', 'g'], `${CONTEXT}.init`);
   const hostReads = resolveHostReads(options.hostReads, CONTEXT);
   const solver = new SinkhornSolver({
     epsilon: assertPositiveNumber('epsilon', options.epsilon ?? 0.05, CONTEXT),

@@ -8,8 +8,9 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber, InvalidArgumentError} from '../core/errors';
+import {checkOptions} from '../core/options';
 import type {SparseOTOutput} from './output';
-import {sparseOTProblem, type SparseOTProblem} from './problem';
+import {sparseOTProblem, type SparseOTProblem, type SparseOTProblemSpec} from './problem';
 import {adam} from './solvers/adam';
 import {alternating} from './solvers/alternating';
 import {newton} from './solvers/newton';
@@ -18,6 +19,43 @@ import {checkTolerance} from './solvers/tolerance';
 import type {SparseOTOptions, SparseOTResult} from './types';
 
 const CONTEXT = 'solveSparseOT';
+
+/** Every key of {@link SparseOTOptions} (the compiler keeps the list complete). */
+export const SPARSE_OT_OPTION_KEYS: readonly string[] = Object.keys({
+  k: true, gamma: true, a: true, b: true, sparsity: true, formulation: true, solver: true, learningRate: true,
+  maxIterations: true, tolerance: true, init: true, cgIterations: true, checkEvery: true, hostReads: true,
+} satisfies Record<keyof SparseOTOptions, true>);
+
+/**
+ * Checks `options` of the form of `solveSparseOT`'s (an object, no unknown key, an `init` of
+ * `{alpha?, beta?}`); `extraKeys` are further keys the caller accepts. Throws
+ * `InvalidArgumentError` for a non-object and `UnknownOptionError` naming the key otherwise.
+ *
+ * @example
+ * ```ts
+ * checkSparseOTOptions({k: 2, gama: 1}, 'solveSparseOT'); // UnknownOptionError: ... Did you mean 'gamma'?
+ * ```
+ */
+export function checkSparseOTOptions(options: SparseOTOptions, context: string, extraKeys: readonly string[] = []): void {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError('options', 'an object with at least k', options, context);
+  }
+  checkOptions(options, [...SPARSE_OT_OPTION_KEYS, ...extraKeys], context);
+}
+
+/**
+ * The problem part of `solveSparseOT`-style options (k, gamma, marginals, sparsity, hostReads),
+ * for `sparseOTProblem`; the solver settings are left out.
+ *
+ * @example
+ * ```ts
+ * const problem = sparseOTProblem(cost, problemSpec({k: 4, solver: 'newton'}), 'mine'); // spec {k: 4}
+ * ```
+ */
+export function problemSpec(options: SparseOTOptions): SparseOTProblemSpec {
+  const {k, gamma, a, b, sparsity, hostReads} = options;
+  return {k, gamma, a, b, sparsity, hostReads};
+}
 
 /**
  * The solver object that `solveSparseOT` runs for `options` on `problem`: `'auto'` picks
@@ -88,7 +126,7 @@ export function toSparseOTResult(out: SparseOTOutput): SparseOTResult {
  * `marginalError`, `meanRowError` and `droppedFraction` report it (read back synchronously on
  * first access; the output objects read them with `await output.marginalStats()` instead), and
  * `feasible` says whether any k-sparse plan could meet them. The input is validated (typed errors
- * name the argument): this reads the cost's finiteness and the marginals back from the device
+ * name the argument; an unknown option key, also in `init`, is an `UnknownOptionError`): this reads the cost's finiteness and the marginals back from the device
  * once. With `hostReads: false` (the default on webgpu, where synchronous reads fail) none of
  * these reads happen: see {@link SparseOTOptions.hostReads}.
  *
@@ -107,8 +145,8 @@ export function toSparseOTResult(out: SparseOTOutput): SparseOTResult {
  * ```
  */
 export function solveSparseOT(cost: tf.Tensor, options: SparseOTOptions): SparseOTResult {
-  if (options === null || typeof options !== 'object') throw new InvalidArgumentError('options', 'an object with at least k', options, CONTEXT);
-  const problem = sparseOTProblem(cost, {...options, k: assertPositiveInt('k', options.k, CONTEXT)}, CONTEXT);
+  checkSparseOTOptions(options, CONTEXT);
+  const problem = sparseOTProblem(cost, {...problemSpec(options), k: assertPositiveInt('k', options.k, CONTEXT)}, CONTEXT);
   try {
     return toSparseOTResult(solverForOptions(options, problem).solve(problem, options.init));
   } finally {

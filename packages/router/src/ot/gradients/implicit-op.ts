@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError} from '../../core/errors';
+import {checkOptions} from '../../core/options';
 import type {SparseOTOutput} from '../output';
 import {sparseOTProblem, type SparseOTProblemSpec} from '../problem';
 import type {SolverInit, SparseOTSolver} from '../solvers/solver';
@@ -56,6 +57,7 @@ export function implicitSolve(cost: tf.Tensor, spec: SparseOTProblemSpec, solver
   if (solver.formulation === null) {
     throw new InvalidArgumentError('solver', `a k-sparse solver with a formulation (not '${solver.name}')`, solver.name, context);
   }
+  checkOptions(options, ['space', 'maxIterations', 'tolerance', 'init'], context);
   const vjpOptions: ImplicitGradientOptions = {
     gamma: spec.gamma ?? 1,
     formulation: solver.formulation,

@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, assertPositiveInt} from '../../core/errors';
 import {sparseOTProblem} from '../problem';
-import {solveSparseOT, solverForOptions, toSparseOTResult} from '../solve';
+import {checkOptions} from '../../core/options';
+import {checkSparseOTOptions, problemSpec, solveSparseOT, solverForOptions, toSparseOTResult} from '../solve';
 import type {SparseOTOptions, SparseOTResult} from '../types';
 import {implicitSolve} from './implicit-op';
 import type {ImplicitGradientOptions} from './vjp';
@@ -62,7 +63,10 @@ export function sparseOTPlanImplicit(
   if (solver !== solveSparseOT) {
     throw new InvalidArgumentError('solver', 'solveSparseOT (other solvers: pass a solver object to implicitSolve)', solver, context);
   }
-  const {implicit, init, ...spec} = options;
+  checkSparseOTOptions(options, context, ['implicit']);
+  checkOptions(options.implicit, ['space', 'maxIterations', 'tolerance'], `${context}.implicit`);
+  const {implicit, init} = options;
+  const spec = problemSpec(options);
   const k = assertPositiveInt('k', spec.k, context);
   // The solver object is chosen on a problem of the same shape and k ('auto' depends on both).
   const probe = sparseOTProblem(cost, {...spec, k, hostReads: false}, context);

@@ -29,7 +29,8 @@
  * `d_i = gamma g_i` instead, which raises their potential until some expert takes them.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ShapeError, assertPositiveInt} from '../../core/errors';
+import {InvalidArgumentError, ShapeError, assertPositiveInt} from '../../core/errors';
+import {checkOptions} from '../../core/options';
 import {noGrad, positiveMask, stopGradient} from '../../core/stop-gradient';
 import {sparseOTProblem} from '../problem';
 import {evalSemidual, type SemidualEval} from '../semidual';
@@ -90,6 +91,11 @@ export interface UnrolledSparseOTResult {
 
 const CONTEXT = 'unrolledSparseOT';
 
+/** Every key of {@link UnrolledSparseOTOptions} (the compiler keeps the list complete). */
+const UNROLLED_OPTION_KEYS: readonly string[] = Object.keys({
+  k: true, gamma: true, a: true, b: true, sparsity: true, iterations: true, stepSizes: true, cgIterations: true, init: true,
+} satisfies Record<keyof UnrolledSparseOTOptions, true>);
+
 /** Default Newton step sizes tried by the line search (0 is always tried as well). */
 const DEFAULT_STEPS = [1, 0.5, 0.25, 0.125];
 
@@ -131,6 +137,10 @@ const pickStep = noGrad((values: tf.Tensor, current: tf.Tensor, same: tf.Tensor,
  * ```
  */
 export function unrolledSparseOT(cost: tf.Tensor, options: UnrolledSparseOTOptions): UnrolledSparseOTResult {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError('options', 'an object with at least k', options, CONTEXT);
+  }
+  checkOptions(options, UNROLLED_OPTION_KEYS, CONTEXT);
   const k = assertPositiveInt('k', options.k, CONTEXT);
   const iterations = assertPositiveInt('iterations', options.iterations ?? 10, CONTEXT, 0);
   if (options.cgIterations !== undefined) assertPositiveInt('cgIterations', options.cgIterations, CONTEXT, 0);

@@ -38,6 +38,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError, ShapeError, assertOneOf, assertPositiveInt, assertPositiveNumber} from '../../core/errors';
+import {checkOptions} from '../../core/options';
 import {positiveMask} from '../../core/stop-gradient';
 import {mulMask, solveSupportSystem, supportGraph, type ImplicitSolveSpace} from '../support-graph';
 import type {Formulation, Sparsity} from '../types';
@@ -76,6 +77,11 @@ export interface ImplicitGradientOptions {
 
 const CONTEXT = 'sparseOTPlanVJP';
 
+/** Every key of {@link ImplicitGradientOptions} (the compiler keeps the list complete). */
+const VJP_OPTION_KEYS: readonly string[] = Object.keys({
+  gamma: true, formulation: true, sparsity: true, space: true, maxIterations: true, tolerance: true, support: true,
+} satisfies Record<keyof ImplicitGradientOptions, true>);
+
 function toRank3(t: tf.Tensor, name: string): tf.Tensor3D {
   if (t.rank === 2) return tf.expandDims(t, 0) as tf.Tensor3D;
   if (t.rank === 3) return t as tf.Tensor3D;
@@ -99,6 +105,7 @@ function toRank3(t: tf.Tensor, name: string): tf.Tensor3D {
  * ```
  */
 export function sparseOTPlanVJP(plan: tf.Tensor, upstream: tf.Tensor, options: ImplicitGradientOptions = {}): tf.Tensor {
+  checkOptions(options, VJP_OPTION_KEYS, CONTEXT);
   const gamma = assertPositiveNumber('gamma', options.gamma ?? 1, CONTEXT);
   const formulation = assertOneOf('formulation', options.formulation ?? 'semidual', ['semidual', 'dual'] as const, CONTEXT);
   const sparsity = assertOneOf('sparsity', options.sparsity ?? 'column', ['column', 'row'] as const, CONTEXT);

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt} from '../../core/errors';
+import {checkOptions} from '../../core/options';
 import {noGrad} from '../../core/stop-gradient';
 
 /**
@@ -81,6 +82,7 @@ export function conjugateGradient(
   rhs: tf.Tensor2D,
   options: ConjugateGradientOptions,
 ): tf.Tensor2D {
+  checkOptions(options, ['iterations', 'tolerance', 'preconditioner', 'project', 'minCurvature'], 'conjugateGradient');
   const iterations = assertPositiveInt('iterations', options.iterations, 'conjugateGradient', 0);
   const tol = options.tolerance ?? 1e-6;
   const precond = options.preconditioner;

@@ -1,5 +1,6 @@
 /** Rebuilds a solver object from its `{className, config}` form (`solver.getConfig()`). */
 import {InvalidArgumentError} from '../../core/errors';
+import {checkOptions} from '../../core/options';
 import {AdamSolver, type AdamSolverConfig} from './adam';
 import {AlternatingSolver, type AlternatingSolverConfig} from './alternating';
 import {NewtonSolver, type NewtonSolverConfig} from './newton';
@@ -19,7 +20,11 @@ import {SOLVER_CLASS_NAMES, type SparseOTSolver} from './solver';
  * ```
  */
 export function solverFromConfig(spec: {className: string; config?: Record<string, unknown>}): SparseOTSolver {
-  const config = spec?.config ?? {};
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
+    throw new InvalidArgumentError('spec', 'an object {className, config?}', spec, 'solverFromConfig');
+  }
+  checkOptions(spec, ['className', 'config'], 'solverFromConfig');
+  const config = spec.config ?? {};
   const make = SOLVERS[spec?.className];
   if (!make) {
     throw new InvalidArgumentError('className', "one of 'AdamSolver', 'NewtonSolver', 'AlternatingSolver', 'SinkhornSolver'", spec?.className, 'solverFromConfig');

@@ -151,6 +151,7 @@ export function readStart(problem: SparseOTProblem, init: SolverInit | undefined
   if (init === null || typeof init !== 'object') {
     throw new InvalidArgumentError('init', 'an object {alpha?, beta?}', init, context);
   }
+  checkOptions(init, ['alpha', 'beta'], `${context}.init`);
   const alpha = readInit('init.alpha', init.alpha, groups, m, batched, context, hostReads);
   const beta = readInit('init.beta', init.beta, groups, n, batched, context, hostReads);
   return problem.columnSparse ? {alpha, beta} : {alpha: beta, beta: alpha};
