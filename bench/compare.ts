@@ -9,7 +9,12 @@
  *
  * Every finished run is appended to `<out>/runs.jsonl` at once, and runs already there are
  * skipped, so a long study can be run in pieces; the tables (mean ± sample std over seeds,
- * accuracy range in brackets) are rewritten into `<out>/compare.md` after every run.
+ * accuracy range in brackets, the builds that contributed) are rewritten into `<out>/compare.md`
+ * after every run. Every record names its `build` (`git rev-parse --short HEAD` at the start of
+ * the process, `-dirty` when the work tree differed from it outside `<out>`; run `npm run build`
+ * at that commit first, since the packages are read from their dist folders) and its `backend`
+ * (read back after the run). The cells run in the order of `--capacity-factors`, then `--data`,
+ * then seed, then router, so a study cut short leaves whole seeds of whole cells.
  *
  * Run:   npm run build && npx tsx bench/compare.ts [options]
  *   --data=mnist,fashion-mnist     data sets (default both; fashion-mnist needs Debian's dataset-fashion-mnist)
@@ -19,8 +24,10 @@
  *   --epochs=X | --steps=N         budget per run (default: the main job's epochs)
  *   --batch=N --backend=wasm --out=bench/results/compare-real
  *   --progress                     print training progress (stderr)
+ *   --table-only                   run nothing: rewrite <out>/compare.md from runs.jsonl and print it
  *   --quick                        smoke test: 20 steps, seed 0, capacity factor 1.25, mnist
  */
+import {execFileSync} from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -31,7 +38,7 @@ import {
 } from '@tfjs-moe/training';
 import {parseArgs} from 'util';
 
-const ARGS = parseArgs({options: {quick: {type: 'boolean'}, progress: {type: 'boolean'}, backend: {type: 'string'}, batch: {type: 'string'}, 'capacity-factors': {type: 'string'}, data: {type: 'string'}, epochs: {type: 'string'}, out: {type: 'string'}, routers: {type: 'string'}, seeds: {type: 'string'}, steps: {type: 'string'}}, strict: true, allowPositionals: false}).values;
+const ARGS = parseArgs({options: {quick: {type: 'boolean'}, progress: {type: 'boolean'}, 'table-only': {type: 'boolean'}, backend: {type: 'string'}, batch: {type: 'string'}, 'capacity-factors': {type: 'string'}, data: {type: 'string'}, epochs: {type: 'string'}, out: {type: 'string'}, routers: {type: 'string'}, seeds: {type: 'string'}, steps: {type: 'string'}}, strict: true, allowPositionals: false}).values;
 const QUICK = ARGS.quick === true;
 const arg = (name: 'backend' | 'batch' | 'capacity-factors' | 'data' | 'epochs' | 'out' | 'routers' | 'seeds' | 'steps'): string | undefined => ARGS[name];
 
@@ -62,11 +69,12 @@ const DEFAULT_ROUTERS = Object.keys(ROUTERS);
 const ALL_ROUTERS = [...DEFAULT_ROUTERS, ...Object.keys(VARIANTS)];
 const specOf = (router: string): Pick<ModelSpec, 'router' | 'gradient' | 'expertsPerToken'> => ROUTERS[VARIANTS[router]?.base ?? router];
 
-/** What a run returns: {@link runTraining}'s result, wall seconds of training + final evaluation, batch size. */
+/** What a run returns: {@link runTraining}'s result, wall seconds of training + final evaluation, batch size, active backend. */
 interface Trained {
   result: TrainResult;
   seconds: number;
   batchSize: number;
+  backend: string;
 }
 
 /**
@@ -74,7 +82,7 @@ interface Trained {
  * written), with `routerOptions` merged into every MoE block's router config.
  */
 async function trainWithRouterOptions(o: RunOptions, routerOptions: Record<string, unknown>): Promise<Trained> {
-  await setupBackend(o.backend ?? 'auto');
+  const {backend} = await setupBackend(o.backend ?? 'auto');
   const seed = o.seed ?? 0;
   const split = loadSplits(o.data ?? D.data, {seed});
   const batchSize = o.batchSize ?? D.batchSize;
@@ -100,7 +108,7 @@ async function trainWithRouterOptions(o: RunOptions, routerOptions: Record<strin
     checkpointEvery: 0,
     onLog: ARGS.progress ? (r) => void process.stderr.write(`    step ${r.step}/${steps}: loss ${r.loss.toFixed(3)}, ${r.imagesPerSecond.toFixed(0)} img/s\n`) : undefined,
   });
-  return {result, seconds: (performance.now() - t0) / 1000, batchSize};
+  return {result, seconds: (performance.now() - t0) / 1000, batchSize, backend};
 }
 
 /** One finished run. */
@@ -126,6 +134,26 @@ interface StudyRun {
   seconds: number;
   cpuSeconds: number;
   loadAverage: number;
+  /**
+   * The code the run came from: short commit hash of HEAD when the process started, `-dirty` if
+   * the work tree differed from it (outside the study's own folder). Absent in none: the first 20
+   * records (before this field existed) were given `9df77ab` by hand, the commit they ran on.
+   */
+  build: string;
+  /** Active tfjs backend, read back after the run (absent in the first 20 records: wasm). */
+  backend?: string;
+}
+
+/** Short hash of HEAD, with `-dirty` when tracked or untracked files outside `exclude` differ from it. */
+function gitBuild(exclude: string): string {
+  const git = (...a: string[]): string => execFileSync('git', a, {encoding: 'utf8'}).trim();
+  try {
+    const head = git('rev-parse', '--short=7', 'HEAD');
+    const dirty = git('status', '--porcelain', '--', '.', `:(exclude)${exclude}`) !== '';
+    return dirty ? `${head}-dirty` : head;
+  } catch {
+    return 'unknown';
+  }
 }
 
 function worst(stats: Record<string, LoadBalanceStats>, key: 'droppedFraction' | 'maxOverMean', none: number): number {
@@ -138,16 +166,31 @@ function meanStd(v: number[]): [number, number] {
   return [m, v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / (v.length - 1)) : 0];
 }
 
+/** `9df77ab (0,1), 1234abc (2)`: each build with the seeds it ran, and the backend when not wasm. */
+function builds(rs: StudyRun[]): string {
+  const by = new Map<string, number[]>();
+  for (const r of rs) {
+    const key = `${r.build ?? '?'}${r.backend && r.backend !== 'wasm' ? ` ${r.backend}` : ''}`;
+    by.set(key, [...(by.get(key) ?? []), r.seed]);
+  }
+  return [...by].map(([b, seeds]) => `${b} (${seeds.join(',')})`).join(', ');
+}
+
 function table(runs: StudyRun[]): string {
   const lines: string[] = [];
-  const keys = [...new Set(runs.map((r) => `${r.data}|${r.capacityFactor ?? '-'}`))];
+  // Data sets in order of appearance; per data set capacity factors from large to small, the dense ViT last.
+  const datas = [...new Set(runs.map((r) => r.data))];
+  const cfRank = (cf: number | null): number => (cf === null ? -Infinity : cf);
+  const cells = [...new Map(runs.map((r) => [`${r.data}|${r.capacityFactor ?? '-'}`, r])).values()]
+    .sort((a, b) => datas.indexOf(a.data) - datas.indexOf(b.data) || cfRank(b.capacityFactor) - cfRank(a.capacityFactor));
+  const keys = cells.map((r) => `${r.data}|${r.capacityFactor ?? '-'}`);
   for (const key of keys) {
     const [data, cf] = key.split('|');
     const group = runs.filter((r) => `${r.data}|${r.capacityFactor ?? '-'}` === key);
     const r0 = group[0];
-    lines.push(`### ${data}, capacity factor ${cf} (${r0.steps} steps of ${r0.batchSize})`, '');
-    lines.push('| router | seeds | test accuracy | train dropped | test dropped | train max/mean | test max/mean | images/s (wall) | images/CPU-s |');
-    lines.push('|---|---|---|---|---|---|---|---|---|');
+    lines.push(`### ${data}, ${cf === '-' ? 'dense ViT (no capacity factor)' : `capacity factor ${cf}`} (${r0.steps} steps of ${r0.batchSize})`, '');
+    lines.push('| router | seeds | test accuracy | train dropped | test dropped | train max/mean | test max/mean | images/s (wall) | images/CPU-s | builds (seeds) |');
+    lines.push('|---|---|---|---|---|---|---|---|---|---|');
     for (const router of ALL_ROUTERS) {
       const rs = group.filter((r) => r.router === router);
       if (!rs.length) continue;
@@ -159,7 +202,7 @@ function table(runs: StudyRun[]): string {
       const range = rs.length > 1 ? ` [${Math.min(...accs).toFixed(2)}, ${Math.max(...accs).toFixed(2)}]` : '';
       lines.push(
         `| ${router} | ${rs.map((r) => r.seed).join(',')} | ${f((r) => r.testAccuracy, 2, 100, '%')}${range} | ${f((r) => r.trainDropped, 2, 100, '%')} | ${f((r) => r.testDropped, 2, 100, '%')} | ` +
-          `${f((r) => r.trainMaxOverMean, 2)} | ${f((r) => r.testMaxOverMean, 2)} | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.cpuImagesPerSecond, 0)} |`,
+          `${f((r) => r.trainMaxOverMean, 2)} | ${f((r) => r.testMaxOverMean, 2)} | ${f((r) => r.imagesPerSecond, 0)} | ${f((r) => r.cpuImagesPerSecond, 0)} | ${builds(rs)} |`,
       );
     }
     lines.push('');
@@ -179,14 +222,22 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, {recursive: true});
   const runsFile = path.join(out, 'runs.jsonl');
   const runs: StudyRun[] = fs.existsSync(runsFile) ? fs.readFileSync(runsFile, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as StudyRun) : [];
-  console.log(`# Router study: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}; ${runs.length} runs already in ${runsFile}`);
-  for (const data of datas) {
-    for (const cf of factors) {
-      for (const router of routers) {
-        const spec = specOf(router);
-        const capacityFactor = spec.router === 'dense' ? null : cf;
-        if (spec.router === 'dense' && cf !== factors[0]) continue; // the dense ViT has no capacity
-        for (const seed of seeds) {
+  const tableFile = path.join(out, 'compare.md');
+  if (ARGS['table-only']) {
+    fs.writeFileSync(tableFile, table(runs));
+    console.log(table(runs));
+    return;
+  }
+  const build = gitBuild(out);
+  console.log(`# Router study: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, build ${build}; ${runs.length} runs already in ${runsFile}`);
+  // Capacity factor, then data set, then seed, then router: a study cut short leaves whole seeds of whole cells.
+  for (const cf of factors) {
+    for (const data of datas) {
+      for (const seed of seeds) {
+        for (const router of routers) {
+          const spec = specOf(router);
+          const capacityFactor = spec.router === 'dense' ? null : cf;
+          if (spec.router === 'dense' && cf !== factors[0]) continue; // the dense ViT has no capacity
           const budget = steps ?? `e${epochs ?? 'default'}`;
           const done = runs.find((r) => r.data === data && r.router === router && r.capacityFactor === capacityFactor && r.seed === seed && (steps === undefined || r.steps === steps));
           if (done) continue;
@@ -209,7 +260,7 @@ async function main(): Promise<void> {
           const variant = VARIANTS[router];
           const run: Trained = variant
             ? await trainWithRouterOptions(options, variant.routerOptions)
-            : await runTraining(options).then((s) => ({result: s.result, seconds: s.seconds, batchSize: s.config.batchSize as number}));
+            : await runTraining(options).then((s) => ({result: s.result, seconds: s.seconds, batchSize: s.config.batchSize as number, backend: s.backend}));
           const cpu = process.cpuUsage(cpu0);
           const r = run.result;
           const speeds = (r.history.length > 1 ? r.history.slice(1) : r.history).map((h) => h.imagesPerSecond).sort((a, b) => a - b);
@@ -232,14 +283,16 @@ async function main(): Promise<void> {
             seconds: run.seconds,
             cpuSeconds,
             loadAverage: os.loadavg()[0],
+            build,
+            backend: run.backend,
           };
           r.model.dispose();
           runs.push(rec);
           fs.appendFileSync(runsFile, JSON.stringify(rec) + '\n');
-          fs.writeFileSync(path.join(out, 'compare.md'), table(runs));
+          fs.writeFileSync(tableFile, table(runs));
           console.error(
             `  ${data} ${router} cf ${capacityFactor ?? '-'} seed ${seed}: test ${(100 * rec.testAccuracy).toFixed(2)}%, dropped ${(100 * rec.trainDropped).toFixed(1)}% / ${(100 * rec.testDropped).toFixed(1)}%, ` +
-              `${Math.round(rec.imagesPerSecond)} img/s, ${rec.seconds.toFixed(0)} s (CPU ${cpuSeconds.toFixed(0)} s, load ${rec.loadAverage.toFixed(1)})`,
+              `${Math.round(rec.imagesPerSecond)} img/s, ${rec.seconds.toFixed(0)} s (CPU ${cpuSeconds.toFixed(0)} s, load ${rec.loadAverage.toFixed(1)}, ${new Date().toISOString()})`,
           );
         }
       }
