@@ -2,9 +2,9 @@
  * Issue 13 item 5: the sparse-OT plan at huge cost scales. Scaling the cost and gamma together
  * leaves the problem (and its plan) unchanged, so the plan of `(s * C, gamma = s)` must equal the
  * plan of `(C, gamma = 1)` for every s up to 1e30 (the oracle: the same problem at scale 1), with
- * no NaN, full mass and exact column marginals. Newton and the default (alternating) solver hold
- * this; Adam does not yet (its step size is in the potentials' absolute units): that case is
- * `it.failing` until the cost is normalized before solving (packages/router/src/ot, hostsolve).
+ * no NaN, full mass and exact column marginals. Newton and the default (alternating) solver are
+ * scale-free by construction; Adam takes its step in units of gamma, which makes its whole ascent
+ * scale with the problem.
  */
 import * as tf from '@tensorflow/tfjs';
 import {solveSparseOT} from '../../src';
@@ -41,6 +41,5 @@ function expectSamePlan(solver: 'auto' | 'newton' | 'adam'): void {
 describe('sparse-OT plan under a shared scale of cost and gamma (|C|/gamma fixed, |C| up to 1e30)', () => {
   it('default solver: the plan of the scale-1 problem at every scale', () => expectSamePlan('auto'));
   it('newton: the plan of the scale-1 problem at every scale', () => expectSamePlan('newton'));
-  // Known failure (reported to the OT owner): Adam returns a different plan, still "converged".
-  it.failing('adam: the plan of the scale-1 problem at every scale', () => expectSamePlan('adam'));
+  it('adam: the plan of the scale-1 problem at every scale', () => expectSamePlan('adam'));
 });

@@ -112,6 +112,8 @@ const CASES: Case[] = [
   {name: 'adam (the released router: 20 steps, semi-dual)', groups: 16, m: 17, n: 4, spec: {k: 8}, solver: () => adam()},
   {name: 'adam on the dual', groups: 6, m: 12, n: 4, spec: {k: 4}, solver: () => adam({formulation: 'dual', maxIterations: 12})},
   {name: 'adam, row sparsity, k = 1', groups: 4, m: 8, n: 6, spec: {k: 1, sparsity: 'row'}, solver: () => adam({learningRate: 0.05})},
+  {name: 'adam, gamma 0.3 and a cost in [-2, 0] (step in units of max(gamma, max |C|), per group)', groups: 4, m: 16, n: 4, spec: {k: 5, gamma: 0.3}, solver: () => adam(), cost: () => tf.tidy(() => tf.mul(gateCost(4, 16, 4, 5), 2)) as tf.Tensor3D},
+  {name: 'adam, cost and gamma scaled by 1e20', groups: 3, m: 16, n: 4, spec: {k: 5, gamma: 1e20}, solver: () => adam(), cost: () => tf.tidy(() => tf.mul(gateCost(3, 16, 4, 11), 1e20)) as tf.Tensor3D},
 ];
 
 describeBackends('host path = tensor path', (backend) => {

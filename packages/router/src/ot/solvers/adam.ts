@@ -1,7 +1,10 @@
 /**
  * The `adam` solver: Adam ascent on the (semi-)dual, as the released V-MoE reference runs it
  * (optax.adam: learning rate 1e-2, betas 0.9 / 0.999, eps 1e-8 added to `sqrt(v_hat)`,
- * bias-corrected moments, a fixed number of steps, 20, from zero potentials). The one Adam step
+ * bias-corrected moments, a fixed number of steps, 20, from zero potentials), with the step in
+ * units of the potentials' scale (see {@link potentialScale}: 1 for the reference's problem), so
+ * that scaling cost and gamma together scales the whole ascent and leaves the plan unchanged, up
+ * to |C| ~1e30 (issue 13). The one Adam step
  * of the OT core ({@link adamStep}) also serves the alternating solver's polish phase.
  * The tensor path runs entirely on the device: nothing is read back while it iterates. On cpu /
  * wasm / tensorflow (host reads allowed) the same steps run on host arrays (host-adam.ts).
@@ -71,6 +74,22 @@ export function adamStep(state: AdamState, grads: tf.Tensor[], lr: number | tf.T
   });
 }
 
+/**
+ * The potentials' scale per group, `max(gamma, max_ij |C_ij|)` (`<float32>[groups, 1]`): the
+ * optimal potentials are of the cost's size (`alpha_i + beta_j - C_ij = gamma T_ij` on the
+ * support) or of gamma's, whichever is larger. Adam's step is taken in this unit. It scales with
+ * the problem (`(s C, s gamma)` has scale `s` times), and is exactly 1 for gamma 1 and a cost in
+ * [-1, 1], such as the reference's `-softmax(logits)`.
+ *
+ * @example
+ * ```ts
+ * const lr = tf.mul(potentialScale(problem), 1e-2); // <float32>[groups, 1]
+ * ```
+ */
+export function potentialScale(problem: SparseOTProblem): tf.Tensor2D {
+  return tf.tidy(() => tf.maximum(tf.reshape(tf.max(tf.abs(problem.costT), [1, 2]), [problem.groups, 1]), problem.gamma) as tf.Tensor2D);
+}
+
 /** Disposes every tensor of an Adam state. */
 export function disposeAdam(state: AdamState): void {
   tf.dispose([...state.params, ...state.m, ...state.v]);
@@ -85,7 +104,11 @@ export function disposeAdam(state: AdamState): void {
  * ```
  */
 export interface AdamSolverConfig extends AdamMoments {
-  /** Step size. Default 1e-2. */
+  /**
+   * Step size, in units of the potentials' scale `max(gamma, max |C|)` per group (see
+   * {@link potentialScale}). Default 1e-2. For the reference's problem (gamma 1, cost
+   * `-softmax`, so |C| <= 1) the scale is 1 and this is its absolute step.
+   */
   learningRate?: number;
   /** Steps, always all run (as the reference does). Default 20. */
   maxIterations?: number;
@@ -137,6 +160,7 @@ export class AdamSolver extends SolverBase<Required<AdamSolverConfig>> {
     let state = adamInit(beta0 ? [alpha0, beta0] : [alpha0]);
     tf.dispose([alpha0, ...(beta0 ? [beta0] : [])]);
     let last: tf.Tensor | null = null;
+    const lr = tf.tidy(() => tf.mul(potentialScale(problem), learningRate));
     for (let t = 1; t <= maxIterations; t++) {
       const p = state.params as tf.Tensor2D[];
       let grads: tf.Tensor[];
@@ -152,14 +176,14 @@ export class AdamSolver extends SolverBase<Required<AdamSolverConfig>> {
         grads = [e.grad];
         value = e.value;
       }
-      const next = adamStep(state, grads, learningRate, t, this.config);
+      const next = adamStep(state, grads, lr, t, this.config);
       disposeAdam(state);
       tf.dispose(grads);
       last?.dispose();
       last = value;
       state = next;
     }
-    tf.dispose([...state.m, ...state.v]);
+    tf.dispose([...state.m, ...state.v, lr]);
     const [alpha, beta] = state.params as tf.Tensor2D[];
     const settled = (value: tf.Tensor1D): boolean => (last === null ? false : allGroups(valueSettled(value, last, tolerance), problem.hostReads));
     if (!dual) {

@@ -26,15 +26,22 @@ export interface HostAdamConfig {
   epsilon: number;
 }
 
-/** One parameter vector's Adam ascent step at step number t (adam.ts `adamStep` with numbers). */
-function adamStepHost(p: Float32Array, m: Float32Array, v: Float32Array, grad: ArrayLike<number>, t: number, cfg: HostAdamConfig): void {
+/** Group g's step `learningRate * max(gamma, max |C|)` in float32, as adam.ts's `potentialScale` computes it. */
+function groupStep(hp: HostProblem, g: number, learningRate: number): number {
+  const size = hp.mi * hp.ni;
+  let scale = f32(hp.gamma);
+  for (let i = g * size; i < (g + 1) * size; i++) scale = Math.max(scale, Math.abs(hp.costT[i]));
+  return f32(scale * f32(learningRate));
+}
+
+/** One parameter vector's Adam ascent step at step number t with step `lr` (adam.ts `adamStep` with numbers). */
+function adamStepHost(p: Float32Array, m: Float32Array, v: Float32Array, grad: ArrayLike<number>, t: number, lr: number, cfg: HostAdamConfig): void {
   const b1 = f32(cfg.beta1);
   const b1c = f32(1 - cfg.beta1);
   const b2 = f32(cfg.beta2);
   const b2c = f32(1 - cfg.beta2);
   const c1 = f32(1 - cfg.beta1 ** t);
   const c2 = f32(1 - cfg.beta2 ** t);
-  const lr = f32(cfg.learningRate);
   const eps = f32(cfg.epsilon);
   for (let i = 0; i < p.length; i++) {
     const g = grad[i];
@@ -87,15 +94,16 @@ export function solveAdamHost(problem: SparseOTProblem, init: SolverInit | undef
     if (dual) start.beta0(g, beta);
     for (const x of [ma, va, mb, vb]) x.fill(0);
     let last = NaN;
+    const lr = groupStep(hp, g, cfg.learningRate);
     for (let t = 1; t <= T; t++) {
       if (dual) {
         last = hostDualPlan(hp, g, alpha, beta, planT, scratch);
         dualGradients(hp, g, planT, gradAlpha, gradBeta);
-        adamStepHost(alpha, ma, va, gradAlpha, t, cfg);
-        adamStepHost(beta, mb, vb, gradBeta, t, cfg);
+        adamStepHost(alpha, ma, va, gradAlpha, t, lr, cfg);
+        adamStepHost(beta, mb, vb, gradBeta, t, lr, cfg);
       } else {
         last = ev.evaluate(hp, g, alpha).value;
-        adamStepHost(alpha, ma, va, ev.grad, t, cfg);
+        adamStepHost(alpha, ma, va, ev.grad, t, lr, cfg);
       }
     }
     const value = dual ? hostDualPlan(hp, g, alpha, beta, planT, scratch) : ev.evaluate(hp, g, alpha).value;
