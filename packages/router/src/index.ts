@@ -2,7 +2,7 @@
  * @tfjs-moe/router: mixture-of-experts routing for TensorFlow.js.
  *
  * - The k-sparse optimal-transport core (`solveSparseOT`, `kSparseSimplexProjection`, `sinkhorn`)
- *   and gradients through the plan (`sparseOTPlanImplicit`, `unrolledSparseOT`).
+ *   and gradients through the plan (`sparseOTPlan`, `unrolledSparseOT`).
  * - The routers (`sparseOTRouter`, `topKRouter`, `expertChoiceRouter`, `sinkhornRouter`), all
  *   returning one `RoutingResult`.
  * - Index dispatch/combine and the `moe` layer.

@@ -8,8 +8,8 @@
  *   converged, `await out.marginalStats()`).
  * - `sparseOTPlan(cost, spec, solver)` (a tfjs op) / `implicitSolve`: the plan with its implicit
  *   gradient; `sparseOTPlanVJP`; `unrolledSparseOT`.
- * - Conveniences: `solveSparseOT(cost, options)`, `sinkhorn(cost, options)` and
- *   `sparseOTPlanImplicit` (the earlier one-call entry points, kept working).
+ * - Conveniences: `solveSparseOT(cost, options)` and `sinkhorn(cost, options)` (the earlier
+ *   one-call entry points, kept working).
  *
  * @example
  * ```ts
@@ -52,8 +52,6 @@ export type {UnrolledSparseOTOptions, UnrolledSparseOTResult} from './gradients/
 // Conveniences (the earlier one-call entry points).
 export {solveSparseOT, solverForOptions} from './solve';
 export {sinkhorn} from './sinkhorn';
-export {sparseOTPlanImplicit} from './gradients/legacy';
-export type {ImplicitPlanOptions, SolveFunction} from './gradients/legacy';
 export type {
   Sparsity, Formulation, SolverName, MarginalLike, SparseOTOptions, SparseOTResult, SinkhornOptions, SinkhornResult,
 } from './types';

@@ -10,7 +10,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 
 import {InvalidArgumentError, ShapeError} from '../../src/core/errors';
-import {conjugateGradient, sparseOTPlanImplicit, sparseOTPlanVJP} from '../../src/ot';
+import {alternating, conjugateGradient, newton, sparseOTPlan, sparseOTPlanVJP} from '../../src/ot';
 import {noGrad, stopGradient} from '../../src/core/stop-gradient';
 import {kSparseProjectionFixedSupport, solveSparseOT, unrolledSparseOT} from '../../src/ot';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
@@ -238,10 +238,10 @@ describeBackends('implicit VJP of the plan', () => {
     tf.dispose([cost, dir, plus, minus, base.plan, up.plan, down.plan]);
   });
 
-  test('sparseOTPlanImplicit: tf.grad through the solver equals sparseOTPlanVJP on its plan (fixed-support, k 6)', () => {
+  test('sparseOTPlan: tf.grad through the solver equals sparseOTPlanVJP on its plan (fixed-support, k 6)', () => {
     const cost = negSoftmaxCost(12, 3, 13);
     const w = tf.randomNormal([12, 3], 0, 1, 'float32', 14);
-    const g = tf.grad((c: tf.Tensor) => tf.sum(tf.mul(sparseOTPlanImplicit(c, {k: 6, gamma: 1}, solveSparseOT), w)))(cost);
+    const g = tf.grad((c: tf.Tensor) => tf.sum(tf.mul(sparseOTPlan(c, {k: 6, gamma: 1}, alternating()), w)))(cost); // the solver solveSparseOT picks (k < m)
     const r = solveSparseOT(cost, {k: 6, gamma: 1});
     const direct = sparseOTPlanVJP(r.plan, w, {gamma: 1});
     expectAllClose(flat(g), flat(direct), 1e-6, 1e-5);
@@ -302,12 +302,12 @@ describeBackends('implicit VJP of the plan', () => {
     r.dispose();
   });
 
-  test('no leaks: the VJP and a gradient through sparseOTPlanImplicit', async () => {
+  test('no leaks: the VJP and a gradient through sparseOTPlan', async () => {
     const cost = negSoftmaxCost(12, 3, 20);
     const w = tf.randomNormal([12, 3], 0, 1, 'float32', 21);
     const r = solveSparseOT(cost, {k: 6});
     await expectNoLeaks(() => tf.dispose(sparseOTPlanVJP(r.plan, w)), 5);
-    await expectNoLeaks(() => tf.dispose(tf.grad((c: tf.Tensor) => tf.sum(tf.mul(sparseOTPlanImplicit(c, {k: 6}, solveSparseOT), w)))(cost)), 3);
+    await expectNoLeaks(() => tf.dispose(tf.grad((c: tf.Tensor) => tf.sum(tf.mul(sparseOTPlan(c, {k: 6}, alternating()), w)))(cost)), 3);
     await expectNoLeaks(() => tf.dispose(tf.grad((c: tf.Tensor) => unrolledLoss(c, w, 6, 1))(cost)), 3);
     tf.dispose([cost, w]);
     r.dispose();
@@ -367,10 +367,12 @@ describeBackends('implicit VJP vs float64 central differences of exact re-solves
       tf.dispose([plan, g, support, vjp, vjp2]);
     });
     if (c.regime === 'smooth') {
-      test(`smooth regime, ${c.name}: end to end, tf.grad through solveSparseOT + implicit VJP equals the finite differences`, () => {
+      test(`smooth regime, ${c.name}: end to end, tf.grad through sparseOTPlan (Newton) equals the finite differences`, () => {
         const cost = tf.tensor2d(c.C);
         const g = tf.tensor2d(c.G);
-        const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(sparseOTPlanImplicit(x, {k: c.k, gamma: c.gamma, maxIterations: 100, tolerance: 1e-7}, solveSparseOT), g)))(cost);
+        // Smooth regime (k = m): the solver solveSparseOT picks is Newton.
+        const solver = newton({maxIterations: 100, tolerance: 1e-7});
+        const grad = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(sparseOTPlan(x, {k: c.k, gamma: c.gamma}, solver), g)))(cost);
         expectAllClose(grad.arraySync() as number[][], c.vjpFiniteDifference, ATOL, RTOL);
         // Danskin: our solver's plan is the gradient of the optimal value, whose float64 central
         // differences the fixture holds (float32 plan of entries <= ~2: 1e-4 absolute).
