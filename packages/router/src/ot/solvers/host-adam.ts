@@ -6,10 +6,10 @@
  */
 import type {SparseOTOutput} from '../output';
 import type {SparseOTProblem} from '../problem';
-import {
-  accumulate, HostSemidualEval, hostDualPlan, hostOutput, newHostSolution, ProjectionScratch, readHostProblem, storeSolution,
-  type HostProblem,
-} from './host';
+import {accumulate, readHostProblem, type HostProblem} from './host';
+import {HostSemidualEval, hostDualPlan} from './host-evaluate';
+import {hostOutput, newHostSolution, storeSolution} from './host-output';
+import {ProjectionScratch} from './host-projection';
 import {readHostStart} from './host-alternating';
 import type {SolverInit} from './solver';
 

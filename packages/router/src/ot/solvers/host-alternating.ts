@@ -7,10 +7,10 @@
 import type {SparseOTOutput} from '../output';
 import type {SparseOTProblem} from '../problem';
 import type {Formulation} from '../types';
-import {
-  accumulate, HostSemidualEval, hostOutput, newHostSolution, ProjectionScratch, projectSlice, readHostProblem, storeSolution,
-  topKPositions, type HostProblem,
-} from './host';
+import {accumulate, readHostProblem, type HostProblem} from './host';
+import {HostSemidualEval} from './host-evaluate';
+import {hostOutput, newHostSolution, storeSolution} from './host-output';
+import {ProjectionScratch, projectSlice, topKPositions} from './host-projection';
 import {MAX_ACTIVE} from './lifted-dual';
 import {readStart, type SolverInit} from './solver';
 
@@ -34,15 +34,12 @@ export interface HostAlternatingConfig {
   formulation: Formulation;
 }
 
-/** Scratch of the row best responses. */
-class RowScratch {
-  readonly negEntry: Float64Array;
-  readonly order: Int32Array;
+/** Scratch of the row best responses: the projection's (`xc` holds the negated entry levels, `order` their ranking) plus the column block. */
+class RowScratch extends ProjectionScratch {
   readonly beta: Float32Array;
   readonly ell: Float32Array;
   constructor(ni: number) {
-    this.negEntry = new Float64Array(ni);
-    this.order = new Int32Array(ni);
+    super(ni);
     this.beta = new Float32Array(ni);
     this.ell = new Float32Array(ni);
   }
@@ -82,7 +79,7 @@ function columnBlockHost(hp: HostProblem, g: number, ev: HostSemidualEval, alpha
 function rowBestResponseHost(hp: HostProblem, g: number, rs: RowScratch, out: Float32Array): void {
   const {mi, ni, gamma} = hp;
   const K = Math.min(ni, MAX_ACTIVE);
-  const {negEntry, order, beta, ell} = rs;
+  const {xc: negEntry, order, beta, ell} = rs;
   for (let i = 0; i < mi; i++) {
     const c0 = (g * mi + i) * ni;
     for (let j = 0; j < ni; j++) negEntry[j] = f32(f32(beta[j] - ell[j]) - hp.costRows[c0 + j]);

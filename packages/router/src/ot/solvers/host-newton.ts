@@ -13,7 +13,9 @@
 import type {SparseOTOutput} from '../output';
 import type {SparseOTProblem} from '../problem';
 import type {Formulation} from '../types';
-import {HostSemidualEval, hostOutput, newHostSolution, readHostProblem, storeSolution} from './host';
+import {readHostProblem} from './host';
+import {HostSemidualEval} from './host-evaluate';
+import {hostOutput, newHostSolution, storeSolution} from './host-output';
 import {readHostStart} from './host-alternating';
 import type {SolverInit} from './solver';
 
