@@ -8,7 +8,7 @@ import {InvalidArgumentError} from '../../src/core/errors';
 import {UnknownOptionError} from '../../src/core/options';
 import {
   alternating, conjugateGradient, implicitSolve, kSparseSimplexProjection, sinkhorn, solverFromConfig, solveSparseOT,
-  sparseOTPlanImplicit, sparseOTPlanVJP, sparseOTProblem, sparsemax, unrolledSparseOT,
+  sparseOTPlanVJP, sparseOTProblem, sparsemax, unrolledSparseOT,
 } from '../../src/ot';
 
 /** The error `run` throws (fails the test when it throws none). */
@@ -33,9 +33,6 @@ describe('OT options objects reject unknown keys', () => {
     ['sparseOTProblem (a solver setting)', () => sparseOTProblem(cost, {k: 2, solver: 'newton'} as never), 'sparseOTProblem', 'solver', undefined],
     ['sinkhorn', () => sinkhorn(cost, {epsilom: 0.1} as never), 'sinkhorn', 'epsilom', 'epsilon'],
     ['sinkhorn init', () => sinkhorn(cost, {init: {ff: tf.zeros([4])}} as never), 'sinkhorn.init', 'ff', 'f'],
-    ['sparseOTPlanImplicit', () => sparseOTPlanImplicit(cost, {k: 2, implict: {}} as never), 'sparseOTPlanImplicit', 'implict', 'implicit'],
-    ['sparseOTPlanImplicit implicit', () => sparseOTPlanImplicit(cost, {k: 2, implicit: {spaces: 'tokens'}} as never),
-      'sparseOTPlanImplicit.implicit', 'spaces', 'space'],
     ['implicitSolve', () => implicitSolve(cost, {k: 2}, alternating(), {spce: 'tokens'} as never), 'sparseOTPlan', 'spce', 'space'],
     ['implicitSolve spec', () => implicitSolve(cost, {k: 2, gammma: 1} as never, alternating()), 'sparseOTPlan', 'gammma', 'gamma'],
     ['solver.solve init', () => {
