@@ -6,7 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import {ConfigError, MoE} from '@tfjs-moe/router';
 import {EncodableValue as Encodable, encode, encodeParts, Ext} from './encode';
-import {compareKeyPaths, modelParams, TreeSizes} from './mapping';
+import {modelParams} from './mapping';
+import {compareKeyPaths, type TreeSizes} from './param-tree';
 import {shardName, SHARD_MARKER, V1_VERSION} from './partitioned';
 
 /** Options of {@link exportVMoE}. */

@@ -9,7 +9,8 @@ import {CheckpointArrays} from './arrays';
 import {CheckpointError, SourceOpener} from './byte-source';
 import {CheckpointParams, readCheckpointParams} from './checkpoint';
 import {ImportedConfig, vmoeConfigToTfjs, VMoEImportOptions} from './config';
-import {checkParams, expectedParams, setModelWeights, TreeSizes} from './mapping';
+import {setModelWeights} from './mapping';
+import {checkParams, expectedParams, type TreeSizes} from './param-tree';
 
 /** What {@link importVMoE} returns. */
 export interface ImportedModel {
