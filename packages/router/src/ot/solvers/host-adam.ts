@@ -10,6 +10,7 @@ import {accumulate, readHostProblem, type HostProblem} from './host';
 import {HostSemidualEval, hostDualPlan} from './host-evaluate';
 import {hostOutput, newHostSolution, storeSolution} from './host-output';
 import {ProjectionScratch} from './host-projection';
+import {adamStepHost, hostAdamConstants} from './host-adam-step';
 import {readHostStart} from './host-alternating';
 import type {SolverInit} from './solver';
 
@@ -32,23 +33,6 @@ function groupStep(hp: HostProblem, g: number, learningRate: number): number {
   let scale = f32(hp.gamma);
   for (let i = g * size; i < (g + 1) * size; i++) scale = Math.max(scale, Math.abs(hp.costT[i]));
   return f32(scale * f32(learningRate));
-}
-
-/** One parameter vector's Adam ascent step at step number t with step `lr` (adam.ts `adamStep` with numbers). */
-function adamStepHost(p: Float32Array, m: Float32Array, v: Float32Array, grad: ArrayLike<number>, t: number, lr: number, cfg: HostAdamConfig): void {
-  const b1 = f32(cfg.beta1);
-  const b1c = f32(1 - cfg.beta1);
-  const b2 = f32(cfg.beta2);
-  const b2c = f32(1 - cfg.beta2);
-  const c1 = f32(1 - cfg.beta1 ** t);
-  const c2 = f32(1 - cfg.beta2 ** t);
-  const eps = f32(cfg.epsilon);
-  for (let i = 0; i < p.length; i++) {
-    const g = grad[i];
-    m[i] = f32(f32(m[i] * b1) + f32(g * b1c));
-    v[i] = f32(f32(v[i] * b2) + f32(f32(g * g) * b2c));
-    p[i] = p[i] + f32(lr * f32(f32(m[i] / c1) / f32(f32(Math.sqrt(f32(v[i] / c2))) + eps)));
-  }
 }
 
 /** The dual's gradients at the plan `planT` (`[ni, mi]`): `a - T 1` and `b - T^T 1`, summed as the backend sums. */
@@ -88,6 +72,7 @@ export function solveAdamHost(problem: SparseOTProblem, init: SolverInit | undef
   const beta = new Float32Array(ni);
   const [ma, va, mb, vb] = [new Float32Array(mi), new Float32Array(mi), new Float32Array(ni), new Float32Array(ni)];
   const [gradAlpha, gradBeta] = [new Float32Array(mi), new Float32Array(ni)];
+  const k = hostAdamConstants(cfg.beta1, cfg.beta2, cfg.epsilon);
   let converged = true;
   for (let g = 0; g < groups; g++) {
     start.alpha0(hp, g, alpha);
@@ -96,14 +81,17 @@ export function solveAdamHost(problem: SparseOTProblem, init: SolverInit | undef
     let last = NaN;
     const lr = groupStep(hp, g, cfg.learningRate);
     for (let t = 1; t <= T; t++) {
+      // The bias corrections as adam.ts computes them for a number t (float64, rounded once).
+      const c1 = f32(1 - cfg.beta1 ** t);
+      const c2 = f32(1 - cfg.beta2 ** t);
       if (dual) {
         last = hostDualPlan(hp, g, alpha, beta, planT, scratch);
         dualGradients(hp, g, planT, gradAlpha, gradBeta);
-        adamStepHost(alpha, ma, va, gradAlpha, t, lr, cfg);
-        adamStepHost(beta, mb, vb, gradBeta, t, lr, cfg);
+        adamStepHost(alpha, alpha, ma, va, gradAlpha, lr, c1, c2, k);
+        adamStepHost(beta, beta, mb, vb, gradBeta, lr, c1, c2, k);
       } else {
         last = ev.evaluate(hp, g, alpha).value;
-        adamStepHost(alpha, ma, va, ev.grad, t, lr, cfg);
+        adamStepHost(alpha, alpha, ma, va, ev.grad, lr, c1, c2, k);
       }
     }
     const value = dual ? hostDualPlan(hp, g, alpha, beta, planT, scratch) : ev.evaluate(hp, g, alpha).value;

@@ -8,6 +8,7 @@ import type {SparseOTOutput} from '../output';
 import type {SparseOTProblem} from '../problem';
 import type {Formulation} from '../types';
 import {accumulate, readHostProblem, type HostProblem} from './host';
+import {adamStepHost, hostAdamConstants} from './host-adam-step';
 import {HostSemidualEval} from './host-evaluate';
 import {hostOutput, newHostSolution, storeSolution} from './host-output';
 import {ProjectionScratch, projectSlice, topKPositions} from './host-projection';
@@ -15,12 +16,8 @@ import {MAX_ACTIVE} from './lifted-dual';
 import {readStart, type SolverInit} from './solver';
 
 const f32 = Math.fround;
-/** Adam's constants as the tensor path holds them (float32 scalars). */
-const B1 = f32(0.9);
-const B1C = f32(1 - 0.9);
-const B2 = f32(0.999);
-const B2C = f32(1 - 0.999);
-const EPS = f32(1e-8);
+/** The polish phase's Adam constants (adam.ts's defaults). */
+const ADAM = hostAdamConstants(0.9, 0.999, 1e-8);
 
 /** The settings of the alternating solver that the host path reads. */
 export interface HostAlternatingConfig {
@@ -148,14 +145,10 @@ function runStart(
       const tp = Math.max(t - stallAt, 1);
       const span = Math.max(T - stallAt, 1);
       const lr = f32(lr0 * f32(0.5 * f32(1 + f32(Math.cos(f32(f32(Math.PI) * f32((tp - 1) / span)))))));
-      const c1 = f32(1 - f32(B1 ** tp));
-      const c2 = f32(1 - f32(B2 ** tp));
-      for (let i = 0; i < mi; i++) {
-        const gi = ev.grad[i];
-        m1[i] = f32(f32(m1[i] * B1) + f32(gi * B1C));
-        m2[i] = f32(f32(m2[i] * B2) + f32(f32(gi * gi) * B2C));
-        next[i] = alpha[i] + f32(lr * f32(f32(m1[i] / c1) / f32(f32(Math.sqrt(f32(m2[i] / c2))) + EPS)));
-      }
+      // The bias corrections as adam.ts computes them for a tensor t (float32 powers).
+      const c1 = f32(1 - f32(ADAM.b1 ** tp));
+      const c2 = f32(1 - f32(ADAM.b2 ** tp));
+      adamStepHost(next, alpha, m1, m2, ev.grad, lr, c1, c2, ADAM);
     } else {
       columnBlockHost(hp, g, ev, alpha, rs);
       rowBestResponseHost(hp, g, rs, next);
