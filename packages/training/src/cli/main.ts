@@ -15,7 +15,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import {parseArgs} from 'util';
 import '@tfjs-moe/models';
-import {checkOptions, InvalidArgumentError, nearestKey, TfjsMoeError} from '@tfjs-moe/router';
+import {checkOptions, InvalidArgumentError, nearestKey} from '@tfjs-moe/router';
 import {BACKEND_NAMES, setupBackend, type BackendRequest} from '../backend';
 import {compareRouters, DEFAULT_VARIANTS, parseVariants} from '../compare';
 import {loadSplits} from '../data/load';
@@ -26,7 +26,7 @@ import {formatBalance} from '../metrics/load-balance';
 import {ROUTER_CHOICES, GRADIENT_CHOICES, type GradientChoice, type RouterChoice} from '../model-factory';
 import {RUN_OPTION_KEYS, runTraining, summaryLines, type RunOptions} from '../run';
 import {evaluate} from '../train/evaluate';
-import {joinNegativeValues} from './args';
+import {joinNegativeValues, reportCommandError} from './args';
 import {VMOE_COMMANDS, vmoeCommand} from './vmoe';
 
 const USAGE = `Usage: tfjs-moe <command> [options]
@@ -295,17 +295,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (command === 'eval') await evalCommand(values);
     else await compareCommand(values);
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (values.verbose) console.error(err);
-    if (e instanceof TfjsMoeError) {
-      console.error(`tfjs-moe ${command}: ${err.message}`);
-    } else if (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EISDIR' || err.code === 'ENOTDIR') {
-      console.error(`tfjs-moe ${command}: ${err.code === 'ENOENT' ? 'no such file or folder' : err.code === 'EACCES' ? 'permission denied' : 'wrong kind of path'}: ${err.path ?? err.message}`);
-    } else {
-      const first = String(err?.message ?? err).split('\n')[0];
-      console.error(`tfjs-moe ${command}: ${err?.name ?? 'Error'}: ${first}${values.verbose ? '' : ' (run with --verbose for the stack trace)'}`);
-    }
-    return 1;
+    return reportCommandError(e, command, values.verbose === true);
   }
   return 0;
 }

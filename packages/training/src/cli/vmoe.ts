@@ -9,10 +9,10 @@
  * ```
  */
 import {setupBackend} from '../backend';
-import {joinNegativeValues} from './args';
+import {joinNegativeValues, reportCommandError} from './args';
 import * as path from 'path';
 import {parseArgs} from 'util';
-import {InvalidArgumentError, TfjsMoeError} from '@tfjs-moe/router';
+import {InvalidArgumentError} from '@tfjs-moe/router';
 import {checkCheckpointPath, checkOutputFolder, checkOutputPrefix, exportVMoEFromFolder, importVMoEToFolder, readConfigFile} from '../vmoe/node';
 
 /** The subcommands this module runs. */
@@ -137,18 +137,7 @@ export async function vmoeCommand(command: (typeof VMOE_COMMANDS)[number], argv:
       for (const f of written) console.log(`wrote ${path.resolve(f)}`);
     }
   } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (values.verbose) console.error(err);
-    if (e instanceof TfjsMoeError) {
-      // Messages of the library may carry the command as their context already: say it once.
-      console.error(`tfjs-moe ${command}: ${err.message.replace(new RegExp(`^${command}: `), '')}`);
-    } else if (err?.code === 'ENOENT' || err?.code === 'EACCES' || err?.code === 'EISDIR' || err?.code === 'ENOTDIR') {
-      console.error(`tfjs-moe ${command}: ${err.code === 'ENOENT' ? 'no such file or folder' : err.code === 'EACCES' ? 'permission denied' : 'wrong kind of path'}: ${err.path ?? err.message}`);
-    } else {
-      const first = String(err?.message ?? err).split('\n')[0];
-      console.error(`tfjs-moe ${command}: ${err?.name ?? 'Error'}: ${first}${values.verbose ? '' : ' (run with --verbose for the stack trace)'}`);
-    }
-    return 1;
+    return reportCommandError(e, command, values.verbose === true);
   }
   return 0;
 }
