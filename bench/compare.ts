@@ -19,7 +19,7 @@
  * Run:   npm run build && npx tsx bench/compare.ts [options]
  *   --data=mnist,fashion-mnist     data sets (default both; fashion-mnist needs Debian's dataset-fashion-mnist)
  *   --seeds=0,1,2                  seeds (default 0,1,2)
- *   --capacity-factors=1,1.25      training capacity factors (default 1,1.25; the dense ViT runs once)
+ *   --capacity-factors=1.25,1      training capacity factors, in the order run (default 1.25,1; the dense ViT runs once, with the first)
  *   --routers=LIST                 default sparse-ot:softmax,sparse-ot:implicit,sparse-ot:unrolled,top-1,top-2,expert-choice,sinkhorn,dense
  *   --epochs=X | --steps=N         budget per run (default: the main job's epochs)
  *   --batch=N --backend=wasm --out=bench/results/compare-real
@@ -213,7 +213,7 @@ function table(runs: StudyRun[]): string {
 async function main(): Promise<void> {
   const datas = (arg('data') ?? (QUICK ? 'mnist' : 'mnist,fashion-mnist')).split(',');
   const seeds = (arg('seeds') ?? (QUICK ? '0' : '0,1,2')).split(',').map(Number);
-  const factors = (arg('capacity-factors') ?? (QUICK ? '1.25' : '1,1.25')).split(',').map(Number);
+  const factors = (arg('capacity-factors') ?? (QUICK ? '1.25' : '1.25,1')).split(',').map(Number);
   const routers = (arg('routers') ?? DEFAULT_ROUTERS.join(',')).split(',');
   for (const r of routers) if (!ALL_ROUTERS.includes(r)) throw new Error(`unknown router ${r}; one of ${ALL_ROUTERS.join(', ')}`);
   const steps = arg('steps') !== undefined ? Number(arg('steps')) : QUICK ? 20 : undefined;
