@@ -13,7 +13,7 @@ import {loadSplits} from './data/load';
 import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from './defaults';
 import {atomicWriteFile, fileHandler} from './io/file-io';
 import {prepareRunFolder} from './io/run-folder';
-import {formatBalance, type LoadBalanceStats} from './metrics/load-balance';
+import {formatBalance} from './metrics/load-balance';
 import {buildModel, MODEL_SPEC_KEYS, resolveModelSpec, type ModelSpec} from './model-factory';
 import {renderReport} from './report/html';
 import {routingDetails} from './report/routing';
@@ -183,8 +183,8 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
     loss: result.final.loss,
     seconds,
     backend: setup.backend,
-    trainBalance: stripClasses(result.trainBalance),
-    heldOutBalance: stripClasses(result.final.balance),
+    trainBalance: result.trainBalance,
+    heldOutBalance: result.final.balance,
     config,
   };
   atomicWriteFile(path.join(out, 'summary.json'), JSON.stringify(summary, null, 2));
@@ -202,10 +202,6 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
     atomicWriteFile(path.join(out, 'report.html'), html);
   }
   return {out, backend: setup.backend, result, seconds, config, resumed};
-}
-
-function stripClasses(stats: Record<string, LoadBalanceStats>): Record<string, LoadBalanceStats> {
-  return Object.fromEntries(Object.entries(stats).map(([k, s]) => [k, {...s}]));
 }
 
 /**
