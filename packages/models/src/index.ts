@@ -33,3 +33,4 @@ export {moeify, mlpBlocks, findMlps, moeNameFor, upcycleExperts, MOEIFY_OPTION_K
 export type {MoeifyOptions, ExpertInit, FoundMlp} from './moeify';
 export {VMoETopKRouter, VMoESparseOTRouter, vmoeCapacity} from './vmoe-routing';
 export type {VMoETopKRouterArgs, VMoESparseOTRouterArgs, VMoECapacityArgs, CapacityRounding} from './vmoe-routing';
+export {checkImages, guardImageInput} from './input-check';

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {checkOptions, ConfigError, MOE_ARG_KEYS} from '@tfjs-moe/router';
 import {LayerReplacement, replaceLayers} from './graph';
+import {guardImageInput} from './input-check';
 import {MlpBlock} from './layers/mlp';
 import {MoEBlockOptions, MoEBlockSelection, seededMoEArgs, selectMoEBlocks} from './moe-options';
 import {moe, MoE} from './router-api';
@@ -266,5 +267,5 @@ export function moeify(model: tf.LayersModel, options: MoeifyOptions): tf.Layers
       },
     });
   }
-  return replaceLayers(model, replacements, name);
+  return guardImageInput(replaceLayers(model, replacements, name), 'model');
 }

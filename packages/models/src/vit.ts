@@ -9,6 +9,7 @@ import {classToken, positionEmbedding, tokenPooling} from './layers/tokens';
 import {multiHeadSelfAttention} from './layers/attention';
 import {mlpBlock} from './layers/mlp';
 import {layerNorm} from './layers/layer-norm';
+import {guardImageInput} from './input-check';
 
 /**
  * Layer names inside a ViT / V-MoE built here, for the `i`-th (0-based) encoder block.
@@ -105,7 +106,7 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
     kernelInitializer: tf.initializers.glorotUniform(headInit),
     name: 'head',
   }).apply(x) as tf.SymbolicTensor;
-  return tf.model({inputs: input, outputs: output, name: c.name});
+  return guardImageInput(tf.model({inputs: input, outputs: output, name: c.name}), 'model');
 }
 
 /**
@@ -115,6 +116,9 @@ export function buildViT(c: ResolvedViTConfig, mlpSlot: (block: number) => tf.la
  * Pass a preset name (`'mnist-tiny'`, `'mnist-small'`, `'cifar-tiny'`), a full config, or
  * `{preset, ...overrides}`. Layer names follow {@link blockLayerNames}; the MLPs are
  * `MlpBlock` layers named `block<i>_mlp`, which `moeify` can replace by MoE layers.
+ * The model's `predict`, `predictOnBatch`, `evaluate`, `fit`, and `apply` / `execute` on a
+ * tensor throw a `ShapeError` naming `images` and the expected `[batch, height, width, channels]`
+ * for images of another shape (as do `vmoe` and `moeify` models).
  *
  * @example
  * ```ts

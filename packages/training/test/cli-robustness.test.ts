@@ -135,7 +135,12 @@ describe('NaN never trains silently', () => {
     expect(err).toBeInstanceOf(NonFiniteError);
     expect(err.firstStep).toBe(err.lastStep);
     expect(err.lastCheckpoint).toBe(err.lastStep - 1);
-    expect(err.message).toMatch(/^Training stopped: non-finite values in step \d+ \(mean loss NaN, gradient norm NaN\)\. /);
+    // The first MoE layer's router check finds the NaN the pixel spread through its example: the
+    // message names that layer and its inputs (issue 13 item 6), not a loss of NaN.
+    expect(err.message).toMatch(
+      /^Training stopped: non-finite values in step \d+ \(found by MoE 'block\d+_moe': Expected inputs to be finite \(no NaN or Infinity; shape \[\d+, \d+, \d+\]\), but got NaN\)\. /);
+    expect(err.cause).toBeInstanceOf(NonFiniteError);
+    expect(err.argument).toBe('inputs');
     // Nothing of the bad step was saved: the newest checkpoint is the step before, all finite.
     const ckpt = readLatestCheckpoint(path.join(outDir, 'checkpoints'));
     expect(ckpt.step).toBe(err.lastCheckpoint);

@@ -3,7 +3,7 @@
  * leading axes, group the tokens and route the groups; and the router logits of those groups.
  */
 import * as tf from '@tensorflow/tfjs';
-import {ShapeError} from '../core/errors';
+import {NonFiniteError, ShapeError} from '../core/errors';
 import type {Router} from '../routers/router';
 import type {RoutingResult} from '../routers/routing-result';
 import {groupTokens, type GroupingMode, type TokenGroups} from './grouping';
@@ -21,6 +21,7 @@ export interface RoutedGroups {
 
 /** The parts of an MoE layer that grouping and routing read. */
 export interface RoutingLayer {
+  readonly name: string;
   readonly router: Router;
   readonly groupingMode: GroupingMode;
   readonly groupSize: number | undefined;
@@ -34,7 +35,8 @@ export interface RoutingLayer {
  * Checks the inputs, flattens `<float32>[...batch, tokens, d]` to `[batch, tokens, d]`, groups
  * the tokens as the layer does and routes the groups (building the layer on first use).
  *
- * @throws {ShapeError} for an input of rank < 2, another model dimension, or a mask of another shape
+ * @throws {ShapeError} for an input of rank < 2, with no token, another model dimension, or a mask of another shape
+ * @throws {NonFiniteError} naming `inputs` (and the layer) when the router finds NaN or Infinity in them
  *
  * @example
  * ```ts
@@ -46,6 +48,7 @@ export function routeGroups(layer: RoutingLayer, x: tf.Tensor, userMask: tf.Tens
   if (!(x instanceof tf.Tensor) || x.rank < 2) {
     throw new ShapeError('inputs', 'a tensor [..., tokens, d] of rank >= 2', x instanceof tf.Tensor ? x.shape : x, ctx);
   }
+  if (x.size === 0) throw new ShapeError('inputs', 'a non-empty tensor [..., tokens, d] (at least one token)', x.shape, `${ctx} '${layer.name}'`);
   if (!layer.built) layer.build(x.shape);
   const d = x.shape[x.rank - 1];
   const tokens = x.shape[x.rank - 2];
@@ -60,7 +63,16 @@ export function routeGroups(layer: RoutingLayer, x: tf.Tensor, userMask: tf.Tens
   const m2 = userMask == null ? undefined : (tf.reshape(userMask, [batch, tokens]) as tf.Tensor2D);
   const groups = groupTokens(x3, layer.groupingMode, layer.groupSize, m2);
   const capacity = layer.capacityFor(groups.groupSize, training);
-  const routing = layer.router.route(groups.tokens, {mask: groups.mask, training, capacity});
+  let routing: RoutingResult;
+  try {
+    routing = layer.router.route(groups.tokens, {mask: groups.mask, training, capacity});
+  } catch (e) {
+    // The router checked its tokens, which are the layer's inputs regrouped: name the inputs.
+    if (e instanceof NonFiniteError && e.argument === 'tokens') {
+      throw new NonFiniteError('inputs', `finite (no NaN or Infinity; shape [${x.shape.join(', ')}])`, e.value, `${ctx} '${layer.name}'`);
+    }
+    throw e;
+  }
   return {groups, routing, capacity, lead, batch, tokens};
 }
 

@@ -19,4 +19,6 @@ export type {
   OTSolverLike, OTGradientLike, OTAssignmentLike, ResolvedSolver, ResolvedGradient, ResolvedAssignment, LegacySparseOTArgs,
 } from './sparse-ot-config';
 export {rebalanceAssignment} from './rebalance';
+export {setRouterInputChecks} from './input-checks';
+export type {RouterInputChecks} from './input-checks';
 export {oneHot} from './one-hot';

@@ -20,9 +20,10 @@ import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import {assertPositiveInt, InvalidArgumentError, ShapeError} from '../core/errors';
 import {checkOptions} from '../core/options';
 import {stopGradient, untracked} from '../core/stop-gradient';
-import {makeRoutingResult, RoutingMetrics, RoutingResult} from './routing-result';
+import {makeRoutingResult, RoutingMetrics, RoutingResult, type RoutingTensors} from './routing-result';
 import {standardMetrics} from './metrics';
 import {computeCapacity} from './capacity';
+import {assertFiniteRouting, routerInputChecksOn} from './input-checks';
 import {loadBalancingLoss, routerZLoss} from './losses';
 import {
   assertBoolean, assertLossWeight, assertSeed, LAYER_ARG_NAMES, resolveInitializer, ROUTER_ARG_NAMES, serializeInitializer,
@@ -150,14 +151,18 @@ export abstract class Router extends tf.layers.Layer {
    * @param tokens `<float32>[groups, groupSize, d]`
    * @param options mask, training mode and capacity ({@link RouteOptions})
    * @returns a {@link RoutingResult} owned by the caller
-   * @throws {ShapeError} for tokens that are not `[groups, groupSize, d]` or a mask of another shape
+   * @throws {ShapeError} for tokens that are not a non-empty `[groups, groupSize, d]` or a mask of another shape
    * @throws {InvalidArgumentError} for a capacity outside `[1, groupSize]`
+   * @throws {NonFiniteError} for tokens holding NaN or Infinity (`tokens`), or finite tokens whose
+   *   logits are not finite (`router logits`: NaN in the router's weights). Checked on cpu and wasm
+   *   and by routers that read back anyway; see `setRouterInputChecks`.
    */
   route(tokens: tf.Tensor3D, options: RouteOptions): RoutingResult {
     const ctx = this.getClassName();
     if (!(tokens instanceof tf.Tensor) || tokens.rank !== 3) {
       throw new ShapeError('tokens', 'a rank-3 tensor [groups, groupSize, d]', tokens instanceof tf.Tensor ? tokens.shape : tokens, ctx);
     }
+    if (tokens.size === 0) throw new ShapeError('tokens', 'non-empty [groups, groupSize, d] (at least one token)', tokens.shape, ctx);
     if (!this.built) this.build(tokens.shape);
     const [groups, groupSize, d] = tokens.shape;
     const kd = (this.kernel as tf.LayerVariable).shape[0];
@@ -171,9 +176,29 @@ export abstract class Router extends tf.layers.Layer {
       throw new ShapeError('mask', `a tensor of shape [${groups}, ${groupSize}]`, mask instanceof tf.Tensor ? mask.shape : mask, ctx);
     }
     const training = options.training === true;
-    const parts = tf.tidy(() => {
+    const logits = tf.tidy(() => this.computeLogits(tokens, training));
+    if (routerInputChecksOn(this.readsBack(training))) {
+      try {
+        assertFiniteRouting(logits, tokens, ctx);
+      } catch (e) {
+        logits.dispose();
+        throw e;
+      }
+    }
+    let parts: RoutingTensors;
+    try {
+      parts = this.routeLogits(logits, mask, training, capacity);
+    } catch (e) {
+      logits.dispose();
+      throw e;
+    }
+    return makeRoutingResult(parts);
+  }
+
+  /** The routing rule, losses and metrics for computed `logits` (kept as the result's `routerLogits`). */
+  private routeLogits(logits: tf.Tensor3D, mask: tf.Tensor | null | undefined, training: boolean, capacity: number): RoutingTensors {
+    return tf.tidy(() => {
       const m = mask == null ? undefined : (tf.cast(mask, 'float32') as tf.Tensor2D);
-      const logits = this.computeLogits(tokens, training);
       const gates = tf.softmax(logits) as tf.Tensor3D;
       const decision = this.computeRouting({logits, gates, mask: m, training, capacity});
       const firstChoice = untracked(() => tf.argMax(gates, 2)) as tf.Tensor2D;
@@ -189,7 +214,16 @@ export abstract class Router extends tf.layers.Layer {
       };
       return {tokenIndices: decision.tokenIndices, combineWeights: decision.combineWeights, routerLogits: logits, auxiliaryLoss, metrics};
     });
-    return makeRoutingResult(parts);
+  }
+
+  /**
+   * Whether a call in this mode reads values back from the device anyway (then the input check
+   * costs no extra pipeline flush on any backend; see `setRouterInputChecks`), or null when the
+   * router's arguments forbid reads (`hostReads: false`). Default false.
+   */
+  protected readsBack(training: boolean): boolean | null {
+    void training;
+    return false;
   }
 
   /**

@@ -10,6 +10,7 @@ import {assignTokenChoice} from './capacity';
 import {gatherTokenExpertValues} from '../moe/dispatch';
 import {assertPositiveInt, assertPositiveNumber} from '../core/errors';
 import {sinkhorn} from '../ot/sinkhorn';
+import {defaultHostReads} from '../ot/validate';
 import {untracked} from '../core/stop-gradient';
 import {assertBoolean, Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
 
@@ -62,6 +63,12 @@ export class SinkhornRouter extends Router {
     this.iterations = assertPositiveInt('iterations', args.iterations ?? 20, ctx);
     this.balanceInference = assertBoolean('balanceInference', args.balanceInference ?? false, ctx);
     this.hostReads = args.hostReads == null ? null : assertBoolean('hostReads', args.hostReads, ctx);
+  }
+
+  /** The balancing Sinkhorn reads its inputs back; plain top-1 inference reads nothing; `hostReads: false` forbids any read. */
+  protected override readsBack(training: boolean): boolean | null {
+    if (this.hostReads === false) return null;
+    return (training || this.balanceInference) && defaultHostReads();
   }
 
   protected computeRouting({logits, gates, mask, training, capacity}: RoutingInput): RoutingDecision {

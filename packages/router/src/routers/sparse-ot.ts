@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {assertOneOf, assertPositiveInt, assertPositiveNumber, ConfigError} from '../core/errors';
-import type {SparseOTProblemSpec} from '../ot/problem';
+import {defaultHostReads, type SparseOTProblemSpec} from '../ot/problem';
 import type {SolverInit} from '../ot/solvers/solver';
 import {computeCapacity} from './capacity';
 import {assertBoolean, Router, type RouterArgs, type RoutingDecision, type RoutingInput} from './router';
@@ -195,6 +195,11 @@ export class SparseOTRouter extends Router {
       this.warmStartBeta = this.addWeight('router/warm_start_beta', [this.numExperts], 'float32', tf.initializers.zeros(), undefined, false);
     }
     this.built = true;
+  }
+
+  /** The solve reads the cost back (its finiteness, convergence); `hostReads: false` forbids any read. */
+  protected override readsBack(): boolean | null {
+    return this.hostReads === false ? null : defaultHostReads();
   }
 
   protected computeRouting({logits, gates, mask, training, capacity}: RoutingInput): RoutingDecision {

@@ -61,7 +61,8 @@ train options:
   --config <file.json>       settings as JSON ({"router": "topk", "steps": 200, ...}; the keys of
                              runTraining's options); flags override it
   --seed <n>                 seed of split, initialization, data order and randomness (default 0)
-  --checkpoint-every <n>     default 50              --eval-every <n>  default: 4 times per run
+  --checkpoint-every <n>     steps between checkpoints (default 50); 0: never (no checkpoint, so no --resume)
+  --eval-every <n>           steps between held-out evaluations (default: 4 per run); 0: never (only the final one)
   --no-report                skip report.html        --quiet        no progress bar
   --verbose                  print stack traces of unexpected errors
 

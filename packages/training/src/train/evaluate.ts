@@ -65,7 +65,13 @@ export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options:
   for (let next = await batches.next(); !next.done; next = await batches.next()) {
     const {xs, ys} = next.value as Batch;
     const useProbe = probe !== null && probed < (options.probeExamples ?? 512);
-    const outputs = useProbe ? (probe.model.apply(xs, {training: false}) as tf.Tensor[]) : [model.apply(xs, {training: false}) as tf.Tensor];
+    let outputs: tf.Tensor[];
+    try {
+      outputs = useProbe ? (probe.model.apply(xs, {training: false}) as tf.Tensor[]) : [model.apply(xs, {training: false}) as tf.Tensor];
+    } catch (e) {
+      tf.dispose([xs, ys]); // a layer's check failed (e.g. NaN inputs): the batch is not left behind
+      throw e;
+    }
     const logits = outputs[0] as tf.Tensor2D;
     const [pred, loss] = tf.tidy(() => {
       const l = tf.losses.softmaxCrossEntropy(tf.oneHot(ys, logits.shape[1]), logits, undefined, 0, tf.Reduction.SUM);

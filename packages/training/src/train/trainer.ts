@@ -28,6 +28,7 @@ import {DivergedError, trainableVariables, trainStep} from './step';
 
 export type {TrainOptions, StepRecord, EvalRecord, TrainResult} from './records';
 export {auxiliaryLoss, DivergedError, trainableVariables, trainStep} from './step';
+export type {DivergenceCause} from './step';
 
 /** The keys of {@link TrainOptions} (any other key is an UnknownOptionError naming the nearest). */
 export const TRAIN_OPTION_KEYS = [
@@ -45,6 +46,16 @@ async function weightsFinite(variables: tf.Variable[]): Promise<boolean> {
   return n === 0;
 }
 
+/** The name of the model's first weight holding NaN or Infinity (read only after a failed check). */
+async function firstNonFiniteWeight(model: tf.LayersModel): Promise<string | null> {
+  for (const w of model.weights) {
+    const flag = tf.tidy(() => tf.all(tf.isFinite(w.read())));
+    const ok = (await flag.data())[0];
+    flag.dispose();
+    if (!ok) return w.name;
+  }
+  return null;
+}
 
 function resolveSteps(o: TrainOptions, train: ImageDataset, batchSize: number): {total: number; perEpoch: number} {
   const perEpoch = batchesPerEpoch(datasetSize(train), batchSize, true);
@@ -151,7 +162,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       result = await evaluate(model, held, {batchSize: Math.max(batchSize, 128), maxExamples: limit, ...(final ? {} : {probeExamples: 0})});
     } catch (e) {
       // Weights overflowed by the last updates show up inside a layer (e.g. the sparse-OT cost).
-      if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step, NaN, NaN, lastCheckpoint, peak);
+      if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step, {error: e}, lastCheckpoint, peak);
       throw e;
     }
     const record: EvalRecord = {type: 'eval', step, final, ...result};
@@ -194,9 +205,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       try {
         out = trainStep(model, variables, optimizer, xs, ys, lr, clipNorm, auxWeight);
       } catch (e) {
-        // Non-finite weights from an earlier step surface inside a layer (e.g. the sparse-OT
-        // router's cost): the run diverged; say so rather than name the layer's internal tensor.
-        if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step + 1, NaN, NaN, lastCheckpoint, peak);
+        tf.dispose([xs, ys]);
+        // Non-finite data or weights from an earlier step surface inside a layer (the routers'
+        // input check): the run diverged; say so, with the layer and tensor that showed it.
+        if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step + 1, {error: e}, lastCheckpoint, peak);
         throw e;
       }
       tf.dispose([xs, ys]);
@@ -216,11 +228,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         sumLoss = sumCe = sumAux = sumCorrect = null;
         // The values are read for the log anyway: a non-finite loss (any step since the last
         // log) or gradient norm stops training before anything of this interval is saved.
-        if (!Number.isFinite(loss) || !Number.isFinite(norm)) throw new DivergedError(intervalStart + 1, step, loss / sinceLog, norm, lastCheckpoint, peak);
+        if (!Number.isFinite(loss) || !Number.isFinite(norm)) throw new DivergedError(intervalStart + 1, step, {loss: loss / sinceLog, gradNorm: norm}, lastCheckpoint, peak);
         // The loss is computed before the update: an update that overflows the weights (a huge
         // learning rate) shows only in the weights. Checked before a checkpoint and at the end.
         if ((checkpointNow || step === total) && !(await weightsFinite(variables))) {
-          throw new DivergedError(intervalStart + 1, step, loss / sinceLog, norm, lastCheckpoint, peak);
+          const weight = (await firstNonFiniteWeight(model)) ?? 'unknown';
+          throw new DivergedError(intervalStart + 1, step, {weight, loss: loss / sinceLog, gradNorm: norm}, lastCheckpoint, peak);
         }
         intervalStart = step;
         const now = performance.now();
