@@ -142,9 +142,10 @@ describe('vit bad input', () => {
     expect(() => vit(config as ViTConfig)).toThrow(message);
   });
 
-  it('a model input of the wrong image size is rejected by tfjs with the expected shape', () => {
+  it('a model input of the wrong image size is a ShapeError naming images and the expected shape (issue 13 item 5)', () => {
     const model = vit({...TINY});
-    expect(() => model.predict(tf.zeros([1, 8, 8, 2]))).toThrow(/expected image to have shape \[null,8,12,2\]/);
+    expect(() => model.predict(tf.zeros([1, 8, 8, 2]))).toThrow(
+      `model '${model.name}': Expected images to be of shape [batch, 8, 12, 2] ([batch, height, width, channels]), but got [1,8,8,2].`);
     model.dispose();
   });
 
