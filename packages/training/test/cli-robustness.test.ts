@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import {ConfigError, InvalidArgumentError, NonFiniteError, UnknownOptionError} from '@tfjs-moe/router';
+import {ConfigError, InvalidArgumentError, NonFiniteError, ShapeError, UnknownOptionError} from '@tfjs-moe/router';
 import {vmoe} from '@tfjs-moe/models';
 import {meanStdText} from '../src/compare';
 import {syntheticDataset} from '../src/data/synthetic';
@@ -392,6 +392,11 @@ describe('loadModel', () => {
     const again = await loadModel(path.join(baseRun, 'model'));
     const y2 = again.predict(x) as tf.Tensor;
     expect(Array.from(y2.dataSync())).toEqual(Array.from(y1.dataSync()));
+    // A loaded image model names the expected image shape, as the built one does.
+    const small = tf.zeros([2, 16, 16, 1]);
+    expect(() => again.predict(small)).toThrow(ShapeError);
+    expect(() => again.predict(small)).toThrow(/Expected images to be of shape \[batch, 28, 28, 1\].*but got \[2,16,16,1\]/);
+    small.dispose();
     tf.dispose([x, y1, y2]);
     good.dispose();
     again.dispose();

@@ -40,8 +40,11 @@ export type {MoEArgs, MoEActivation} from './moe-args';
  * The router's auxiliary loss is registered with `addLoss`, so `model.fit` minimizes it; the
  * metrics of the last call are in {@link MoE.lastMetrics} (and per mode in
  * {@link MoE.lastTrainingMetrics} / {@link MoE.lastInferenceMetrics}).
- * Throws `InvalidArgumentError` / `ConfigError` / `UnknownOptionError` for bad arguments and
- * `ShapeError` for inputs of rank < 2 or the wrong model dimension.
+ * Throws `InvalidArgumentError` / `ConfigError` / `UnknownOptionError` for bad arguments;
+ * `ShapeError` naming `inputs` for inputs of rank < 2, the wrong model dimension or no tokens;
+ * `NonFiniteError` naming `inputs` (with the layer's name and the shape) for NaN/Infinity tokens,
+ * where the router checks them (cpu and wasm, and every backend whose router reads the device
+ * anyway; see `setRouterInputChecks`).
  *
  * @example
  * ```ts

@@ -15,7 +15,7 @@
  */
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
-import '@tfjs-moe/models';
+import {guardImageInput} from '@tfjs-moe/models';
 import {ConfigError, TfjsMoeError} from '@tfjs-moe/router';
 import {fileHandler, nodeFileSystem, type FileSystem} from './file-io';
 
@@ -111,7 +111,10 @@ function unknownLayerMessage(missing: string[], source: string): string {
  * - checks the topology's layer classes before building anything, naming the package to import
  *   for an unregistered tfjs-moe class (tfjs alone says only "Unknown layer: MoE");
  * - turns a damaged folder into a one-line {@link DamagedFileError} naming the file;
- * - frees every tensor and variable a failed load made (tfjs leaks the layers it built).
+ * - frees every tensor and variable a failed load made (tfjs leaks the layers it built);
+ * - makes an image model (one `[null, H, W, C]` input) check the image shape at `predict`,
+ *   `evaluate`, `fit`, ... with a `ShapeError` naming `images` (`guardImageInput`), as the
+ *   models built by `vit()` / `vmoe()` do.
  *
  * @param source a model folder (Node; a run folder of `tfjs-moe train` means its `model/`), a URL, or an IOHandler
  * @throws {InvalidArgumentError} when the folder holds no model.json
@@ -155,5 +158,6 @@ export async function loadModel(source: string | tf.io.IOHandler, fs: FileSystem
     throw err;
   }
   engine.endScope(model.weights.map((w) => w.read()));
-  return model;
+  // As vit() / vmoe() models do, a loaded image model checks the image shape at its entry points.
+  return guardImageInput(model, 'model');
 }
