@@ -52,8 +52,8 @@ export const timeMs = medianTimeMs;
  * The backend's measured matMul peak in GFLOP/s (`matMulPeakGflops` of `@tfjs-moe/router`, the
  * one measurement shared with the browser benchmark): the denominator of "% of peak" columns.
  */
-export async function measureMatMulPeak(sizes: number[] = QUICK ? [256, 512] : [256, 512, 1024]): Promise<number> {
-  return matMulPeakGflops(sizes, QUICK ? 2 : 4);
+export async function measureMatMulPeak(sizes: number[] = QUICK ? [128, 256, 512] : [128, 256, 512, 1024]): Promise<number> {
+  return matMulPeakGflops(sizes, QUICK ? 3 : 5);
 }
 
 /** One line that names the machine, for benchmark headers. */

@@ -12,6 +12,7 @@ import * as os from 'os';
 import * as path from 'path';
 import {runTraining, type RunOptions} from '@tfjs-moe/training';
 import {parseArgs} from 'util';
+import {machineDescription} from './common';
 
 // util.parseArgs: an unknown or misspelt flag is an error instead of a silently ignored setting.
 const ARGS: Record<string, string | undefined> = parseArgs({options: {backend: {type: 'string'}, data: {type: 'string'}, router: {type: 'string'}, batch: {type: 'string'}, depth: {type: 'string'}, epochs: {type: 'string'}, 'eval-every': {type: 'string'}, heads: {type: 'string'}, lr: {type: 'string'}, mlp: {type: 'string'}, patch: {type: 'string'}, seed: {type: 'string'}, shift: {type: 'string'}, steps: {type: 'string'}, width: {type: 'string'}, warmup: {type: 'string'}, quiet: {type: 'string'}}, strict: true, allowPositionals: false}).values;
@@ -36,6 +37,7 @@ const stream = {
 
 async function main(): Promise<void> {
   const load0 = os.loadavg()[0];
+  console.error(`${machineDescription()}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const opts: RunOptions = {
     router: (arg('router') ?? 'sparse-ot') as RunOptions['router'],
     data: arg('data'),
@@ -90,6 +92,7 @@ async function main(): Promise<void> {
       trainImages: r.steps * (run.config.batchSize as number),
       load: [load0, os.loadavg()[0]].map((l) => Number(l.toFixed(1))),
       backend: run.backend,
+      machine: machineDescription(),
     }),
   );
   r.model.dispose();

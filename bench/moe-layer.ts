@@ -3,15 +3,23 @@
  * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
  * every router on the same logits, side by side in one run.
  *
- *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu]
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers]
+ *
+ * On wasm the project's fast kernels (`registerFastKernels`: XNNPACK for batched and transposed
+ * matMuls, row-copy gathers) are registered, as `setupBackend` does for training;
+ * `--stock-kernels` measures tfjs-backend-wasm's own kernels instead (the numbers before issue 10).
+ * The dense FFN is timed before and after the MoE rows; ratios use the mean of the two.
  *
  * Full config (issue 3): 2048 tokens (32 images x 64 patches), d 192, h 768, E in {8, 32}, groups
  * of one image (64 tokens). The cpu backend always runs the --quick sizes (it is far slower).
  * Add a router to ROUTERS to have it timed.
  */
 import * as tf from '@tensorflow/tfjs';
-import {backendsFromArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
-import {createRouter, moe, Router, type RouterSpec} from '@tfjs-moe/router';
+import * as os from 'os';
+import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
+import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, type RouterSpec} from '@tfjs-moe/router';
+
+const ARGS = benchArgs({'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}});
 
 interface Sizes {
   images: number;
@@ -63,11 +71,17 @@ function denseStep(x: tf.Tensor2D, vars: tf.Variable[], r: tf.Tensor2D): () => t
 
 async function benchBackend(backend: string): Promise<void> {
   await selectBackend(backend);
-  const sizes = QUICK || backend === 'cpu' ? SMALL : FULL;
+  if (backend === 'wasm') {
+    if (ARGS['stock-kernels']) unregisterFastKernels();
+    else registerFastKernels();
+  }
+  const base = QUICK || backend === 'cpu' ? SMALL : FULL;
+  const sizes = ARGS.experts ? {...base, experts: ARGS.experts.split(',').map(Number)} : base;
+  const kernels = backend === 'wasm' ? (ARGS['stock-kernels'] ? 'stock wasm kernels' : 'fast kernels (registerFastKernels)') : 'stock kernels';
   const tokens = sizes.images * sizes.patches;
   const {d, h, reps} = sizes;
   const peak = await measureMatMulPeak();
-  console.log(`\n### ${backend}: ${tokens} tokens (${sizes.images} x ${sizes.patches}), d ${d}, h ${h}; matMul peak ${peak.toFixed(1)} GFLOP/s\n`);
+  console.log(`\n### ${backend}: ${tokens} tokens (${sizes.images} x ${sizes.patches}), d ${d}, h ${h}; matMul peak ${peak.toFixed(1)} GFLOP/s; ${kernels}; load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
 
   const x3 = tf.randomNormal([sizes.images, sizes.patches, d]) as tf.Tensor3D;
   const x2 = tf.reshape(x3, [tokens, d]) as tf.Tensor2D;
@@ -80,9 +94,11 @@ async function benchBackend(backend: string): Promise<void> {
     tf.variable(tf.zeros([d])),
   ];
   const flops = ffnStepFlops(tokens, d, h);
-  const denseMs = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
+  const denseBefore = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
+  let denseMs = denseBefore;
   const frac = (ms: number) => ((flops / (ms * 1e6)) / peak * 100).toFixed(1);
   console.log(`dense FFN step: ${denseMs.toFixed(1)} ms (${frac(denseMs)}% of peak)\n`);
+  const rows: {text: (dense: number) => string}[] = [];
   console.log('| E | capacity factor | router | MoE step ms | vs dense | % of peak (dense-equivalent FLOPs) | dropped |');
   console.log('|---|---|---|---|---|---|---|');
 
@@ -100,11 +116,23 @@ async function benchBackend(backend: string): Promise<void> {
         const name = `${(spec as {name: string}).name}${expertMatMul === 'per-expert' ? ' (per-expert matMul)' : ''}`;
         if (cf === 1.0 && name === 'sparse-ot') moeMs[E] = ms;
         const dropped = layer.lastMetrics?.droppedFraction as number;
-        console.log(`| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / denseMs).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`);
+        const row = (dense: number) => `| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / dense).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`;
+        rows.push({text: row});
+        console.log(row(denseBefore));
         layer.disposeLast();
         tf.dispose(layer.getWeights());
       }
     }
+  }
+  const denseAfter = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
+  denseMs = (denseBefore + denseAfter) / 2;
+  console.log(`\ndense FFN step again: ${denseAfter.toFixed(1)} ms; the rows against the mean, ${denseMs.toFixed(1)} ms (load average ${os.loadavg()[0].toFixed(2)}):\n`);
+  console.log('| E | capacity factor | router | MoE step ms | vs dense | % of peak (dense-equivalent FLOPs) | dropped |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(r.text(denseMs));
+  if (ARGS['no-routers']) {
+    tf.dispose([x3, r3, ...denseVars]);
+    return;
   }
 
   console.log('\nRouting only, on the same logits `<float32>[groups, 64, E]` (capacity factor 1.0): forward, and forward+backward through the combine weights.\n');

@@ -5,6 +5,7 @@
 //   npx tsx bench/router-drops.ts
 import * as tf from '@tensorflow/tfjs';
 import {SparseOTRouter, sparseOTRouter, type Router} from '@tfjs-moe/router';
+import {machineDescription} from './common';
 
 const E = 8;
 const GROUPS = 4;
@@ -18,6 +19,7 @@ const VARIANTS: Array<[string, () => Router]> = [
 async function main(): Promise<void> {
   await tf.setBackend('cpu');
   if (tf.getBackend() !== 'cpu') throw new Error('cpu backend expected');
+  console.log(machineDescription());
   console.log('| tokens/group | logits | cf | router | dropped (mean of 3 seeds) | max |');
   console.log('|---|---|---|---|---|---|');
   for (const S of [64, 256]) {
