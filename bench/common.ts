@@ -49,6 +49,33 @@ export async function sync(t: tf.Tensor | tf.Tensor[]): Promise<void> {
 export const timeMs = medianTimeMs;
 
 /**
+ * Median wall ms and mean CPU ms of this process (process.cpuUsage, user + system) per run of
+ * `fn`, over `reps` runs after `warmup`; returned tensors are read back and disposed. On a shared
+ * machine the CPU time moves far less with other processes' load than the wall time.
+ */
+export async function timeWallCpuMs(fn: () => tf.Tensor | tf.Tensor[] | void, reps = 5, warmup = 1): Promise<{wallMs: number; cpuMs: number}> {
+  const wall: number[] = [];
+  let cpu = 0;
+  for (let i = 0; i < warmup + reps; i++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    const out = fn();
+    if (out) {
+      const list = Array.isArray(out) ? out : [out];
+      for (const x of list) await x.data();
+      tf.dispose(list);
+    }
+    if (i >= warmup) {
+      wall.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpu += (c.user + c.system) / 1000;
+    }
+  }
+  wall.sort((a, b) => a - b);
+  return {wallMs: wall[Math.floor(wall.length / 2)], cpuMs: cpu / reps};
+}
+
+/**
  * The backend's measured matMul peak in GFLOP/s (`matMulPeakGflops` of `@tfjs-moe/router`, the
  * one measurement shared with the browser benchmark): the denominator of "% of peak" columns.
  */

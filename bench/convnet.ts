@@ -110,6 +110,16 @@ async function main(): Promise<void> {
   const ys = tf.tensor1d(Float32Array.from(train.labels), 'float32');
   const model = buildConvnet(train.height, train.width, train.channels, train.numClasses);
   model.summary(undefined, undefined, (line: string) => console.log(line));
+  const testX = tf.tensor4d(test.images, [test.labels.length, ...shape] as [number, number, number, number]);
+  const testAccuracy = async (): Promise<number> => {
+    const pred = model.predict(testX, {batchSize: 500}) as tf.Tensor;
+    const classes = tf.argMax(pred, 1);
+    const predicted = await classes.data();
+    tf.dispose([pred, classes]);
+    let correct = 0;
+    for (let i = 0; i < predicted.length; i++) if (predicted[i] === test.labels[i]) correct++;
+    return correct / predicted.length;
+  };
   const batch = Number(args.batch);
   const cpuBudget = args['cpu-seconds'] === undefined ? Infinity : Number(args['cpu-seconds']);
   const wallBudget = args['wall-seconds'] === undefined ? Infinity : Number(args['wall-seconds']);
@@ -119,6 +129,9 @@ async function main(): Promise<void> {
   let batchCpu = 0;
   let batchWall = 0;
   let lastLog = 0;
+  // Test accuracy along the way, at each quarter of a CPU budget (outside the timed batches).
+  const milestones = Number.isFinite(cpuBudget) ? [0.25, 0.5, 0.75].map((f) => f * cpuBudget) : [];
+  const along: {cpuSeconds: number; images: number; testAccuracy: number}[] = [];
   await model.fit(xs, ys, {
     batchSize: batch,
     epochs: Number(args.epochs),
@@ -139,15 +152,17 @@ async function main(): Promise<void> {
           lastLog = elapsedWall;
           console.log(`  ${images} images, loss ${logs?.loss?.toFixed(3)}, acc ${logs?.acc?.toFixed(3)}; ${elapsedWall.toFixed(0)} s wall, ${elapsedCpu.toFixed(0)} CPU-s`);
         }
+        if (milestones.length && elapsedCpu >= milestones[0]) {
+          milestones.shift();
+          const acc = await testAccuracy();
+          along.push({cpuSeconds: Math.round(elapsedCpu), images, testAccuracy: acc});
+          console.log(`  test accuracy ${(100 * acc).toFixed(2)}% after ${images} images, ${elapsedCpu.toFixed(0)} CPU-s`);
+        }
         if (elapsedCpu >= cpuBudget || elapsedWall >= wallBudget) model.stopTraining = true;
       },
     },
   });
-  const testX = tf.tensor4d(test.images, [test.labels.length, ...shape] as [number, number, number, number]);
-  const pred = model.predict(testX, {batchSize: 500}) as tf.Tensor;
-  const predicted = await tf.argMax(pred, 1).data();
-  let correct = 0;
-  for (let i = 0; i < predicted.length; i++) if (predicted[i] === test.labels[i]) correct++;
+  const accuracy = await testAccuracy();
   const result = {
     model: `conv ${args.filters} k${args.kernel}${Number(args.dense) > 0 ? ` dense ${args.dense}` : ''} (${model.countParams()} parameters)`,
     backend: tf.getBackend(),
@@ -155,7 +170,8 @@ async function main(): Promise<void> {
     lr: Number(args.lr),
     trainImages: images,
     epochs: Number((images / n).toFixed(2)),
-    testAccuracy: correct / predicted.length,
+    testAccuracy: accuracy,
+    along,
     wallSeconds: Math.round((performance.now() - t0) / 1000),
     cpuSeconds: Math.round(cpuSeconds() - cpu0),
     imagesPerSecond: Math.round(images / trainWall),
@@ -164,7 +180,7 @@ async function main(): Promise<void> {
     machine: machineDescription(),
   };
   console.log(JSON.stringify(result));
-  tf.dispose([xs, ys, testX, pred]);
+  tf.dispose([xs, ys, testX]);
   model.dispose();
 }
 

@@ -16,7 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
-import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs} from './common';
+import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs, timeWallCpuMs} from './common';
 import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, type RouterSpec} from '@tfjs-moe/router';
 
 const ARGS = benchArgs({'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}});
@@ -94,13 +94,14 @@ async function benchBackend(backend: string): Promise<void> {
     tf.variable(tf.zeros([d])),
   ];
   const flops = ffnStepFlops(tokens, d, h);
-  const denseBefore = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
+  const denseBeforeBoth = await timeWallCpuMs(denseStep(x2, denseVars, r2), reps, 1);
+  const denseBefore = denseBeforeBoth.wallMs;
   let denseMs = denseBefore;
   const frac = (ms: number) => ((flops / (ms * 1e6)) / peak * 100).toFixed(1);
-  console.log(`dense FFN step: ${denseMs.toFixed(1)} ms (${frac(denseMs)}% of peak)\n`);
-  const rows: {text: (dense: number) => string}[] = [];
-  console.log('| E | capacity factor | router | MoE step ms | vs dense | % of peak (dense-equivalent FLOPs) | dropped |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log(`dense FFN step: ${denseMs.toFixed(1)} ms (${frac(denseMs)}% of peak), CPU ${denseBeforeBoth.cpuMs.toFixed(1)} ms\n`);
+  const rows: {text: (dense: number, denseCpu: number) => string}[] = [];
+  console.log('| E | capacity factor | router | MoE step ms | vs dense | MoE step CPU ms | vs dense (CPU) | % of peak (dense-equivalent FLOPs) | dropped |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
 
   const moeMs: Record<number, number> = {};
   for (const E of sizes.experts) {
@@ -112,24 +113,27 @@ async function benchBackend(backend: string): Promise<void> {
           const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
           return [value, ...Object.values(grads)];
         };
-        const ms = await timeMs(step, reps, 1);
+        const both = await timeWallCpuMs(step, reps, 1);
+        const ms = both.wallMs;
         const name = `${(spec as {name: string}).name}${expertMatMul === 'per-expert' ? ' (per-expert matMul)' : ''}`;
         if (cf === 1.0 && name === 'sparse-ot') moeMs[E] = ms;
         const dropped = layer.lastMetrics?.droppedFraction as number;
-        const row = (dense: number) => `| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / dense).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`;
+        const row = (dense: number, denseCpu: number) =>
+          `| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / dense).toFixed(2)}x | ${both.cpuMs.toFixed(1)} | ${(both.cpuMs / denseCpu).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`;
         rows.push({text: row});
-        console.log(row(denseBefore));
+        console.log(row(denseBefore, denseBeforeBoth.cpuMs));
         layer.disposeLast();
         tf.dispose(layer.getWeights());
       }
     }
   }
-  const denseAfter = await timeMs(denseStep(x2, denseVars, r2), reps, 1);
-  denseMs = (denseBefore + denseAfter) / 2;
-  console.log(`\ndense FFN step again: ${denseAfter.toFixed(1)} ms; the rows against the mean, ${denseMs.toFixed(1)} ms (load average ${os.loadavg()[0].toFixed(2)}):\n`);
-  console.log('| E | capacity factor | router | MoE step ms | vs dense | % of peak (dense-equivalent FLOPs) | dropped |');
-  console.log('|---|---|---|---|---|---|---|');
-  for (const r of rows) console.log(r.text(denseMs));
+  const denseAfter = await timeWallCpuMs(denseStep(x2, denseVars, r2), reps, 1);
+  denseMs = (denseBefore + denseAfter.wallMs) / 2;
+  const denseCpu = (denseBeforeBoth.cpuMs + denseAfter.cpuMs) / 2;
+  console.log(`\ndense FFN step again: ${denseAfter.wallMs.toFixed(1)} ms, CPU ${denseAfter.cpuMs.toFixed(1)} ms; the rows against the means, ${denseMs.toFixed(1)} ms and CPU ${denseCpu.toFixed(1)} ms (load average ${os.loadavg()[0].toFixed(2)}):\n`);
+  console.log('| E | capacity factor | router | MoE step ms | vs dense | MoE step CPU ms | vs dense (CPU) | % of peak (dense-equivalent FLOPs) | dropped |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) console.log(r.text(denseMs, denseCpu));
   if (ARGS['no-routers']) {
     tf.dispose([x3, r3, ...denseVars]);
     return;

@@ -96,7 +96,11 @@ interface Row {
   kernels: number;
   kernelMs: number;
   stepMs: number;
+  /** CPU milliseconds of this process per step (process.cpuUsage: user + system). */
+  cpuMs: number;
   imagesPerSecond: number;
+  /** Images per CPU second of this process: what an idle core gives, little moved by other processes' load. */
+  imagesPerCpuSecond: number;
   percentOfPeak: number;
 }
 
@@ -133,16 +137,20 @@ async function measure(name: string, variant: string, batch: number, steps: numb
   const profile = await tf.profile(step);
   printTop(profile.kernels, Number(args.top), `${name} ${variant}`);
   const kernelMs = profile.kernels.reduce((s, k) => s + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), 0);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   for (let i = 0; i < steps; i++) await step();
   const stepMs = (performance.now() - t0) / steps;
+  const c = process.cpuUsage(c0);
+  const cpuMs = (c.user + c.system) / 1000 / steps;
   const imagesPerSecond = (batch * 1000) / stepMs;
+  const imagesPerCpuSecond = (batch * 1000) / cpuMs;
   // A training step is about 3 forward passes of matMul work (forward, dX and dW).
   const percentOfPeak = (100 * 3 * forwardFlopsPerImage(SPECS[name], INPUT) * imagesPerSecond) / (peak * 1e9);
   optimizer.dispose();
   tf.dispose([xs, ys]);
   model.dispose();
-  return {model: name, variant, kernels: profile.kernels.length, kernelMs, stepMs, imagesPerSecond, percentOfPeak};
+  return {model: name, variant, kernels: profile.kernels.length, kernelMs, stepMs, cpuMs, imagesPerSecond, imagesPerCpuSecond, percentOfPeak};
 }
 
 /**
@@ -193,24 +201,24 @@ async function optimizerComparison(): Promise<void> {
   model.dispose();
 }
 
-/** Per round: each sparse-OT variant's images/s over top-k's and the dense ViT's (`fast` variants), and the median over rounds. */
-function printRatios(rounds: Row[][]): void {
+/** Per round: each sparse-OT variant's images/s (wall, then per CPU second) over top-k's and the dense ViT's (`fast` variants), and the median over rounds. */
+function printRatios(rounds: Row[][], key: 'imagesPerSecond' | 'imagesPerCpuSecond' = 'imagesPerSecond'): void {
   const ratios = new Map<string, number[]>();
   for (const rows of rounds) {
-    const of = (model: string, variant = 'fast') => rows.find((r) => r.model === model && r.variant === variant)?.imagesPerSecond;
+    const of = (model: string, variant = 'fast') => rows.find((r) => r.model === model && r.variant === variant)?.[key];
     for (const r of rows.filter((x) => x.model === 'sparse-ot')) {
       for (const other of ['topk', 'dense']) {
         const base = of(other);
         if (base === undefined) continue;
-        const key = `sparse-ot ${r.variant} / ${other} fast`;
-        ratios.set(key, [...(ratios.get(key) ?? []), r.imagesPerSecond / base]);
+        const label = `${key === 'imagesPerSecond' ? 'wall' : 'CPU'}: sparse-ot ${r.variant} / ${other} fast`;
+        ratios.set(label, [...(ratios.get(label) ?? []), r[key] / base]);
       }
     }
   }
-  for (const [key, values] of ratios) {
+  for (const [label, values] of ratios) {
     const sorted = [...values].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
-    console.log(`${key}: ${values.map((v) => v.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`);
+    console.log(`${label}: ${values.map((v) => v.toFixed(2)).join(', ')} (median ${median.toFixed(2)})`);
   }
 }
 
@@ -225,8 +233,8 @@ async function main(): Promise<void> {
   registerFastKernels(); // the peak is the XNNPACK 2-D product either way
   const peak = await measureMatMulPeak();
   console.log(`matMul peak ${peak.toFixed(2)} GFLOP/s`);
-  console.log('| model | variant | kernels/step | kernel ms/step | wall ms/step | images/s | % of matMul peak |');
-  console.log('|---|---|---:|---:|---:|---:|---:|');
+  console.log('| model | variant | kernels/step | kernel ms/step | wall ms/step | CPU ms/step | images/s | images/CPU-s | % of matMul peak |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   const rounds: Row[][] = [];
   for (let round = 0; round < Number(args.rounds); round++) {
     const rows: Row[] = [];
@@ -235,12 +243,14 @@ async function main(): Promise<void> {
         if (variant === 'fast-tensor-ot' && name !== 'sparse-ot') continue;
         const r = await measure(name, variant, batch, steps, peak);
         rows.push(r);
-        console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
+        console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.cpuMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.imagesPerCpuSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);
       }
     }
     rounds.push(rows);
   }
   printRatios(rounds);
+  printRatios(rounds, 'imagesPerCpuSecond');
+  console.log(`load average at the end ${(await import('os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   setHostSolvers(true);
   if (args.optimizer) await optimizerComparison();
   await releaseWebGPU();
