@@ -24,7 +24,7 @@ export const TRAINING_DEFAULTS = {
   epochs: 3,
   /** Examples per step (128 trains ~1.25x more images per second than 64 on wasm). */
   batchSize: 128,
-  /** Peak learning rate of AdamW (at batch 128: 4e-3 beat 2e-3 by one point after one epoch, and 6e-3 by 0.05 points over 3 epochs; bench/RESULTS-training.md). */
+  /** Peak learning rate of AdamW (at batch 128: 4e-3 beat 2e-3 by one point after one epoch; 6e-3 over 3 epochs gave 97.42%, below 4e-3 over 2.5 epochs; bench/RESULTS-training.md). */
   learningRate: 4e-3,
   /** Linear warmup, as a fraction of the run's steps. */
   warmupFraction: 0.05,
