@@ -358,6 +358,15 @@ describe('damaged files', () => {
     expectOneLine(await runCli(['eval', '--model', path.join(dir, 'model'), '--data', 'synthetic', '--backend', 'cpu']), [`tfjs-moe eval: Expected ${path.join(dir, 'model')}/${text}`]);
   });
 
+  it('eval --model of a 2-class model on 10-class data is one line naming both class counts', async () => {
+    const dir = path.join(tmp(), 'two');
+    const two = tf.sequential({layers: [tf.layers.flatten({inputShape: [28, 28, 1]}), tf.layers.dense({units: 2})]});
+    await two.save(fileSystem(dir));
+    two.dispose();
+    const r = await runCli(['eval', '--model', dir, '--data', 'synthetic', '--backend', 'cpu']);
+    expectOneLine(r, ['tfjs-moe eval: evaluate: Expected data classes (synthetic', `to be the model's 2 classes (output units), but got 10.`]);
+  });
+
   it('eval --model takes the run folder as well as its model/, and a missing folder is one line', async () => {
     const r = await runCli(['eval', '--model', baseRun, '--data', 'synthetic', '--seed', '3', '--backend', 'cpu']);
     expect(r.code).toBe(0);

@@ -5,7 +5,8 @@ import * as tf from '@tensorflow/tfjs';
 import {useBackend} from '../../router/test/helpers/backends';
 import {loadDigits, splitDataset, syntheticDataset} from '../src/data';
 import {nodeFileSystem, WriteError, type FileSystem} from '../src/io/file-io';
-import {readLatestCheckpoint, train, type StepRecord} from '../src/train';
+import {ConfigError} from '@tfjs-moe/router';
+import {evaluate, readLatestCheckpoint, train, type StepRecord} from '../src/train';
 
 /** A small dense classifier with dropout (so per-step randomness matters for reproducibility). */
 /** A small MLP whose initializers are seeded from the trainer's initialization seed. */
@@ -150,6 +151,28 @@ describe('train [cpu]', () => {
     await expect(train({model: softmaxHead, data: synth, steps: 1})).rejects.toThrow(
       'Expected model output to be logits (a linear classifier head; the loss applies the softmax), but got "softmax".',
     );
+  });
+
+  it('rejects data whose labels or classes do not fit the model (train and evaluate), leaking nothing', async () => {
+    expect(tf.getBackend()).toBe('cpu');
+    const before = tf.memory().numTensors;
+    // 4-class data (labels 0..3), a 3-class model: label 3 has no output unit.
+    await expect(train({model: (s) => denseModel(8, 8, 3, s), data: synth, steps: 1})).rejects.toThrow(ConfigError);
+    await expect(train({model: (s) => denseModel(8, 8, 3, s), data: synth, steps: 1})).rejects.toThrow(
+      `train: Expected data classes (${synth.train.name}) to be the model's 3 classes (output units), but got 4.`,
+    );
+    // A data set claiming 3 classes whose labels reach 3.
+    const liar = {...synth, train: {...synth.train, numClasses: 3}};
+    await expect(train({model: (s) => denseModel(8, 8, 3, s), data: liar, steps: 1})).rejects.toThrow(
+      `train: Expected data labels (${synth.train.name}) to be less than the model's 3 classes (output units), but got "label 3".`,
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    // A 5-class model: every label fits, but the data set has 4 classes.
+    const five = denseModel(8, 8, 5, 0);
+    await expect(evaluate(five, synth.heldOut)).rejects.toThrow(
+      `evaluate: Expected data classes (${synth.heldOut.name}) to be the model's 5 classes (output units), but got 4.`,
+    );
+    five.dispose();
   });
 
   it('pins the message of a failed write', async () => {

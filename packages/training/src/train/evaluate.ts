@@ -1,5 +1,6 @@
 /** Evaluation on held-out data: accuracy, loss, and the MoE layers' load balance. */
 import * as tf from '@tensorflow/tfjs';
+import {ConfigError} from '@tfjs-moe/router';
 import {datasetSize, subset, toTfDataset, type Batch, type ImageDataset} from '../data/dataset';
 import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStatsAsync} from '../metrics/moe-layers';
@@ -35,8 +36,35 @@ export interface EvalResult {
 }
 
 /**
+ * Checks that `model`'s output units (its classes) fit the data set `ds`: as many as
+ * `ds.numClasses`, and more than every label (tf.oneHot would make all-zero rows for the others,
+ * training and scoring silently wrong).
+ *
+ * @throws {ConfigError} naming the data's classes (or largest label) and the model's classes
+ *
+ * @example
+ * ```ts
+ * checkModelClasses(vmoe('mnist-tiny'), loadDigits()); // 10 = 10: fine
+ * ```
+ */
+export function checkModelClasses(model: tf.LayersModel, ds: ImageDataset, context?: string): void {
+  const units = model.outputs[0]?.shape[model.outputs[0].shape.length - 1];
+  if (typeof units !== 'number') return;
+  if (Number.isInteger(ds.numClasses) && ds.numClasses !== units) {
+    throw new ConfigError(`data classes (${ds.name})`, `the model's ${units} classes (output units)`, ds.numClasses, context);
+  }
+  let maxLabel = -1;
+  for (let i = 0; i < ds.labels.length; i++) if (ds.labels[i] > maxLabel) maxLabel = ds.labels[i];
+  if (maxLabel >= units) {
+    throw new ConfigError(`data labels (${ds.name})`, `less than the model's ${units} classes (output units)`, `label ${maxLabel}`, context);
+  }
+}
+
+/**
  * Evaluates `model` (inference mode) on `ds`. Reads back once per batch, asynchronously, after the
  * batch's forward pass (evaluation is not a hot loop of the training step).
+ *
+ * @throws {ConfigError} when the data's classes or labels do not fit the model's output units ({@link checkModelClasses})
  *
  * @example
  * ```ts
@@ -44,6 +72,7 @@ export interface EvalResult {
  * ```
  */
 export async function evaluate(model: tf.LayersModel, ds: ImageDataset, options: EvaluateOptions = {}): Promise<EvalResult> {
+  checkModelClasses(model, ds, 'evaluate');
   const batchSize = options.batchSize ?? 128;
   let data = ds;
   if (options.maxExamples !== undefined && options.maxExamples < datasetSize(ds)) {

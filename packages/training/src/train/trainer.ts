@@ -19,7 +19,7 @@ import {mergeStats, type LoadBalanceStats} from '../metrics/load-balance';
 import {readLayerStatsAsync} from '../metrics/moe-layers';
 import {deriveSeed} from '../rng';
 import {hasCheckpoint, readLatestCheckpoint, setWeightsFromArtifacts, writeCheckpoint} from './checkpoint';
-import {evaluate} from './evaluate';
+import {checkModelClasses, evaluate} from './evaluate';
 import {AdamW} from './optimizer';
 import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from '../defaults';
 import {warmupCosine} from './schedule';
@@ -118,6 +118,12 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (head === 'softmax' || head === 'sigmoid') {
     model.dispose();
     throw new ConfigError('model output', 'logits (a linear classifier head; the loss applies the softmax)', head);
+  }
+  try {
+    for (const ds of [options.data.train, options.data.heldOut, options.data.test]) if (ds) checkModelClasses(model, ds, 'train');
+  } catch (e) {
+    model.dispose();
+    throw e;
   }
   const variables = trainableVariables(model);
   const optimizer = new AdamW(variables, {weightDecay: options.weightDecay ?? D.weightDecay});
