@@ -103,6 +103,7 @@ export function toSparseOTResult(out: SparseOTOutput): SparseOTResult {
     get droppedFraction() {
       return out.marginalStatsSync('solveSparseOT result').droppedFraction;
     },
+    marginalStats: () => out.marginalStats(),
     dispose: () => out.dispose(),
   };
 }

@@ -3,6 +3,7 @@
  * The problem (cost + marginals + k + gamma), the solvers and the result are kept apart.
  */
 import * as tf from '@tensorflow/tfjs';
+import type {MarginalStats} from './output';
 
 /** Which side of the plan `k` bounds: `'column'` (an expert takes at most k tokens) or `'row'`. */
 export type Sparsity = 'column' | 'row';
@@ -104,6 +105,11 @@ export interface SparseOTResult {
   meanRowError: number;
   /** Fraction of rows that receive no mass (mean over groups). */
   droppedFraction: number;
+  /**
+   * The same statistics read asynchronously (works on every backend, webgpu included, where the
+   * getters above cannot read synchronously). Call before `dispose()`.
+   */
+  marginalStats(): Promise<MarginalStats>;
   /** Iterations run. */
   iterations: number;
   /** Whether the relative change of the objective fell below the tolerance (always false with `hostReads: false`: never checked). */

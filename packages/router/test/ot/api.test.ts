@@ -75,6 +75,22 @@ describeBackends('problem, solver, output', (backend) => {
     cost.dispose();
   });
 
+  test("solveSparseOT's result reads the same statistics asynchronously (marginalStats) as by hand", async () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = cost8x4(2);
+    const r = solveSparseOT(cost, {k: 2});
+    const stats = await r.marginalStats();
+    // Oracle: recomputed by hand from the plan (a = 1, b = 8/4 = 2).
+    const plan = r.plan.arraySync() as number[][];
+    const rowErr = plan.map((row) => Math.abs(row.reduce((s, v) => s + v, 0) - 1));
+    const colErr = [0, 1, 2, 3].map((j) => Math.abs(plan.reduce((s, row) => s + row[j], 0) - 2) / 2);
+    expect(stats.marginalError).toBeCloseTo(Math.max(...rowErr, ...colErr), 5);
+    expect(stats.meanRowError).toBeCloseTo(rowErr.reduce((s, v) => s + v, 0) / 8, 5);
+    expect(stats.droppedFraction).toBeCloseTo(plan.filter((row) => row.every((v) => v <= 0)).length / 8, 6);
+    r.dispose();
+    cost.dispose();
+  });
+
   test('one problem serves several solvers and is validated once; no leaks', async () => {
     expect(tf.getBackend()).toBe(backend);
     const cost = cost8x4(2);
