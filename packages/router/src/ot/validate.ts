@@ -45,13 +45,20 @@ export function firstNonFinite(t: tf.Tensor): number | null {
   return NaN;
 }
 
+/** Throws an `InvalidArgumentError` naming `name` when `t` was disposed (tfjs would fail deep inside with a TypeError). */
+function assertLive(name: string, t: tf.Tensor, context: string): void {
+  if (t.isDisposed) throw new InvalidArgumentError(name, 'a tensor that is not disposed', `a disposed tensor of shape [${t.shape.join(', ')}]`, context);
+}
+
 /**
  * Validates that `cost` is a finite `[m, n]` or `[groups, m, n]` tensor (any numeric dtype; the
  * solvers cast it to float32). With `hostReads` false only its type, rank and size are checked
- * (no read-back): a non-finite cost then yields a non-finite plan instead of an error.
+ * (no read-back): a non-finite cost then yields a non-finite plan instead of an error. A disposed
+ * cost is an `InvalidArgumentError`.
  */
 export function validateCost(cost: unknown, context: string, hostReads = true): tf.Tensor {
   if (!(cost instanceof tf.Tensor)) throw new InvalidArgumentError('cost', 'a tf.Tensor', cost, context);
+  assertLive('cost', cost, context);
   if (cost.rank !== 2 && cost.rank !== 3) {
     throw new ShapeError('cost', 'of shape [m, n] or [groups, m, n]', cost.shape, context);
   }
@@ -87,6 +94,7 @@ export function readMarginal(
     data = [value];
     shape = [];
   } else if (value instanceof tf.Tensor) {
+    assertLive(name, value, context);
     data = value.dataSync();
     shape = value.shape;
   } else if (Array.isArray(value) || value instanceof Float32Array) {
@@ -164,6 +172,7 @@ export function readInit(
 ): tf.Tensor2D | undefined {
   if (t === undefined) return undefined;
   if (!(t instanceof tf.Tensor)) throw new InvalidArgumentError(name, 'a tf.Tensor', t, context);
+  assertLive(name, t, context);
   const ok = (t.rank === 1 && t.shape[0] === len) || (batched && t.rank === 2 && t.shape[0] === groups && t.shape[1] === len);
   if (!ok) throw new ShapeError(name, batched ? `of shape [${len}] or [${groups}, ${len}]` : `of shape [${len}]`, t.shape, context);
   if (hostReads) {

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as ot from '@tfjs-moe/router/ot';
-import {NonFiniteError, ShapeError} from '../../src/core/errors';
+import {InvalidArgumentError, NonFiniteError, ShapeError} from '../../src/core/errors';
 import {UnknownOptionError} from '../../src/core/options';
 import {
   adam, alternating, newton, sinkhornSolver, solveSparseOT, solverFromConfig, sparseOTPlan, sparseOTPlanVJP, sparseOTProblem,
@@ -89,6 +89,17 @@ describeBackends('problem, solver, output', (backend) => {
     expect(stats.droppedFraction).toBeCloseTo(plan.filter((row) => row.every((v) => v <= 0)).length / 8, 6);
     r.dispose();
     cost.dispose();
+  });
+
+  test('a disposed cost or marginal is a typed error naming it, not a TypeError from inside tfjs', () => {
+    expect(tf.getBackend()).toBe(backend);
+    const cost = cost8x4(3);
+    const a = tf.ones([8]);
+    a.dispose();
+    expect(() => sparseOTProblem(cost, {k: 2, a})).toThrow(/Expected a to be a tensor that is not disposed, but got "?a disposed tensor of shape \[8\]/);
+    cost.dispose();
+    expect(() => sparseOTProblem(cost, {k: 2})).toThrow(/Expected cost to be a tensor that is not disposed, but got "?a disposed tensor of shape \[8, 4\]/);
+    expect(() => solveSparseOT(cost, {k: 2})).toThrow(InvalidArgumentError);
   });
 
   test('one problem serves several solvers and is validated once; no leaks', async () => {
