@@ -13,6 +13,7 @@ import {vmoe} from '@tfjs-moe/models';
 import {meanStdText} from '../src/compare';
 import {syntheticDataset} from '../src/data/synthetic';
 import {splitDataset} from '../src/data/dataset';
+import {DamagedFileError} from '../src/io/file-io';
 import {fileSystem, loadModel, unregisteredLayerClasses} from '../src/io/load-model';
 import {RunFolderBusyError} from '../src/io/run-folder';
 import {buildModel} from '../src/model-factory';
@@ -287,6 +288,12 @@ describe('--resume', () => {
 describe('damaged files', () => {
   const newest = (dir: string, f: string): string => path.join(dir, 'checkpoints', 'ckpt-00000004', f);
   const truncate = (file: string): void => fs.writeFileSync(file, fs.readFileSync(file).subarray(0, Math.floor(fs.statSync(file).size / 2)));
+  /** Overwrites the float32 value at `index` of a weights file with NaN (its size stays right). */
+  const poison = (file: string, index = 2): void => {
+    const b = fs.readFileSync(file);
+    b.writeFloatLE(NaN, 4 * index);
+    fs.writeFileSync(file, b);
+  };
 
   it.each([
     ['latest.json', (d: string) => truncate(path.join(d, 'checkpoints', 'latest.json')), 'latest.json', 4],
@@ -294,6 +301,8 @@ describe('damaged files', () => {
     ['model.json', (d: string) => fs.writeFileSync(newest(d, 'model.json'), '{"modelTopology": 3}'), 'model.json', 2],
     ['optimizer.bin', (d: string) => truncate(newest(d, 'optimizer.bin')), 'optimizer.bin', 2],
     ['a missing weights.bin', (d: string) => fs.rmSync(newest(d, 'weights.bin')), 'weights.bin', 2],
+    ['a NaN in weights.bin', (d: string) => poison(newest(d, 'weights.bin')), 'weights.bin', 2],
+    ['a NaN in optimizer.bin', (d: string) => poison(newest(d, 'optimizer.bin')), 'optimizer.bin', 2],
   ])('the newest intact checkpoint is found past a damaged %s, saying why', (_name, damage, file, step) => {
     const dir = copyRun();
     damage(dir);
@@ -312,6 +321,18 @@ describe('damaged files', () => {
     expect(r.resumed!.step).toBe(2);
     expect(r.result.resumedFrom).toBe(2);
     // Re-running steps 3-4 from the step-2 checkpoint reproduces the uninterrupted run.
+    expect(r.result.final.accuracy).toBe(baseAccuracy);
+    r.result.model.dispose();
+  });
+
+  it('--resume falls back from a NaN in weights.bin, naming the file and the weight', async () => {
+    const dir = copyRun();
+    const bin = newest(dir, 'weights.bin');
+    poison(bin);
+    const lines: string[] = [];
+    const r = await runTraining({out: dir, resume: true, backend: 'cpu', progress: {write: (s: string) => lines.push(s)}, report: false});
+    expect(lines.join('')).toMatch(new RegExp(`skipped damaged checkpoint: Expected ${bin.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} to be finite weights, but got "NaN in weight \\S+ at index 2"\\.`));
+    expect(r.resumed!.step).toBe(2);
     expect(r.result.final.accuracy).toBe(baseAccuracy);
     r.result.model.dispose();
   });
@@ -352,6 +373,7 @@ describe('damaged files', () => {
     ['weights.bin too long', (m: string) => fs.appendFileSync(path.join(m, 'weights.bin'), Buffer.alloc(8)), 'weights.bin to be '],
     ['missing weights.bin', (m: string) => fs.rmSync(path.join(m, 'weights.bin')), 'weights.bin to be an existing weights file (model.json lists it), but got "no such file".'],
     ['empty model.json', (m: string) => fs.writeFileSync(path.join(m, 'model.json'), ''), 'model.json to be a tfjs layers model (model.json) in JSON'],
+    ['NaN in weights.bin', (m: string) => poison(path.join(m, 'weights.bin')), 'weights.bin to be finite weights, but got "NaN in weight '],
   ])('eval --model gives one line for a %s', async (_name, damage, text) => {
     const dir = copyRun();
     damage(path.join(dir, 'model'));
@@ -377,6 +399,24 @@ describe('damaged files', () => {
 });
 
 describe('loadModel', () => {
+  it('rejects a NaN weight from an IOHandler too, naming the weight', async () => {
+    expect(tf.getBackend()).toBe('cpu');
+    const m = tf.sequential({layers: [tf.layers.flatten({inputShape: [4, 4, 1]}), tf.layers.dense({units: 2, name: 'head'})]});
+    let saved: tf.io.ModelArtifacts | undefined;
+    await m.save(tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+    }));
+    m.dispose();
+    const bytes = new Float32Array(tf.io.CompositeArrayBuffer.join(saved!.weightData!));
+    bytes[1] = Infinity;
+    const before = tf.memory().numTensors;
+    await expect(loadModel(tf.io.fromMemory({...saved!, weightData: bytes.buffer}))).rejects.toThrow(
+      new DamagedFileError('the model weights', 'finite weights', `Infinity in weight ${saved!.weightSpecs![0].name} at index 1`),
+    );
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('frees what a failed load made (tfjs alone leaks it), and loads an intact model exactly', async () => {
     const dir = copyRun();
     const modelDir = path.join(dir, 'model');

@@ -45,11 +45,37 @@ export function artifactsToFiles(artifacts: tf.io.ModelArtifacts): Record<string
 const DTYPE_BYTES: Record<string, number> = {float32: 4, int32: 4, bool: 1, float16: 2, uint8: 1, uint16: 2};
 
 /**
+ * Throws a {@link DamagedFileError} naming `file` and the weight when a float32 weight of `bytes`
+ * (laid out as `specs`, from `offset`) holds NaN or Infinity: saved weights are always finite, so
+ * such a file is damaged (or was saved from a diverged model) and must not be trained on or used.
+ *
+ * @example
+ * ```ts
+ * checkFiniteWeights('runs/a/model/weights.bin', bytes, artifacts.weightSpecs);
+ * ```
+ */
+export function checkFiniteWeights(file: string, bytes: Uint8Array, specs: readonly tf.io.WeightsManifestEntry[], offset = 0): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let off = offset;
+  for (const w of specs) {
+    const n = (w.shape ?? []).reduce((a: number, b: number) => a * b, 1);
+    if (w.dtype === 'float32' && !w.quantization) {
+      for (let i = 0; i < n; i++) {
+        const x = view.getFloat32(off + 4 * i, true);
+        if (!Number.isFinite(x)) throw new DamagedFileError(file, 'finite weights', `${x} in weight ${w.name} at index ${i}`);
+      }
+    }
+    off += n * (w.quantization ? (DTYPE_BYTES[w.quantization.dtype] ?? 1) : (DTYPE_BYTES[w.dtype] ?? 4));
+  }
+}
+
+/**
  * Reads the two files of {@link artifactsToFiles} from `dir`, checking that `model.json` is the
- * tfjs layers format and that the weight files hold exactly the bytes the manifest lists.
+ * tfjs layers format and that the weight files hold exactly the bytes the manifest lists, all of
+ * them finite ({@link checkFiniteWeights}).
  *
  * @throws {InvalidArgumentError} when `dir` holds no `model.json`
- * @throws {DamagedFileError} naming `model.json` or `weights.bin` when either is corrupt or truncated
+ * @throws {DamagedFileError} naming `model.json` or `weights.bin` when either is corrupt or truncated, or a weight holds NaN or Infinity
  *
  * @example
  * ```ts
@@ -73,6 +99,8 @@ export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.
   });
   const specs: tf.io.WeightsManifestEntry[] = [];
   const chunks: Uint8Array[] = [];
+  const groups: Array<{name: string; specs: tf.io.WeightsManifestEntry[]; offset: number}> = [];
+  let groupOffset = 0;
   for (const group of json.weightsManifest) {
     specs.push(...group.weights);
     const expected = group.weights.reduce((s, w) => s + (w.shape ?? []).reduce((a: number, b: number) => a * b, 1) * (DTYPE_BYTES[w.dtype] ?? 4), 0);
@@ -84,10 +112,10 @@ export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.
       chunks.push(bytes);
       got += bytes.byteLength;
     }
-    if (got !== expected) {
-      const name = group.paths.length === 1 ? path.join(dir, group.paths[0]) : `${dir}/{${group.paths.join(',')}}`;
-      throw new DamagedFileError(name, `${expected} bytes (the weights model.json lists)`, `${got} bytes`);
-    }
+    const name = group.paths.length === 1 ? path.join(dir, group.paths[0]) : `${dir}/{${group.paths.join(',')}}`;
+    if (got !== expected) throw new DamagedFileError(name, `${expected} bytes (the weights model.json lists)`, `${got} bytes`);
+    groups.push({name, specs: group.weights, offset: groupOffset});
+    groupOffset += got;
   }
   const total = chunks.reduce((s, c) => s + c.byteLength, 0);
   const weightData = new Uint8Array(total);
@@ -96,6 +124,7 @@ export function readArtifacts(dir: string, fs: FileSystem = nodeFileSystem): tf.
     weightData.set(c, off);
     off += c.byteLength;
   }
+  for (const g of groups) checkFiniteWeights(g.name, weightData, g.specs, g.offset);
   return {
     modelTopology: json.modelTopology,
     weightSpecs: specs,

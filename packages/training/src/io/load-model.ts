@@ -17,7 +17,7 @@ import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {guardImageInput} from '@tfjs-moe/models';
 import {ConfigError, TfjsMoeError} from '@tfjs-moe/router';
-import {fileHandler, nodeFileSystem, type FileSystem} from './file-io';
+import {checkFiniteWeights, fileHandler, nodeFileSystem, type FileSystem} from './file-io';
 
 /**
  * The package whose import registers each tfjs-moe layer class (see the module doc).
@@ -118,7 +118,7 @@ function unknownLayerMessage(missing: string[], source: string): string {
  *
  * @param source a model folder (Node; a run folder of `tfjs-moe train` means its `model/`), a URL, or an IOHandler
  * @throws {InvalidArgumentError} when the folder holds no model.json
- * @throws {DamagedFileError} naming model.json or weights.bin when one is corrupt or truncated
+ * @throws {DamagedFileError} naming model.json or weights.bin when one is corrupt or truncated, or naming weights.bin and the weight when a weight holds NaN or Infinity
  * @throws {ConfigError} when a layer class is not registered, or the topology or weights do not fit
  *
  * @example
@@ -133,10 +133,14 @@ export async function loadModel(source: string | tf.io.IOHandler, fs: FileSystem
   let dir = typeof source === 'string' && !isUrl ? source : undefined;
   // A run folder of tfjs-moe train holds its model in model/.
   if (dir !== undefined && !fs.existsSync(path.join(dir, 'model.json')) && fs.existsSync(path.join(dir, 'model', 'model.json'))) dir = path.join(dir, 'model');
-  const handler = dir !== undefined ? fileHandler(dir, undefined, fs) : tf.io.getLoadHandlers(source as string)[0] ?? (source as tf.io.IOHandler);
+  const handler = dir !== undefined ? fileHandler(dir, undefined, fs) : typeof source === 'string' ? tf.io.getLoadHandlers(source)[0] : source;
   const name = dir ?? (typeof source === 'string' ? source : 'the model');
-  if (typeof handler === 'string' || !handler.load) throw new ConfigError('source', 'a model folder, a URL with a tfjs load handler, or an IOHandler', source);
+  if (!handler || typeof handler === 'string' || !handler.load) throw new ConfigError('source', 'a model folder, a URL with a tfjs load handler, or an IOHandler', source);
   const artifacts = await handler.load();
+  // A folder's weights are checked as they are read (readArtifacts); those of a URL or handler here.
+  if (dir === undefined && artifacts.weightData !== undefined && artifacts.weightSpecs) {
+    checkFiniteWeights(`${name} weights`, new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData)), artifacts.weightSpecs);
+  }
   const missing = unregisteredLayerClasses(artifacts.modelTopology);
   if (missing.length) {
     const e = new ConfigError('model layers', 'registered classes', missing);

@@ -17,7 +17,7 @@
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError} from '@tfjs-moe/router';
-import {artifactsToFiles, atomicWriteFile, atomicWriteFolder, DamagedFileError, nodeFileSystem, readArtifacts, readJsonFile, type FileSystem} from '../io/file-io';
+import {artifactsToFiles, atomicWriteFile, atomicWriteFolder, checkFiniteWeights, DamagedFileError, nodeFileSystem, readArtifacts, readJsonFile, type FileSystem} from '../io/file-io';
 
 /** What a checkpoint holds besides the model. */
 export interface CheckpointState<T = unknown> {
@@ -154,6 +154,7 @@ function readCheckpointFiles<T>(ckptDir: string, fs: FileSystem): CheckpointFile
   if (optimizerBytes.byteLength !== expected) {
     throw new DamagedFileError(optimizerFile, `${expected} bytes (the moments trainer.json lists)`, `${optimizerBytes.byteLength} bytes`);
   }
+  checkFiniteWeights(optimizerFile, optimizerBytes, optimizerSpecs);
   return {path: ckptDir, artifacts, meta, optimizerBytes, optimizerSpecs};
 }
 
