@@ -59,7 +59,7 @@ function alive(pid: number): boolean {
  * A stale lock (its process gone, same host) is taken over.
  *
  * @throws {@link RunFolderBusyError} when a live process holds the lock
- * @throws {InvalidArgumentError} when `dir` is a file
+ * @throws {InvalidArgumentError} when `dir` or one of its parents is a file
  *
  * @example
  * ```ts
@@ -70,6 +70,12 @@ function alive(pid: number): boolean {
 export function lockRunFolder(dir: string): () => void {
   if (nodeFs.existsSync(dir) && !nodeFs.statSync(dir).isDirectory()) {
     throw new InvalidArgumentError('out', 'a folder (or a path where one can be created)', `${dir} (an existing file)`);
+  }
+  // A parent that is a file (runs/log.csv/a) would fail in mkdir with a bare ENOTDIR.
+  for (let p = path.dirname(path.resolve(dir)); p !== path.dirname(p); p = path.dirname(p)) {
+    if (nodeFs.existsSync(p) && !nodeFs.statSync(p).isDirectory()) {
+      throw new InvalidArgumentError('out', 'a folder (or a path where one can be created)', `${dir} (${p} is a file, not a folder)`);
+    }
   }
   nodeFs.mkdirSync(dir, {recursive: true});
   const file = path.join(dir, '.lock');
