@@ -38,6 +38,8 @@ export interface RunSummary {
   config: Record<string, unknown>;
   /** For a resumed run: the checkpoint it continued, and damaged newer ones it skipped. */
   resumed?: {checkpoint: string; step: number; skipped: Array<{path: string; reason: string}>};
+  /** The report written (`<out>/report.html`); absent with `report: false`. */
+  report?: string;
 }
 
 /**
@@ -201,7 +203,7 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
     });
     atomicWriteFile(path.join(out, 'report.html'), html);
   }
-  return {out, backend: setup.backend, result, seconds, config, resumed};
+  return {out, backend: setup.backend, result, seconds, config, resumed, ...(opts.report !== false ? {report: path.join(out, 'report.html')} : {})};
 }
 
 /**
@@ -221,6 +223,6 @@ export function summaryLines(run: RunSummary): string[] {
   for (const [name, s] of Object.entries(r.final.balance)) {
     lines.push(`  ${name} test:     ${formatBalance(s)}${s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : ''}`);
   }
-  lines.push(`wrote ${path.join(run.out, 'model')}/, ${path.join(run.out, 'report.html')}, ${path.join(run.out, 'log.jsonl')}`);
+  lines.push(`wrote ${path.join(run.out, 'model')}/, ${run.report ? `${run.report}, ` : ''}${path.join(run.out, 'log.jsonl')}`);
   return lines;
 }

@@ -17,7 +17,7 @@ import {DamagedFileError} from '../src/io/file-io';
 import {fileSystem, loadModel, unregisteredLayerClasses} from '../src/io/load-model';
 import {RunFolderBusyError} from '../src/io/run-folder';
 import {buildModel} from '../src/model-factory';
-import {runTraining, type RunOptions} from '../src/run';
+import {runTraining, summaryLines, type RunOptions} from '../src/run';
 import {inspectLatestCheckpoint, readLatestCheckpoint} from '../src/train/checkpoint';
 import {DivergedError, train} from '../src/train/trainer';
 import {runCli} from './helpers/run-cli';
@@ -40,10 +40,12 @@ const TINY_FLAGS = ['--data', 'synthetic', '--router', 'topk', '--batch-size', '
 /** A finished 4-step run with checkpoints at steps 2 and 4, copied fresh for each test that damages it. */
 let baseRun: string;
 let baseAccuracy: number;
+let baseSummary: string[];
 beforeAll(async () => {
   baseRun = path.join(tmp(), 'base');
   const r = await runTraining({...TINY, steps: 4, checkpointEvery: 2, out: baseRun, seed: 3});
   baseAccuracy = r.result.final.accuracy;
+  baseSummary = summaryLines(r);
   r.result.model.dispose();
 });
 function copyRun(): string {
@@ -66,11 +68,19 @@ describe('run folders are owned', () => {
     await expect(runTraining({...TINY, out: dir, resume: true, overwrite: true})).rejects.toThrow(ConfigError);
   });
 
+  it('a run without a report (--no-report) does not claim to have written report.html', () => {
+    expect(fs.existsSync(path.join(baseRun, 'report.html'))).toBe(false);
+    expect(baseSummary[baseSummary.length - 1]).toBe(`wrote ${path.join(baseRun, 'model')}/, ${path.join(baseRun, 'log.jsonl')}`);
+  });
+
   it('refuses --out naming a file', async () => {
     const file = path.join(tmp(), 'f.txt');
     fs.writeFileSync(file, 'x');
     const r = await runCli(['train', ...TINY_FLAGS, '--out', file]);
     expectOneLine(r, [`Expected out to be a folder (or a path where one can be created), but got "${file} (an existing file)".`]);
+    const under = path.join(file, 'run');
+    const r2 = await runCli(['train', ...TINY_FLAGS, '--out', under]);
+    expectOneLine(r2, [`Expected out to be a folder (or a path where one can be created), but got "${under} (${file} is a file, not a folder)".`]);
   });
 
   it('refuses a folder locked by a live process, and takes over the lock of a dead one', async () => {
