@@ -181,8 +181,15 @@ export function modelConfig(spec: ModelSpec, input: InputSpec, seed?: number): M
     ...(s.numHeads !== undefined ? {numHeads: s.numHeads} : {}),
     ...(s.patchSize !== undefined ? {patchSize: s.patchSize} : {}),
   };
-  if (s.router === 'dense') return {kind: 'vit', config: {...vitPart, name: 'vit'} as unknown as ViTConfig};
   const patch = s.patchSize ?? ({'mnist-tiny': 7, 'mnist-small': 4, 'cifar-tiny': 4} as const)[s.preset];
+  if (input.height % patch !== 0 || input.width % patch !== 0) {
+    // Named for the run's settings (the data's image size against the preset's or given patch),
+    // not as the ViT's internal imageSize check.
+    throw new InvalidArgumentError(
+      'patchSize', `a divisor of the data's ${input.height}x${input.width} images (${s.patchSize !== undefined ? 'given' : `preset '${s.preset}'`}; ` +
+        "set patchSize in a --config file, or pick another --preset)", patch, 'model');
+  }
+  if (s.router === 'dense') return {kind: 'vit', config: {...vitPart, name: 'vit'} as unknown as ViTConfig};
   const tokensPerImage = (input.height / patch) * (input.width / patch) + 1;
   const flat = s.groupSize !== undefined && s.groupSize > tokensPerImage;
   const knobs: Record<string, unknown> = Object.fromEntries(ROUTER_KNOBS[s.router].filter((k) => s[k] !== undefined).map((k) => [k, s[k]]));

@@ -138,6 +138,9 @@ async function runLocked(options: RunOptions, out: string, cleaned: string[]): P
     backend: setup.backend,
   };
   for (const k of Object.keys(config)) if (config[k] === undefined) delete config[k];
+  // Model settings that do not fit the data (a patch size that does not divide the images, heads
+  // that do not divide the width) fail here, before run.json claims the folder for a fresh run.
+  if (!resumed) buildModel(spec, ds, seed).dispose();
   atomicWriteFile(runFile, JSON.stringify({...config, backend: opts.backend ?? 'auto', out}, null, 2));
   if (resumed) {
     const was = stored!.steps as number;

@@ -204,6 +204,25 @@ describe('NaN never trains silently', () => {
   });
 });
 
+describe('model settings that do not fit the data', () => {
+  it("a patch size that does not divide the images names patchSize and the image size, and leaves the folder free for the retry", async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'd8.json');
+    // 8x8 images: the default preset's 7-pixel patches do not divide them; mnist-small's 4 do.
+    const images = Array.from({length: 40}, (_, i) => Array.from({length: 8}, (_, y) => Array.from({length: 8}, (_, x) => ((i + x + y) % 5) / 5)));
+    fs.writeFileSync(file, JSON.stringify({images, labels: images.map((_, i) => i % 2)}));
+    const out = path.join(dir, 'o');
+    const flags = ['train', '--data', file, '--router', 'topk', '--batch-size', '8', '--steps', '1', '--backend', 'cpu', '--quiet', '--no-report', '--out', out];
+    expectOneLine(await runCli(flags), [
+      "Expected patchSize to be a divisor of the data's 8x8 images (preset 'mnist-tiny'; set patchSize in a --config file, or pick another --preset), but got 7.",
+    ]);
+    expect(fs.existsSync(path.join(out, 'run.json'))).toBe(false);
+    const retry = await runCli([...flags, '--preset', 'mnist-small']);
+    expect(retry.stderr).toBe('');
+    expect(retry.code).toBe(0);
+  });
+});
+
 describe('silently wrong values are errors', () => {
   it('a negative value after a flag (--epochs -1, not only --epochs=-1) reaches the flag check', async () => {
     const cases: Array<[string, string, string]> = [
