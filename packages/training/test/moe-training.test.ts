@@ -109,7 +109,7 @@ describe('V-MoE training [cpu]', () => {
   });
 
   it('saves a trained V-MoE with the file IO handler and loads it back with identical outputs; tfjs-moe eval reads it', async () => {
-    const data = splitDataset(syntheticDataset({examples: 60, numClasses: 4, height: 28, width: 28, seed: 5}), {seed: 0});
+    const data = splitDataset(syntheticDataset({examples: 60, numClasses: 10, height: 28, width: 28, seed: 5}), {seed: 0});
     const r = await train({model: (seed: number) => buildModel({...small, router: 'expert-choice'}, data.train, seed), data, batchSize: 16, steps: 2, seed: 4});
     const dir = path.join(tmpDir(), 'model');
     await r.model.save(fileHandler(dir, {note: 'test'}));
