@@ -6,7 +6,9 @@ export async function quickstart(): Promise<void> {
   const gates = tf.softmax(tf.randomNormal([8, 4], 0, 1, 'float32', 42)); // <float32>[tokens, experts]; seed 0 would mean unseeded in tfjs
   const cost = tf.neg(gates);
   const ot = solveSparseOT(cost, {k: 2}); // a = 1 per token, b = 8 / 4 per expert
-  ot.plan.print(); // <float32>[8, 4]: at most 2 nonzeros per column, columns sum to 2
+  ot.plan.print(); // <float32>[8, 4]: at most 2 nonzeros per column, columns sum to 2;
+  // rows may not sum to 1: with k < tokens the relaxation's plan can break the row marginals
+  // even at the optimum (the router's rebalancing then gives every token a slot; see below)
   console.log(`dropped ${ot.droppedFraction}, mean row error ${ot.meanRowError.toFixed(3)}`);
   ot.dispose();
   tf.dispose([gates, cost]);
