@@ -40,6 +40,15 @@ describe('solver objects', () => {
   });
 });
 
+/** Oracle: the marginal statistics of an 8x4 plan (a = 1, b = 8/4 = 2) recomputed by hand. */
+function expectStatsByHand(stats: {marginalError: number; meanRowError: number; droppedFraction: number}, plan: number[][]): void {
+  const rowErr = plan.map((r) => Math.abs(r.reduce((s, v) => s + v, 0) - 1));
+  const colErr = [0, 1, 2, 3].map((j) => Math.abs(plan.reduce((s, r) => s + r[j], 0) - 2) / 2);
+  expect(stats.marginalError).toBeCloseTo(Math.max(...rowErr, ...colErr), 5);
+  expect(stats.meanRowError).toBeCloseTo(rowErr.reduce((s, v) => s + v, 0) / 8, 5);
+  expect(stats.droppedFraction).toBeCloseTo(plan.filter((r) => r.every((v) => v <= 0)).length / 8, 6);
+}
+
 describeBackends('problem, solver, output', (backend) => {
   test('the output: plan, potentials, value, and marginal statistics read asynchronously, without dataSync', async () => {
     expect(tf.getBackend()).toBe(backend);
@@ -60,13 +69,8 @@ describeBackends('problem, solver, output', (backend) => {
     const stats = await out.marginalStats();
     proto.dataSync = saved;
     expect(reads).toBe(0);
-    // Oracle: the statistics recomputed by hand from the plan (a = 1, b = 2).
     const plan = out.plan.arraySync() as number[][];
-    const rowErr = plan.map((r) => Math.abs(r.reduce((s, v) => s + v, 0) - 1));
-    const colErr = [0, 1, 2, 3].map((j) => Math.abs(plan.reduce((s, r) => s + r[j], 0) - 2) / 2);
-    expect(stats.marginalError).toBeCloseTo(Math.max(...rowErr, ...colErr), 5);
-    expect(stats.meanRowError).toBeCloseTo(rowErr.reduce((s, v) => s + v, 0) / 8, 5);
-    expect(stats.droppedFraction).toBeCloseTo(plan.filter((r) => r.every((v) => v <= 0)).length / 8, 6);
+    expectStatsByHand(stats, plan);
     // Columns hold at most k = 2 tokens.
     for (let j = 0; j < 4; j++) expect(plan.filter((r) => r[j] > 0).length).toBeLessThanOrEqual(2);
     out.dispose();
@@ -79,14 +83,7 @@ describeBackends('problem, solver, output', (backend) => {
     expect(tf.getBackend()).toBe(backend);
     const cost = cost8x4(2);
     const r = solveSparseOT(cost, {k: 2});
-    const stats = await r.marginalStats();
-    // Oracle: recomputed by hand from the plan (a = 1, b = 8/4 = 2).
-    const plan = r.plan.arraySync() as number[][];
-    const rowErr = plan.map((row) => Math.abs(row.reduce((s, v) => s + v, 0) - 1));
-    const colErr = [0, 1, 2, 3].map((j) => Math.abs(plan.reduce((s, row) => s + row[j], 0) - 2) / 2);
-    expect(stats.marginalError).toBeCloseTo(Math.max(...rowErr, ...colErr), 5);
-    expect(stats.meanRowError).toBeCloseTo(rowErr.reduce((s, v) => s + v, 0) / 8, 5);
-    expect(stats.droppedFraction).toBeCloseTo(plan.filter((row) => row.every((v) => v <= 0)).length / 8, 6);
+    expectStatsByHand(await r.marginalStats(), r.plan.arraySync() as number[][]);
     r.dispose();
     cost.dispose();
   });
