@@ -327,6 +327,7 @@ describe('damaged files', () => {
   it.each([
     ['latest.json', (d: string) => truncate(path.join(d, 'checkpoints', 'latest.json')), 'latest.json', 4],
     ['trainer.json', (d: string) => truncate(newest(d, 'trainer.json')), 'trainer.json', 2],
+    ['trainer.json with an infinite loss', (d: string) => fs.writeFileSync(newest(d, 'trainer.json'), fs.readFileSync(newest(d, 'trainer.json'), 'utf8').replace(/"loss":[^,}]+/, '"loss":1e999')), 'trainer.json', 2],
     ['model.json', (d: string) => fs.writeFileSync(newest(d, 'model.json'), '{"modelTopology": 3}'), 'model.json', 2],
     ['optimizer.bin', (d: string) => truncate(newest(d, 'optimizer.bin')), 'optimizer.bin', 2],
     ['a missing weights.bin', (d: string) => fs.rmSync(newest(d, 'weights.bin')), 'weights.bin', 2],
@@ -339,6 +340,17 @@ describe('damaged files', () => {
     expect(found.step).toBe(step);
     expect(found.skipped).toHaveLength(1);
     expect(found.skipped[0].reason).toMatch(new RegExp(`^Expected \\S*${file.replace('.', '\\.')} to be `));
+  });
+
+  it('a non-finite number in trainer.json (JSON.parse reads 1e999 as Infinity) is named with its path', () => {
+    const dir = copyRun();
+    const file = newest(dir, 'trainer.json');
+    const json = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(json.trainer.history.length).toBeGreaterThan(0);
+    fs.writeFileSync(file, JSON.stringify(json).replace(`"loss":${JSON.stringify(json.trainer.history[0].loss)}`, '"loss":1e999'));
+    const found = inspectLatestCheckpoint(path.join(dir, 'checkpoints'));
+    expect(found.step).toBe(2);
+    expect(found.skipped[0].reason).toBe(`Expected ${file} to be a checkpoint state (trainer.json), but got "a non-finite number at trainer.history[0].loss (Infinity)".`);
   });
 
   it('--resume falls back from a truncated weights.bin, says so, and reproduces the run', async () => {

@@ -140,7 +140,9 @@ function readCheckpointFiles<T>(ckptDir: string, fs: FileSystem): CheckpointFile
     if (!Number.isInteger(j.step) || j.step < 0) return `no valid "step" (${JSON.stringify(j.step)})`;
     const o = j.optimizer;
     if (!o || !Number.isInteger(o.step) || !Array.isArray(o.shapes) || !o.shapes.every((s) => Array.isArray(s) && s.every(Number.isInteger))) return 'no valid "optimizer" {step, shapes}';
-    return j.trainer === null || typeof j.trainer !== 'object' ? 'no "trainer" object' : undefined;
+    if (j.trainer === null || typeof j.trainer !== 'object') return 'no "trainer" object';
+    const bad = nonFiniteNumberAt(j, '');
+    return bad === undefined ? undefined : `a non-finite number at ${bad}`;
   });
   const artifacts = readArtifacts(ckptDir, fs);
   const optimizerFile = path.join(ckptDir, 'optimizer.bin');
@@ -156,6 +158,20 @@ function readCheckpointFiles<T>(ckptDir: string, fs: FileSystem): CheckpointFile
   }
   checkFiniteWeights(optimizerFile, optimizerBytes, optimizerSpecs);
   return {path: ckptDir, artifacts, meta, optimizerBytes, optimizerSpecs};
+}
+
+/**
+ * The JSON path of the first non-finite number in `value` (JSON.parse reads `1e999` as Infinity), or
+ * undefined when every number is finite.
+ */
+function nonFiniteNumberAt(value: unknown, at: string): string | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? undefined : `${at || '(root)'} (${value})`;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [k, v] of Object.entries(value)) {
+    const bad = nonFiniteNumberAt(v, Array.isArray(value) ? `${at}[${k}]` : at ? `${at}.${k}` : k);
+    if (bad !== undefined) return bad;
+  }
+  return undefined;
 }
 
 /**
