@@ -119,6 +119,11 @@ interface StudyRun {
   capacityFactor: number | null;
   seed: number;
   steps: number;
+  /**
+   * The budget asked for: `--epochs` (the main job's epochs when neither flag was given), or null
+   * when `--steps` set it. A resumed study skips a cell only when its record's budget matches.
+   */
+  epochs: number | null;
   batchSize: number;
   testAccuracy: number;
   /** Largest over the MoE layers of the dropped-token fraction / max-over-mean load, averaged over logged training steps. */
@@ -239,7 +244,9 @@ async function main(): Promise<void> {
           const capacityFactor = spec.router === 'dense' ? null : cf;
           if (spec.router === 'dense' && cf !== factors[0]) continue; // the dense ViT has no capacity
           const budget = steps ?? `e${epochs ?? 'default'}`;
-          const done = runs.find((r) => r.data === data && r.router === router && r.capacityFactor === capacityFactor && r.seed === seed && (steps === undefined || r.steps === steps));
+          const sameBudget = (r: StudyRun): boolean =>
+            r.batchSize === (arg('batch') ? Number(arg('batch')) : D.batchSize) && (steps !== undefined ? r.steps === steps && r.epochs === null : r.epochs === (epochs ?? D.epochs));
+          const done = runs.find((r) => r.data === data && r.router === router && r.capacityFactor === capacityFactor && r.seed === seed && sameBudget(r));
           if (done) continue;
           const options: RunOptions = {
             ...spec,
@@ -272,6 +279,7 @@ async function main(): Promise<void> {
             capacityFactor,
             seed,
             steps: r.steps,
+            epochs: steps !== undefined ? null : (epochs ?? D.epochs),
             batchSize,
             testAccuracy: r.final.accuracy,
             trainDropped: worst(r.trainBalance, 'droppedFraction', 0),
