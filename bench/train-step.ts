@@ -8,13 +8,15 @@
  *   the models saved before the fix), stock wasm kernels.
  * - `layernorm`: our `LayerNorm` and broadcasting class token, stock wasm kernels.
  * - `fast`: plus `registerFastKernels()` (XNNPACK for transposed / batched matMuls, row gathers).
+ * - `fast-no-metrics`: `fast` on a step that does not log: the MoE layers' routing metrics
+ *   switched off (`withRoutingMetrics(model, false, ...)`, what the trainer does on 9 of 10 steps).
  * - `fast-tensor-ot`: `fast` with the OT solver and the rebalancing step on their tensor path
  *   (`setHostSolvers(false)`: hundreds of tiny kernels per MoE layer), i.e. `fast` before the
  *   host path of the OT core; sparse-OT only (the other models have no OT step).
  *
  * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
  *
- * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-tensor-ot] [--rounds=1]`
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1]`
  *
  * `--rounds=n` repeats the whole table n times (models interleaved, so that load changes hit all
  * of them) and prints, per round, each model's images/s as a ratio to the others.
@@ -22,7 +24,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
-import {registerFastKernels, setHostSolvers, unregisterFastKernels} from '@tfjs-moe/router';
+import {registerFastKernels, setHostSolvers, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
 import {
   AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
   type BackendRequest, type ModelSpec,
@@ -119,7 +121,7 @@ function printTop(kernels: Awaited<ReturnType<typeof tf.profile>>['kernels'], n:
 }
 
 async function measure(name: string, variant: string, batch: number, steps: number, peak: number): Promise<Row> {
-  if (variant === 'fast' || variant === 'fast-tensor-ot') registerFastKernels();
+  if (variant.startsWith('fast')) registerFastKernels();
   else unregisterFastKernels();
   setHostSolvers(variant !== 'fast-tensor-ot');
   let model = buildModel(SPECS[name], INPUT);
@@ -129,7 +131,7 @@ async function measure(name: string, variant: string, batch: number, steps: numb
   const xs = tf.randomUniform([batch, 28, 28, 1]);
   const ys = tf.tensor1d(Array.from({length: batch}, (_, i) => i % 10), 'int32') as tf.Tensor1D;
   const step = async () => {
-    const out = trainStep(model, variables, optimizer, xs, ys, 1e-3, 1);
+    const out = withRoutingMetrics(model, variant !== 'fast-no-metrics', () => trainStep(model, variables, optimizer, xs, ys, 1e-3, 1));
     await out.loss.data();
     tf.dispose(Object.values(out));
   };
@@ -201,18 +203,32 @@ async function optimizerComparison(): Promise<void> {
   model.dispose();
 }
 
-/** Per round: each sparse-OT variant's images/s (wall, then per CPU second) over top-k's and the dense ViT's (`fast` variants), and the median over rounds. */
+/**
+ * Per round: each sparse-OT variant's images/s (wall, then per CPU second) over top-k's and the
+ * dense ViT's (`fast` variants; `fast-no-metrics` against top-k's `fast-no-metrics`), each
+ * model's `fast-no-metrics` over its `fast`, and the median over rounds.
+ */
 function printRatios(rounds: Row[][], key: 'imagesPerSecond' | 'imagesPerCpuSecond' = 'imagesPerSecond'): void {
   const ratios = new Map<string, number[]>();
   for (const rows of rounds) {
     const of = (model: string, variant = 'fast') => rows.find((r) => r.model === model && r.variant === variant)?.[key];
     for (const r of rows.filter((x) => x.model === 'sparse-ot')) {
       for (const other of ['topk', 'dense']) {
-        const base = of(other);
+        // A step without metrics is set against the other model's step without metrics (the dense ViT has none).
+        const baseVariant = r.variant === 'fast-no-metrics' && other !== 'dense' ? r.variant : 'fast';
+        const base = of(other, baseVariant);
         if (base === undefined) continue;
-        const label = `${key === 'imagesPerSecond' ? 'wall' : 'CPU'}: sparse-ot ${r.variant} / ${other} fast`;
+        const label = `${key === 'imagesPerSecond' ? 'wall' : 'CPU'}: sparse-ot ${r.variant} / ${other} ${baseVariant}`;
         ratios.set(label, [...(ratios.get(label) ?? []), r[key] / base]);
       }
+    }
+  }
+  for (const rows of rounds) {
+    for (const r of rows.filter((x) => x.variant === 'fast-no-metrics')) {
+      const base = rows.find((x) => x.model === r.model && x.variant === 'fast');
+      if (!base) continue;
+      const label = `${key === 'imagesPerSecond' ? 'wall' : 'CPU'}: ${r.model} fast-no-metrics / fast`;
+      ratios.set(label, [...(ratios.get(label) ?? []), r[key] / base[key]]);
     }
   }
   for (const [label, values] of ratios) {
@@ -241,6 +257,7 @@ async function main(): Promise<void> {
     for (const name of args.models!.split(',')) {
       for (const variant of args.variants!.split(',')) {
         if (variant === 'fast-tensor-ot' && name !== 'sparse-ot') continue;
+        if (variant === 'fast-no-metrics' && name === 'dense') continue; // no MoE layer, no metrics
         const r = await measure(name, variant, batch, steps, peak);
         rows.push(r);
         console.log(`| ${r.model} | ${r.variant} | ${r.kernels} | ${r.kernelMs.toFixed(0)} | ${r.stepMs.toFixed(0)} | ${r.cpuMs.toFixed(0)} | ${r.imagesPerSecond.toFixed(1)} | ${r.imagesPerCpuSecond.toFixed(1)} | ${r.percentOfPeak.toFixed(2)} |`);

@@ -63,7 +63,7 @@ export {defaultCapacityFactors} from './moe/capacity-defaults';
 export type {CapacityFactors} from './moe/capacity-defaults';
 export {rankExperts} from './moe/inspect';
 export type {MoERouting, GroupedRouting} from './moe/inspect';
-export {isMoELayer, moeLayers, seedRouterNoise, auxiliaryLoss, auxiliaryLossMetric, withAuxiliaryLoss} from './moe/model-helpers';
+export {isMoELayer, moeLayers, seedRouterNoise, withRoutingMetrics, auxiliaryLoss, auxiliaryLossMetric, withAuxiliaryLoss} from './moe/model-helpers';
 
 // Backend workarounds.
 export {patchWebGPUAddN, patchWebGPUBackend, patchWebGPUInt32Transpose} from './backend/webgpu-patch';

@@ -1,7 +1,8 @@
 /**
  * What an MoE layer keeps from its last calls: the auxiliary loss of the last call (for
- * `addLoss`) and the routing metrics of the last training-mode and inference-mode calls, as
- * tensors, read back lazily (synchronously on first access, or asynchronously with `read()`).
+ * `addLoss`) and the routing metrics of the last training-mode and inference-mode calls that
+ * computed them, as tensors, read back lazily (synchronously on first access, or asynchronously
+ * with `read()`).
  */
 import * as tf from '@tensorflow/tfjs';
 import {metricsToValues, type RoutingMetrics, type RoutingMetricValues} from '../routers/routing-result';
@@ -27,6 +28,8 @@ export class LastCall {
   };
   /** Mode of the last call: true (training), false (inference), null before any call or after a reset. */
   training: boolean | null = null;
+  /** Mode of the last call that kept metrics, null before any. */
+  private metricsTraining: boolean | null = null;
 
   /**
    * Takes over the auxiliary loss and metrics of a call in mode `training` (freeing the ones of
@@ -43,6 +46,18 @@ export class LastCall {
       slot.values = null;
     }
     this.training = training;
+    this.metricsTraining = training;
+  }
+
+  /**
+   * Takes over the auxiliary loss of a call in mode `training` that computed no metrics
+   * (`computeMetrics` off): the metrics held from earlier calls stay, so that
+   * {@link LastCall.lastMetrics} keeps the values of the last call that computed them.
+   */
+  replaceLossOnly(aux: tf.Scalar | null, training: boolean): void {
+    if (this.aux) this.aux.dispose();
+    this.aux = aux;
+    this.training = training;
   }
 
   /** `<float32>[]`: the auxiliary loss of the last call, or null. */
@@ -57,9 +72,9 @@ export class LastCall {
     return slot.values;
   }
 
-  /** The metrics of the last call, whichever its mode, or null. */
+  /** The metrics of the last call that computed metrics, whichever its mode, or null. */
   get lastMetrics(): RoutingMetricValues | null {
-    return this.training === null ? null : this.metricsOf(this.training ? 'training' : 'inference');
+    return this.metricsTraining === null ? null : this.metricsOf(this.metricsTraining ? 'training' : 'inference');
   }
 
   /** Reads every held metric asynchronously, then returns {@link LastCall.lastMetrics}. */

@@ -65,6 +65,46 @@ export function seedRouterNoise(model: tf.LayersModel | tf.layers.Layer, seed: n
 }
 
 /**
+ * Runs `fn` with the routing metrics of every MoE layer of `model` switched on or off
+ * (`MoE.computeMetrics`), then restores each layer's previous setting (also when `fn` throws,
+ * and, for a `fn` that returns a promise, once it settles). A training loop wraps the steps that
+ * do not log in `withRoutingMetrics(model, false, ...)`: they skip every metric kernel while
+ * their outputs, auxiliary losses and gradients stay the same; the layers' `lastMetrics` keep
+ * the values of the last step that computed them. A scope rather than a call argument, because
+ * tfjs-layers' `model.apply` does not pass custom call arguments on to nested layers.
+ *
+ * @param model a model or layer holding MoE layers (nested models are searched)
+ * @param enabled whether the metrics are computed inside `fn`
+ * @param fn the work to run (e.g. one training step)
+ * @returns what `fn` returns
+ * @throws {InvalidArgumentError} when `enabled` is not a boolean or `fn` not a function
+ *
+ * @example
+ * ```ts
+ * const logs = (step + 1) % logEvery === 0;
+ * const out = withRoutingMetrics(model, logs, () => trainStep(model, variables, optimizer, xs, ys, lr, clipNorm));
+ * ```
+ */
+export function withRoutingMetrics<T>(model: tf.LayersModel | tf.layers.Layer, enabled: boolean, fn: () => T): T {
+  if (typeof enabled !== 'boolean') throw new InvalidArgumentError('enabled', 'a boolean', enabled, 'withRoutingMetrics');
+  if (typeof fn !== 'function') throw new InvalidArgumentError('fn', 'a function', fn, 'withRoutingMetrics');
+  const layers = moeLayers(model);
+  const before = layers.map((l) => l.computeMetrics);
+  const restore = () => layers.forEach((l, i) => (l.computeMetrics = before[i]));
+  layers.forEach((l) => (l.computeMetrics = enabled));
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    restore();
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(restore) as T;
+  restore();
+  return result;
+}
+
+/**
  * `<float32>[]`: the sum of the auxiliary losses that the model's MoE layers computed in their last
  * call (0 before any call): exactly what `model.fit` adds to the loss through `addLoss`. Call it
  * inside the same gradient tape as the forward pass (e.g. in the function given to

@@ -210,6 +210,7 @@ export class MoE extends tf.layers.Layer {
     const x = list[0];
     const userMask = (list[1] ?? kwargs?.mask) as tf.Tensor | undefined;
     const training = kwargs?.training === true;
+    const metricsOn = this.router.computeMetrics;
     let aux: tf.Scalar | null = null;
     let metrics: RoutingMetrics | null = null;
     const out = tf.tidy(() => {
@@ -231,7 +232,7 @@ export class MoE extends tf.layers.Layer {
       }
       y = tf.reshape(y, [...lead, tokens, d]);
       aux = tf.keep(routing.auxiliaryLoss);
-      metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)])) as RoutingMetrics;
+      if (metricsOn) metrics = Object.fromEntries(Object.entries(routing.metrics).map(([k, v]) => [k, tf.keep(v)])) as RoutingMetrics;
       if (!this.outputRouterLogits) return y;
       const logits = groupLogits(this.router, r);
       const back = (t: tf.Tensor3D) => tf.reshape(ungroupTokens(t, batch, tokens, this.groupingMode), [...lead, tokens, this.numExperts]);
@@ -240,7 +241,8 @@ export class MoE extends tf.layers.Layer {
       const w = back(slotsToTokens(routing.combineWeights, routing.tokenIndices, S));
       return [y, back(logits), rankExperts(mask, w)];
     });
-    this.last.replace(aux, metrics, training);
+    if (metricsOn) this.last.replace(aux, metrics, training);
+    else this.last.replaceLossOnly(aux, training);
     return out;
   }
 
@@ -278,20 +280,46 @@ export class MoE extends tf.layers.Layer {
   }
 
   /**
-   * Metrics of the last call (training or inference) as plain numbers and arrays (names in
-   * `routing-result.ts`), or null before the first call. Read lazily (one read per metric,
+   * Whether calls compute the routing metrics (default true): the router's
+   * `Router.computeMetrics`, a run-time switch not saved in the config. With false a call
+   * launches no metric kernel (in a training step of the default V-MoE on wasm, 304 of 2,259
+   * kernels); the output, the auxiliary loss and every gradient are the same, and
+   * {@link MoE.lastMetrics} keeps the values of the last call that computed metrics.
+   * `withRoutingMetrics(model, false, fn)` switches every MoE layer of a model for one scope
+   * (tfjs-layers' `model.apply` does not pass custom call arguments to nested layers).
+   *
+   * @throws {InvalidArgumentError} when set to a non-boolean
+   *
+   * @example
+   * ```ts
+   * layer.computeMetrics = false;
+   * layer.apply(x, {training: true}); // no metric kernels; layer.lastMetrics unchanged
+   * ```
+   */
+  get computeMetrics(): boolean {
+    return this.router.computeMetrics;
+  }
+
+  set computeMetrics(on: boolean) {
+    this.router.computeMetrics = on;
+  }
+
+  /**
+   * Metrics of the last call that computed them (training or inference; every call, unless
+   * {@link MoE.computeMetrics} is off) as plain numbers and arrays (names in
+   * `routing-result.ts`), or null before the first such call. Read lazily (one read per metric,
    * cached), so calls stay asynchronous until someone asks.
    */
   get lastMetrics(): RoutingMetricValues | null {
     return this.last.lastMetrics;
   }
 
-  /** Metrics of the last training-mode call (e.g. the last `fit` batch), or null. */
+  /** Metrics of the last training-mode call that computed them (e.g. the last `fit` batch), or null. */
   get lastTrainingMetrics(): RoutingMetricValues | null {
     return this.last.metricsOf('training');
   }
 
-  /** Metrics of the last inference-mode call (e.g. the last validation batch), or null. */
+  /** Metrics of the last inference-mode call that computed them (e.g. the last validation batch), or null. */
   get lastInferenceMetrics(): RoutingMetricValues | null {
     return this.last.metricsOf('inference');
   }

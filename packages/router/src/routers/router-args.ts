@@ -124,6 +124,11 @@ export interface RoutingInput {
   training: boolean;
   /** Slots per expert, in `[1, groupSize]`. */
   capacity: number;
+  /**
+   * Whether the call computes metrics ({@link Router.computeMetrics}): with false, the rule may
+   * skip its own `metrics` and `demand` (the base class discards them anyway).
+   */
+  metrics: boolean;
 }
 
 /** What a routing rule decides; the base class adds the losses and the standard metrics. */

@@ -74,6 +74,8 @@ export abstract class Router extends tf.layers.Layer {
   private noiseSeed: number | null;
   /** Noise draws since the seed was set. */
   private noiseDraws = 0;
+  /** See {@link Router.computeMetrics}. */
+  private metricsOn = true;
 
   /**
    * @param args the router's arguments
@@ -119,6 +121,31 @@ export abstract class Router extends tf.layers.Layer {
     if (this.noiseSeed === null) return undefined;
     // Draw i uses seed + i * 2^32 / phi (mod 2^32): distinct and well spread.
     return (this.noiseSeed + Math.imul(this.noiseDraws++, 0x9e3779b9)) >>> 0;
+  }
+
+  /**
+   * Whether {@link Router.route} computes the routing metrics (default true). A run-time switch,
+   * not saved in the config. With false, a call launches none of the metric kernels (the
+   * standard metrics, the losses kept as metrics, the rule's own metrics such as the OT solver's)
+   * and its result's `metrics` is an empty record `{}`; the routing, the combine weights and the
+   * auxiliary loss (computed whenever its weight is above 0) are unchanged, and so are their
+   * gradients. A training loop switches it off on the steps that do not log
+   * (`withRoutingMetrics` does it for every MoE layer of a model).
+   *
+   * @throws {InvalidArgumentError} when set to a non-boolean
+   *
+   * @example
+   * ```ts
+   * router.computeMetrics = false;
+   * const r = router.route(tokens, {training: true, capacity: 4}); // r.metrics: {}
+   * ```
+   */
+  get computeMetrics(): boolean {
+    return this.metricsOn;
+  }
+
+  set computeMetrics(on: boolean) {
+    this.metricsOn = assertBoolean('computeMetrics', on, this.getClassName());
   }
 
   /** Experts each token asks for (top-k's k); used by the default capacity formula. */
@@ -195,12 +222,27 @@ export abstract class Router extends tf.layers.Layer {
     return makeRoutingResult(parts);
   }
 
-  /** The routing rule, losses and metrics for computed `logits` (kept as the result's `routerLogits`). */
+  /**
+   * The routing rule, losses and metrics for computed `logits` (kept as the result's
+   * `routerLogits`). Without metrics ({@link Router.computeMetrics} false) only the weighted
+   * losses are computed, and only those whose weight is above 0.
+   */
   private routeLogits(logits: tf.Tensor3D, mask: tf.Tensor | null | undefined, training: boolean, capacity: number): RoutingTensors {
+    const metricsOn = this.metricsOn;
     return tf.tidy(() => {
       const m = mask == null ? undefined : (tf.cast(mask, 'float32') as tf.Tensor2D);
       const gates = tf.softmax(logits) as tf.Tensor3D;
-      const decision = this.computeRouting({logits, gates, mask: m, training, capacity});
+      const decision = this.computeRouting({logits, gates, mask: m, training, capacity, metrics: metricsOn});
+      if (!metricsOn) {
+        const lb = this.loadBalanceLossWeight > 0
+          ? tf.mul(loadBalancingLoss(gates, untracked(() => tf.argMax(gates, 2)) as tf.Tensor2D, m), this.loadBalanceLossWeight)
+          : null;
+        const z = this.zLossWeight > 0 ? tf.mul(routerZLoss(logits, m), this.zLossWeight) : null;
+        const auxiliaryLoss = (lb && z ? tf.add(lb, z) : lb ?? z ?? tf.scalar(0)) as tf.Scalar;
+        if (decision.demand) decision.demand.dispose();
+        if (decision.metrics) tf.dispose(Object.values(decision.metrics));
+        return {tokenIndices: decision.tokenIndices, combineWeights: decision.combineWeights, routerLogits: logits, auxiliaryLoss, metrics: {} as RoutingMetrics};
+      }
       const firstChoice = untracked(() => tf.argMax(gates, 2)) as tf.Tensor2D;
       const loadBalanceLoss = loadBalancingLoss(gates, firstChoice, m);
       const zLoss = routerZLoss(logits, m);

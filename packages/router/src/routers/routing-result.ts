@@ -103,7 +103,10 @@ export interface RoutingResult {
   routerLogits: tf.Tensor3D;
   /** `<float32>[]`: the router's weighted auxiliary loss (0 when every weight is 0). */
   auxiliaryLoss: tf.Scalar;
-  /** The standard metrics and the rule's own, see {@link RoutingMetrics}. */
+  /**
+   * The standard metrics and the rule's own, see {@link RoutingMetrics}; an empty record `{}`
+   * (no tensor) when the router's `computeMetrics` is false.
+   */
   metrics: RoutingMetrics;
   /**
    * The assignment per token (computed on demand; the caller owns the returned tensors).

@@ -202,14 +202,14 @@ export class SparseOTRouter extends Router {
     return this.hostReads === false ? null : defaultHostReads();
   }
 
-  protected computeRouting({logits, gates, mask, training, capacity}: RoutingInput): RoutingDecision {
+  protected computeRouting({logits, gates, mask, training, capacity, metrics: metricsOn}: RoutingInput): RoutingDecision {
     const cost = transportCost(this.cost, logits, gates, mask);
     const spec = this.problemSpec(cost.shape, mask, capacity);
     const solver = routerSolver(this.solver, spec.k as number, this.tokensChoose ? this.numExperts : cost.shape[1]);
     const {plan, output} = solveTransportPlan(cost, spec, solver, this.gradient, this.warmStartInit(training, cost.shape[0]));
     const {tokenIndices, planIndices, demand} = assignFromPlan(this.assignment, plan, gates, mask, capacity, this.hostReads ?? undefined);
     const combineWeights = planCombineWeights(this.gradient, this.assignment, tokenIndices, plan, gates);
-    const metrics = planMetrics(plan, mask, output);
+    const metrics = metricsOn ? planMetrics(plan, mask, output) : undefined;
     this.updateWarmStart(output.potentials.beta, training);
     tf.dispose([output.potentials.alpha, output.potentials.beta, output.value]);
     if (planIndices !== tokenIndices) planIndices.dispose();
