@@ -3,12 +3,15 @@
  * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
  * every router on the same logits, side by side in one run.
  *
- *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers]
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5]
  *
  * On wasm the project's fast kernels (`registerFastKernels`: XNNPACK for batched and transposed
  * matMuls, row-copy gathers) are registered, as `setupBackend` does for training;
  * `--stock-kernels` measures tfjs-backend-wasm's own kernels instead (the numbers before issue 10).
  * The dense FFN is timed before and after the MoE rows; ratios use the mean of the two.
+ * `--no-metrics` switches the layers' routing metrics off (`computeMetrics = false`, as the
+ * trainer's steps that do not log run). `--profile=n` prints, per row, the n kernels with the most
+ * time in one step (`tf.profile`: kernel count and milliseconds per kernel name).
  *
  * Full config (issue 3): 2048 tokens (32 images x 64 patches), d 192, h 768, E in {8, 32}, groups
  * of one image (64 tokens). The cpu backend always runs the --quick sizes (it is far slower).
@@ -19,7 +22,29 @@ import * as os from 'os';
 import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs, timeWallCpuMs} from './common';
 import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, type RouterSpec} from '@tfjs-moe/router';
 
-const ARGS = benchArgs({'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}});
+const ARGS = benchArgs({
+  'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}, 'no-metrics': {type: 'boolean'},
+  profile: {type: 'string'}, reps: {type: 'string'},
+});
+
+/** With `--profile=n`: the n kernel names with the most time in one call of `step`, with counts. */
+async function printProfile(label: string, step: () => tf.Tensor[]): Promise<void> {
+  const n = Number(ARGS.profile ?? 0);
+  if (!(n > 0)) return;
+  const profile = await tf.profile(() => tf.dispose(step()));
+  const byName = new Map<string, {count: number; ms: number}>();
+  let total = 0;
+  for (const k of profile.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    const e = byName.get(k.name) ?? {count: 0, ms: 0};
+    e.count++;
+    e.ms += ms;
+    total += ms;
+    byName.set(k.name, e);
+  }
+  const top = [...byName].sort((a, b) => b[1].ms - a[1].ms).slice(0, n);
+  console.log(`  profile ${label}: ${profile.kernels.length} kernels, ${total.toFixed(0)} ms: ${top.map(([k, e]) => `${k} ${e.count}x ${e.ms.toFixed(1)}`).join(', ')}`);
+}
 
 interface Sizes {
   images: number;
@@ -76,7 +101,8 @@ async function benchBackend(backend: string): Promise<void> {
     else registerFastKernels();
   }
   const base = QUICK || backend === 'cpu' ? SMALL : FULL;
-  const sizes = ARGS.experts ? {...base, experts: ARGS.experts.split(',').map(Number)} : base;
+  const sized = ARGS.experts ? {...base, experts: ARGS.experts.split(',').map(Number)} : base;
+  const sizes = ARGS.reps ? {...sized, reps: Number(ARGS.reps)} : sized;
   const kernels = backend === 'wasm' ? (ARGS['stock-kernels'] ? 'stock wasm kernels' : 'fast kernels (registerFastKernels)') : 'stock kernels';
   const tokens = sizes.images * sizes.patches;
   const {d, h, reps} = sizes;
@@ -99,6 +125,7 @@ async function benchBackend(backend: string): Promise<void> {
   let denseMs = denseBefore;
   const frac = (ms: number) => ((flops / (ms * 1e6)) / peak * 100).toFixed(1);
   console.log(`dense FFN step: ${denseMs.toFixed(1)} ms (${frac(denseMs)}% of peak), CPU ${denseBeforeBoth.cpuMs.toFixed(1)} ms\n`);
+  await printProfile('dense FFN', denseStep(x2, denseVars, r2));
   const rows: {text: (dense: number, denseCpu: number) => string}[] = [];
   console.log('| E | capacity factor | router | MoE step ms | vs dense | MoE step CPU ms | vs dense (CPU) | % of peak (dense-equivalent FLOPs) | dropped |');
   console.log('|---|---|---|---|---|---|---|---|---|');
@@ -109,6 +136,7 @@ async function benchBackend(backend: string): Promise<void> {
       for (const [spec, expertMatMul] of VARIANTS) {
         const layer = moe({numExperts: E, hiddenDim: h, router: spec, capacityFactor: cf, activation: 'gelu', expertMatMul});
         layer.build([null, sizes.patches, d]);
+        if (ARGS['no-metrics']) layer.computeMetrics = false;
         const step = () => {
           const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
           return [value, ...Object.values(grads)];
@@ -117,7 +145,12 @@ async function benchBackend(backend: string): Promise<void> {
         const ms = both.wallMs;
         const name = `${(spec as {name: string}).name}${expertMatMul === 'per-expert' ? ' (per-expert matMul)' : ''}`;
         if (cf === 1.0 && name === 'sparse-ot') moeMs[E] = ms;
+        // The drop rate comes from one call with metrics (the timed calls may run without).
+        layer.computeMetrics = true;
+        tf.dispose(layer.apply(x3, {training: true}) as tf.Tensor);
         const dropped = layer.lastMetrics?.droppedFraction as number;
+        layer.computeMetrics = !ARGS['no-metrics'];
+        await printProfile(`E ${E} cf ${cf} ${(spec as {name: string}).name}${expertMatMul === 'per-expert' ? ' per-expert' : ''}`, step);
         const row = (dense: number, denseCpu: number) =>
           `| ${E} | ${cf} | ${name} | ${ms.toFixed(1)} | ${(ms / dense).toFixed(2)}x | ${both.cpuMs.toFixed(1)} | ${(both.cpuMs / denseCpu).toFixed(2)}x | ${frac(ms)}% | ${(dropped * 100).toFixed(1)}% |`;
         rows.push({text: row});
