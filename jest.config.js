@@ -7,9 +7,11 @@ process.env.EGL_PLATFORM ??= 'surfaceless';
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/packages', '<rootDir>/examples'],
+  roots: ['<rootDir>/packages', '<rootDir>/examples', '<rootDir>/bench'],
   testMatch: ['**/test/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
+  // Benchmark outputs (e.g. an unpacked GPU bundle with its own node_modules) are not sources.
+  modulePathIgnorePatterns: ['<rootDir>/bench/results/'],
   transform: {
     '^.+\\.(t|j)sx?$': [
       '@swc/jest',
