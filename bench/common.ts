@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as os from 'os';
-import {matMulPeakGflops, medianTimeMs} from '@tfjs-moe/router';
+import {matMulPeakGflops, medianTimeMs, timedRuns} from '@tfjs-moe/router';
 import {parseArgs, type ParseArgsConfig} from 'util';
 
 /** Switches to `backend` and throws unless it is really active. */
@@ -48,31 +48,22 @@ export async function sync(t: tf.Tensor | tf.Tensor[]): Promise<void> {
 /** Median wall time in ms of `fn` (see `medianTimeMs` in `@tfjs-moe/router`). */
 export const timeMs = medianTimeMs;
 
+/** CPU time of this process in ms (process.cpuUsage: user + system), a clock for `timedRuns`. */
+const cpuClockMs = (): number => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+};
+
 /**
  * Median wall ms and mean CPU ms of this process (process.cpuUsage, user + system) per run of
- * `fn`, over `reps` runs after `warmup`; returned tensors are read back and disposed. On a shared
- * machine the CPU time moves far less with other processes' load than the wall time.
+ * `fn`, over `reps` runs after `warmup` (`timedRuns` of `@tfjs-moe/router`); returned tensors are
+ * read back and disposed. On a shared machine the CPU time moves far less with other processes'
+ * load than the wall time.
  */
 export async function timeWallCpuMs(fn: () => tf.Tensor | tf.Tensor[] | void, reps = 5, warmup = 1): Promise<{wallMs: number; cpuMs: number}> {
-  const wall: number[] = [];
-  let cpu = 0;
-  for (let i = 0; i < warmup + reps; i++) {
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    const out = fn();
-    if (out) {
-      const list = Array.isArray(out) ? out : [out];
-      for (const x of list) await x.data();
-      tf.dispose(list);
-    }
-    if (i >= warmup) {
-      wall.push(performance.now() - t0);
-      const c = process.cpuUsage(c0);
-      cpu += (c.user + c.system) / 1000;
-    }
-  }
+  const [wall, cpu] = await timedRuns(fn, reps, warmup, [() => performance.now(), cpuClockMs]);
   wall.sort((a, b) => a - b);
-  return {wallMs: wall[Math.floor(wall.length / 2)], cpuMs: cpu / reps};
+  return {wallMs: wall[Math.floor(wall.length / 2)], cpuMs: cpu.reduce((s, x) => s + x, 0) / reps};
 }
 
 /**

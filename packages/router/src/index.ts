@@ -69,4 +69,4 @@ export {isMoELayer, moeLayers, seedRouterNoise, withRoutingMetrics, auxiliaryLos
 export {patchWebGPUAddN, patchWebGPUBackend, patchWebGPUInt32Transpose} from './backend/webgpu-patch';
 export {activateBackend, useProjectKernels} from './backend/activate';
 export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';
-export {medianTimeMs, matMulPeakGflops} from './backend/timing';
+export {medianTimeMs, matMulPeakGflops, timedRuns} from './backend/timing';

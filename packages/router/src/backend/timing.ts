@@ -5,13 +5,53 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Median wall time in milliseconds of `fn` over `reps` runs after `warmup` runs. The tensors `fn`
- * returns are read back (so asynchronous backends finish) and disposed.
+ * Runs `fn` `warmup + reps` times and returns, for each clock, the elapsed readings of the `reps`
+ * timed runs. The tensors `fn` returns are read back (so asynchronous backends finish) and disposed
+ * inside each timed run. A clock is any function that returns a reading in milliseconds: wall time
+ * (`() => performance.now()`, the default) or, in Node, the process's CPU time; this module reads
+ * no clock of its own beyond `performance.now()`, so it stays browser-safe.
  *
  * @param fn the work to time; returns the tensors it made (or nothing).
  * @param reps timed runs. Default 5.
  * @param warmup untimed runs first. Default 1.
- * @returns milliseconds (median).
+ * @param clocks the clocks to read before and after each run. Default `[() => performance.now()]`.
+ * @returns `[clock][run]`: milliseconds per timed run, in run order.
+ *
+ * @example
+ * ```ts
+ * const cpuMs = () => { const c = process.cpuUsage(); return (c.user + c.system) / 1000; };
+ * const [wall, cpu] = await timedRuns(() => tf.matMul(a, b), 5, 1, [() => performance.now(), cpuMs]);
+ * ```
+ */
+export async function timedRuns(
+  fn: () => tf.Tensor | tf.Tensor[] | void,
+  reps = 5,
+  warmup = 1,
+  clocks: ReadonlyArray<() => number> = [() => performance.now()],
+): Promise<number[][]> {
+  const elapsed = clocks.map((): number[] => []);
+  for (let i = 0; i < warmup + reps; i++) {
+    const start = clocks.map((clock) => clock());
+    const out = fn();
+    if (out) {
+      const list = Array.isArray(out) ? out : [out];
+      for (const x of list) await x.data();
+      tf.dispose(list);
+    }
+    if (i >= warmup) clocks.forEach((clock, c) => elapsed[c].push(clock() - start[c]));
+  }
+  return elapsed;
+}
+
+/**
+ * Median wall time in milliseconds of `fn` over `reps` runs after `warmup` runs
+ * ({@link timedRuns} with the wall clock). The tensors `fn` returns are read back (so asynchronous
+ * backends finish) and disposed.
+ *
+ * @param fn the work to time; returns the tensors it made (or nothing).
+ * @param reps timed runs. Default 5.
+ * @param warmup untimed runs first. Default 1.
+ * @returns milliseconds (median; the upper one of an even count).
  *
  * @example
  * ```ts
@@ -19,17 +59,7 @@ import * as tf from '@tensorflow/tfjs';
  * ```
  */
 export async function medianTimeMs(fn: () => tf.Tensor | tf.Tensor[] | void, reps = 5, warmup = 1): Promise<number> {
-  const times: number[] = [];
-  for (let i = 0; i < warmup + reps; i++) {
-    const t0 = performance.now();
-    const out = fn();
-    if (out) {
-      const list = Array.isArray(out) ? out : [out];
-      for (const x of list) await x.data();
-      tf.dispose(list);
-    }
-    if (i >= warmup) times.push(performance.now() - t0);
-  }
+  const [times] = await timedRuns(fn, reps, warmup);
   times.sort((a, b) => a - b);
   return times[Math.floor(times.length / 2)];
 }
