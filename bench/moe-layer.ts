@@ -3,12 +3,15 @@
  * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
  * every router on the same logits, side by side in one run.
  *
- *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5]
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5] [--paired=15]
  *
  * On wasm the project's fast kernels (`registerFastKernels`: XNNPACK for batched and transposed
  * matMuls, row-copy gathers) are registered, as `setupBackend` does for training;
  * `--stock-kernels` measures tfjs-backend-wasm's own kernels instead (the numbers before issue 10).
  * The dense FFN is timed before and after the MoE rows; ratios use the mean of the two.
+ * `--paired=n` times instead n pairs of steps alternating the dense FFN and the MoE layer (so that
+ * the machine's load hits both alike) and reports the medians of the per-pair ratios, wall and
+ * CPU; use it on a loaded machine.
  * `--no-metrics` switches the layers' routing metrics off (`computeMetrics = false`, as the
  * trainer's steps that do not log run). `--profile=n` prints, per row, the n kernels with the most
  * time in one step (`tf.profile`: kernel count and milliseconds per kernel name).
@@ -24,8 +27,41 @@ import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, t
 
 const ARGS = benchArgs({
   'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}, 'no-metrics': {type: 'boolean'},
-  profile: {type: 'string'}, reps: {type: 'string'},
+  profile: {type: 'string'}, reps: {type: 'string'}, paired: {type: 'string'},
 });
+
+/** Wall and CPU milliseconds of one call of `step` (outputs read back and freed). */
+async function timedStep(step: () => tf.Tensor[]): Promise<{wall: number; cpu: number}> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const out = step();
+  for (const t of out) await t.data();
+  tf.dispose(out);
+  const c = process.cpuUsage(c0);
+  return {wall: performance.now() - t0, cpu: (c.user + c.system) / 1000};
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * `--paired=n`: n pairs of (dense step, MoE step), alternating; the medians of each side and of
+ * the per-pair ratios MoE / dense, wall and CPU.
+ */
+async function pairedRatios(dense: () => tf.Tensor[], moeStep: () => tf.Tensor[], pairs: number): Promise<{moeWall: number; moeCpu: number; denseWall: number; denseCpu: number; wall: number; cpu: number}> {
+  await timedStep(dense);
+  await timedStep(moeStep);
+  const d: {wall: number; cpu: number}[] = [];
+  const m: {wall: number; cpu: number}[] = [];
+  for (let i = 0; i < pairs; i++) {
+    d.push(await timedStep(dense));
+    m.push(await timedStep(moeStep));
+  }
+  return {
+    moeWall: median(m.map((t) => t.wall)), moeCpu: median(m.map((t) => t.cpu)),
+    denseWall: median(d.map((t) => t.wall)), denseCpu: median(d.map((t) => t.cpu)),
+    wall: median(m.map((t, i) => t.wall / d[i].wall)), cpu: median(m.map((t, i) => t.cpu / d[i].cpu)),
+  };
+}
 
 /** With `--profile=n`: the n kernel names with the most time in one call of `step`, with counts. */
 async function printProfile(label: string, step: () => tf.Tensor[]): Promise<void> {
@@ -131,6 +167,34 @@ async function benchBackend(backend: string): Promise<void> {
   console.log('|---|---|---|---|---|---|---|---|---|');
 
   const moeMs: Record<number, number> = {};
+  const pairs = Number(ARGS.paired ?? 0);
+  if (pairs > 0) {
+    console.log(`\nPaired (${pairs} alternating dense / MoE steps per row; medians; ratio = median of per-pair ratios), routing metrics ${ARGS['no-metrics'] ? 'off' : 'on'}:\n`);
+    console.log('| E | capacity factor | router | MoE step ms (wall / CPU) | dense step ms (wall / CPU) | MoE / dense, wall | MoE / dense, CPU | dropped |');
+    console.log('|---|---|---|---|---|---:|---:|---:|');
+    for (const E of sizes.experts) {
+      for (const cf of [1.0, 1.25]) {
+        for (const [spec, expertMatMul] of VARIANTS.filter(([, mode]) => mode === 'batched')) {
+          const layer = moe({numExperts: E, hiddenDim: h, router: spec, capacityFactor: cf, activation: 'gelu', expertMatMul});
+          layer.build([null, sizes.patches, d]);
+          tf.dispose(layer.apply(x3, {training: true}) as tf.Tensor);
+          const dropped = layer.lastMetrics?.droppedFraction as number;
+          layer.computeMetrics = !ARGS['no-metrics'];
+          const step = () => {
+            const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
+            return [value, ...Object.values(grads)];
+          };
+          const r = await pairedRatios(denseStep(x2, denseVars, r2), step, pairs);
+          console.log(`| ${E} | ${cf} | ${(spec as {name: string}).name} | ${r.moeWall.toFixed(0)} / ${r.moeCpu.toFixed(0)} | ${r.denseWall.toFixed(0)} / ${r.denseCpu.toFixed(0)} | ${r.wall.toFixed(2)}x | ${r.cpu.toFixed(2)}x | ${(dropped * 100).toFixed(1)}% |`);
+          layer.disposeLast();
+          tf.dispose(layer.getWeights());
+        }
+      }
+    }
+    console.log(`\nload average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    tf.dispose([x3, r3, ...denseVars]);
+    return;
+  }
   for (const E of sizes.experts) {
     for (const cf of [1.0, 1.25]) {
       for (const [spec, expertMatMul] of VARIANTS) {

@@ -18,6 +18,11 @@
  *
  * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1]`
  *
+ * `--pairs=n` (fast kernels) times n rounds in which every model takes one step in turn, each MoE
+ * model with its routing metrics on (what the trainer's logging steps run) and off (its other
+ * steps), and prints the medians of per-round ratios (wall and CPU): on a shared machine, load
+ * changes hit every entry alike.
+ *
  * `--rounds=n` repeats the whole table n times (models interleaved, so that load changes hit all
  * of them) and prints, per round, each model's images/s as a ratio to the others.
  */
@@ -41,6 +46,7 @@ const {values: args} = parseArgs({
     quick: {type: 'boolean', default: false},
     top: {type: 'string', default: '0'},
     optimizer: {type: 'boolean', default: false},
+    pairs: {type: 'string', default: '0'},
     rounds: {type: 'string', default: '1'},
   },
 });
@@ -155,6 +161,74 @@ async function measure(name: string, variant: string, batch: number, steps: numb
   return {model: name, variant, kernels: profile.kernels.length, kernelMs, stepMs, cpuMs, imagesPerSecond, imagesPerCpuSecond, percentOfPeak};
 }
 
+/** Wall and CPU milliseconds of one call of `fn` (awaited). */
+async function timed(fn: () => Promise<void>): Promise<{wall: number; cpu: number}> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const c = process.cpuUsage(c0);
+  return {wall: performance.now() - t0, cpu: (c.user + c.system) / 1000};
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * `--pairs=n`: every model of `--models` built once (fast kernels); n rounds, each running one
+ * training step of every entry in turn: each MoE model with its routing metrics on (a logging
+ * step) and off (the other steps), the dense ViT once, in reversed order every other round. Prints the median step times and the
+ * medians of per-round ratios, so that load changes on a shared machine hit all entries alike.
+ */
+async function pairedSteps(names: string[], batch: number, rounds: number): Promise<void> {
+  registerFastKernels();
+  setHostSolvers(true);
+  const xs = tf.randomUniform([batch, 28, 28, 1]);
+  const ys = tf.tensor1d(Array.from({length: batch}, (_, i) => i % 10), 'int32') as tf.Tensor1D;
+  const built = names.map((name) => {
+    const model = buildModel(SPECS[name], INPUT);
+    const variables = trainableVariables(model);
+    return {name, model, variables, optimizer: new AdamW(variables, {weightDecay: 1e-4})};
+  });
+  const entries = built.flatMap((b) => (b.name === 'dense' ? [{label: 'dense', b, metrics: true}] : [
+    {label: `${b.name} metrics off`, b, metrics: false},
+    {label: `${b.name} metrics on`, b, metrics: true},
+  ]));
+  const step = (e: (typeof entries)[number]) => async () => {
+    const out = withRoutingMetrics(e.b.model, e.metrics, () => trainStep(e.b.model, e.b.variables, e.b.optimizer, xs, ys, 1e-3, 1));
+    await out.loss.data();
+    tf.dispose(Object.values(out));
+  };
+  for (const e of entries) await step(e)(); // warm-up
+  const times = new Map<string, {wall: number; cpu: number}[]>(entries.map((e) => [e.label, []]));
+  for (let r = 0; r < rounds; r++) {
+    // Reversed every other round: a step's cost depends on what ran before it (garbage, heap state).
+    for (const e of r % 2 === 0 ? entries : [...entries].reverse()) times.get(e.label)!.push(await timed(step(e)));
+  }
+  console.log(`paired steps, batch ${batch}, ${rounds} rounds (median wall / CPU ms per step, images/s by wall):`);
+  for (const [label, t] of times) {
+    const wall = median(t.map((x) => x.wall));
+    console.log(`  ${label}: ${wall.toFixed(0)} / ${median(t.map((x) => x.cpu)).toFixed(0)} ms, ${((batch * 1000) / wall).toFixed(0)} images/s`);
+  }
+  const ratio = (a: string, b: string) => {
+    const ta = times.get(a);
+    const tb = times.get(b);
+    if (!ta || !tb) return;
+    // Throughput ratio a / b = step time b / a, per round.
+    const wall = median(ta.map((x, i) => tb[i].wall / x.wall));
+    const cpu = median(ta.map((x, i) => tb[i].cpu / x.cpu));
+    console.log(`  images/s ${a} / ${b}: wall ${wall.toFixed(3)}, CPU ${cpu.toFixed(3)}`);
+  };
+  for (const name of names.filter((n) => n !== 'dense')) ratio(`${name} metrics off`, `${name} metrics on`);
+  ratio('sparse-ot metrics off', 'topk metrics off');
+  ratio('sparse-ot metrics off', 'dense');
+  ratio('topk metrics off', 'dense');
+  ratio('sparse-ot metrics on', 'dense');
+  for (const b of built) {
+    b.optimizer.dispose();
+    b.model.dispose();
+  }
+  tf.dispose([xs, ys]);
+}
+
 /**
  * The optimizer update alone on the default V-MoE's variables: AdamW as one flat vector (now)
  * against the per-variable update it replaced (clipping then ~15 ops and scalar uploads per
@@ -249,6 +323,12 @@ async function main(): Promise<void> {
   registerFastKernels(); // the peak is the XNNPACK 2-D product either way
   const peak = await measureMatMulPeak();
   console.log(`matMul peak ${peak.toFixed(2)} GFLOP/s`);
+  if (Number(args.pairs) > 0) {
+    await pairedSteps(args.models!.split(','), batch, Number(args.pairs));
+    console.log(`load average at the end ${(await import('os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+    await releaseWebGPU();
+    return;
+  }
   console.log('| model | variant | kernels/step | kernel ms/step | wall ms/step | CPU ms/step | images/s | images/CPU-s | % of matMul peak |');
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|');
   const rounds: Row[][] = [];

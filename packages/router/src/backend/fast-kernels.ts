@@ -1,5 +1,5 @@
 /**
- * Faster wasm kernels for the two kinds that dominate MoE training on tfjs-backend-wasm 4.22:
+ * Faster wasm kernels for the kinds that dominate MoE training on tfjs-backend-wasm 4.22:
  *
  * - `BatchMatMul`: the stock kernel reaches XNNPACK only when both operands are untransposed and
  *   unbatched; every transposed product (all of backprop's `dX = dY W^T` and `dW = X^T dY`) and
@@ -10,6 +10,10 @@
  *   entry, on views into the operands' memory (no copies).
  * - `GatherV2`: the stock kernel copies element by element after reading the indices back; the fast
  *   kernel copies whole rows (`copyWithin` on the wasm heap).
+ * - `Slice`, `Unpack` (`tf.unstack`), `SplitV` (`tf.split`): the stock `Slice` first copies its
+ *   whole input out of the wasm heap, and `Unpack` / `SplitV` run it once per output (an unstack
+ *   of E experts' weights copies them E times: 3.9 s for `[32, 192, 768]` x 6 on the 2-core
+ *   machine); the fast kernels copy only the requested block, one `copyWithin` per contiguous run.
  *
  * Nothing here runs on import: {@link registerFastKernels} installs the kernels (once), and
  * {@link unregisterFastKernels} restores the stock ones. Results equal the stock kernels' up to
@@ -39,7 +43,10 @@ interface WasmBackendLike {
 }
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
-type StockKernels = {batchMatMul: tf.KernelConfig; gatherV2: tf.KernelConfig; transpose: tf.KernelConfig};
+type StockKernels = {
+  batchMatMul: tf.KernelConfig; gatherV2: tf.KernelConfig; transpose: tf.KernelConfig;
+  slice: tf.KernelConfig; unpack: tf.KernelConfig; splitV: tf.KernelConfig;
+};
 
 const BACKEND = 'wasm';
 /**
@@ -202,9 +209,100 @@ function fastGatherV2(args: KernelArgs): tf.TensorInfo {
   return out;
 }
 
+/** Bytes per element of the dtypes the fast copy kernels handle (0: leave it to the stock kernel). */
+function elementBytes(dtype: tf.DataType): number {
+  return dtype === 'float32' || dtype === 'int32' ? 4 : dtype === 'bool' ? 1 : 0;
+}
+
+/**
+ * Copies the block `begin`..`begin + size` of `x` into a new tensor of shape `outShape` (same
+ * element count as `size`), one `copyWithin` per contiguous run: the trailing axes that the block
+ * spans whole, plus the last one it cuts, form one run. Nothing else of `x` is read.
+ */
+function copyBlock(backend: WasmBackendLike, x: tf.TensorInfo, begin: number[], sz: number[], outShape: number[], bytes: number): tf.TensorInfo {
+  const out = backend.makeOutput(outShape, x.dtype);
+  const total = size(sz);
+  if (total === 0) return out;
+  const rank = x.shape.length;
+  const strides = new Array<number>(rank);
+  for (let i = rank - 1, st = 1; i >= 0; st *= x.shape[i], i--) strides[i] = st;
+  // Axes cut..rank-1 are copied as one run: all trailing whole axes and the first cut one.
+  let cut = rank - 1;
+  while (cut > 0 && sz[cut] === x.shape[cut]) cut--;
+  const run = size(sz.slice(cut));
+  // After the allocation (which may grow the heap and detach older views).
+  const heap = backend.wasm.HEAPU8;
+  const xAt = backend.dataIdMap.get(x.dataId).memoryOffset;
+  const oAt = backend.dataIdMap.get(out.dataId).memoryOffset;
+  const idx = new Array<number>(cut).fill(0);
+  for (let dst = 0; dst < total; dst += run) {
+    let src = begin[cut] * strides[cut];
+    for (let i = 0; i < cut; i++) src += (begin[i] + idx[i]) * strides[i];
+    heap.copyWithin(oAt + dst * bytes, xAt + src * bytes, xAt + (src + run) * bytes);
+    for (let i = cut - 1; i >= 0; i--) {
+      if (++idx[i] < sz[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return out;
+}
+
+/**
+ * `Slice`: the stock kernel first copies the whole input out of the wasm heap (`readSync`), then
+ * the slice; this one copies only the slice's contiguous runs.
+ */
+function fastSlice(args: KernelArgs): tf.TensorInfo {
+  const backend = args.backend as unknown as WasmBackendLike;
+  const {x} = args.inputs as {x: tf.TensorInfo};
+  const {begin, size: sz} = args.attrs as unknown as {begin: number | number[]; size: number | number[]};
+  const bytes = elementBytes(x.dtype);
+  if (bytes === 0 || x.shape.length === 0) return stock!.slice.kernelFunc(args) as tf.TensorInfo;
+  const [b, s] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, sz);
+  return copyBlock(backend, x, b, s, s, bytes);
+}
+
+/** `Unpack` (`tf.unstack`): the stock kernel runs one stock `Slice` (a copy of the whole input) per output. */
+function fastUnpack(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendLike;
+  const {value} = args.inputs as {value: tf.TensorInfo};
+  const bytes = elementBytes(value.dtype);
+  if (bytes === 0) return stock!.unpack.kernelFunc(args) as tf.TensorInfo[];
+  const rank = value.shape.length;
+  let {axis} = args.attrs as unknown as {axis: number};
+  if (axis < 0) axis += rank;
+  const outShape = value.shape.filter((_, i) => i !== axis);
+  const sz = [...value.shape];
+  sz[axis] = 1;
+  return Array.from({length: value.shape[axis]}, (_, i) => {
+    const begin = new Array<number>(rank).fill(0);
+    begin[axis] = i;
+    return copyBlock(backend, value, begin, sz, outShape, bytes);
+  });
+}
+
+/** `SplitV` (`tf.split`): the stock kernel runs one stock `Slice` (a copy of the whole input) per output. */
+function fastSplitV(args: KernelArgs): tf.TensorInfo[] {
+  const backend = args.backend as unknown as WasmBackendLike;
+  const {x} = args.inputs as {x: tf.TensorInfo};
+  const bytes = elementBytes(x.dtype);
+  if (bytes === 0) return stock!.splitV.kernelFunc(args) as tf.TensorInfo[];
+  const {numOrSizeSplits, axis} = args.attrs as unknown as {numOrSizeSplits: number | number[]; axis: number | number[]};
+  const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+  const sizes = tf.backend_util.prepareSplitSize(x as unknown as tf.Tensor, numOrSizeSplits, ax);
+  const begin = new Array<number>(x.shape.length).fill(0);
+  return sizes.map((n) => {
+    const sz = [...x.shape];
+    sz[ax] = n;
+    const out = copyBlock(backend, x, [...begin], sz, sz, bytes);
+    begin[ax] += n;
+    return out;
+  });
+}
+
 /**
  * Installs the fast wasm kernels for `BatchMatMul` (transposed and batched products through
- * XNNPACK) and `GatherV2` (row copies) in place of tfjs-backend-wasm's stock ones. Call it once,
+ * XNNPACK), `GatherV2` (row copies) and `Slice` / `Unpack` / `SplitV` (block copies) in place of
+ * tfjs-backend-wasm's stock ones. Call it once,
  * before or after `tf.setBackend('wasm')`; later calls do nothing. It affects only the wasm
  * backend, and results equal the stock kernels' up to float32 summation order. `setupBackend`
  * from `@tfjs-moe/training` calls it; library users on wasm call it themselves.
@@ -228,21 +326,26 @@ export function registerFastKernels(): boolean {
   const batchMatMul = tf.getKernel('BatchMatMul', BACKEND);
   const gatherV2 = tf.getKernel('GatherV2', BACKEND);
   const transpose = tf.getKernel('Transpose', BACKEND);
-  if (!batchMatMul || !gatherV2 || !transpose) {
+  const slice = tf.getKernel('Slice', BACKEND);
+  const unpack = tf.getKernel('Unpack', BACKEND);
+  const splitV = tf.getKernel('SplitV', BACKEND);
+  if (!batchMatMul || !gatherV2 || !transpose || !slice || !unpack || !splitV) {
     throw new Error('registerFastKernels: the wasm kernels are not registered; import @tensorflow/tfjs-backend-wasm first');
   }
-  stock = {batchMatMul, gatherV2, transpose};
-  tf.unregisterKernel('BatchMatMul', BACKEND);
-  tf.unregisterKernel('GatherV2', BACKEND);
+  stock = {batchMatMul, gatherV2, transpose, slice, unpack, splitV};
+  for (const name of ['BatchMatMul', 'GatherV2', 'Slice', 'Unpack', 'SplitV']) tf.unregisterKernel(name, BACKEND);
   // The stock setup functions stay attached: they bind the stock kernels when wasm initializes
   // after this call (the fast kernels fall back to them and bind their own entry lazily).
   tf.registerKernel({...batchMatMul, kernelFunc: fastBatchMatMul});
   tf.registerKernel({...gatherV2, kernelFunc: fastGatherV2});
+  tf.registerKernel({...slice, kernelFunc: fastSlice});
+  tf.registerKernel({...unpack, kernelFunc: fastUnpack as unknown as tf.KernelFunc});
+  tf.registerKernel({...splitV, kernelFunc: fastSplitV as unknown as tf.KernelFunc});
   return true;
 }
 
 /**
- * Restores tfjs-backend-wasm's stock `BatchMatMul` and `GatherV2` kernels (after
+ * Restores tfjs-backend-wasm's stock `BatchMatMul`, `GatherV2`, `Slice`, `Unpack` and `SplitV` kernels (after
  * {@link registerFastKernels}; otherwise does nothing).
  *
  * @returns true when it restored them now.
@@ -256,10 +359,8 @@ export function registerFastKernels(): boolean {
  */
 export function unregisterFastKernels(): boolean {
   if (stock === undefined) return false;
-  tf.unregisterKernel('BatchMatMul', BACKEND);
-  tf.unregisterKernel('GatherV2', BACKEND);
-  tf.registerKernel(stock.batchMatMul);
-  tf.registerKernel(stock.gatherV2);
+  for (const name of ['BatchMatMul', 'GatherV2', 'Slice', 'Unpack', 'SplitV']) tf.unregisterKernel(name, BACKEND);
+  for (const k of [stock.batchMatMul, stock.gatherV2, stock.slice, stock.unpack, stock.splitV]) tf.registerKernel(k);
   stock = undefined;
   return true;
 }

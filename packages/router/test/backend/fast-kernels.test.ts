@@ -2,7 +2,9 @@
  * The fast wasm kernels (registerFastKernels) against tfjs-backend-wasm's stock kernels: matMul
  * forward and gradient for every transpose combination, batch shapes (none, 1, n, broadcast one
  * side, rank 4, general broadcast that falls back), size-1 dimensions and products large enough to
- * take the per-batch XNNPACK path; row gathers on every axis, both dtypes, and the index check.
+ * take the per-batch XNNPACK path; row gathers on every axis, both dtypes, and the index check;
+ * slices, unstacks and splits (contiguous and strided blocks, every rank 1-5, size-1 and empty
+ * blocks, float32 / int32 / bool) and their gradients.
  */
 import * as tf from '@tensorflow/tfjs';
 import {fastKernelsRegistered, registerFastKernels, unregisterFastKernels} from '../../src/backend/fast-kernels';
@@ -110,6 +112,66 @@ describe('fast wasm kernels', () => {
       expect(f.v).toEqual(stock[j].v);
     });
     tf.dispose([x, xi, idx, idx2]);
+  });
+
+  // [shape, begin, size]: whole tensor, leading rows (one run), a middle block of every rank,
+  // single elements, size-1 axes, an empty block, -1 sizes.
+  const SLICES: [number[], number[], number[]][] = [
+    [[7], [2], [3]],
+    [[7], [0], [7]],
+    [[5, 6], [1, 0], [3, 6]],
+    [[5, 6], [1, 2], [3, 3]],
+    [[5, 6], [4, 5], [1, 1]],
+    [[257, 12], [0, 0], [256, 12]],
+    [[4, 5, 6], [1, 2, 3], [2, 2, 2]],
+    [[4, 5, 6], [0, 0, 1], [4, 5, 4]],
+    [[4, 1, 6], [1, 0, 0], [2, 1, 6]],
+    [[3, 4, 5, 6], [1, 0, 2, 1], [2, 4, 2, 4]],
+    [[2, 3, 4, 5, 3], [1, 1, 0, 2, 0], [1, 2, 4, 2, 3]],
+    [[4, 5], [2, 1], [0, 3]],
+    [[4, 5, 6], [1, 1, 1], [-1, 2, -1]],
+  ];
+
+  it.each(SLICES)('slice equals the stock kernel (shape %j, begin %j, size %j), float32 / int32 / bool, and its gradient', (shape, begin, sz) => {
+    const x = rand(shape, 7);
+    const xi = tf.cast(tf.mul(x, 100), 'int32');
+    const xb = tf.greater(x, 0);
+    const run = () => tf.tidy(() => {
+      const out = [x, xi, xb].map((t) => {
+        const y = tf.slice(t, begin, sz);
+        return {shape: y.shape, dtype: y.dtype, v: Array.from(y.dataSync())};
+      });
+      const dy = rand(tf.slice(x, begin, sz).shape, 8);
+      const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.slice(v, begin, sz), dy)))(x);
+      return {out, dx: Array.from(dx.dataSync())};
+    });
+    const {stock, fast} = both(run);
+    expect(fast).toEqual(stock);
+    tf.dispose([x, xi, xb]);
+  });
+
+  it.each([0, 1, 2, -1])('unstack and split equal the stock kernels on axis %s, with gradients', (axis) => {
+    const x = rand([4, 3, 6], 9);
+    const xi = tf.cast(tf.mul(x, 100), 'int32');
+    const dim = x.shape[axis < 0 ? axis + 3 : axis];
+    const sizes = dim === 3 ? [1, 2] : [1, dim - 3, 2];
+    const run = () => tf.tidy(() => {
+      const values = [x, xi].flatMap((t) => [...tf.unstack(t, axis), ...tf.split(t, sizes, axis), ...tf.split(t, dim === 3 ? 3 : 2, axis)])
+        .map((y) => ({shape: y.shape, dtype: y.dtype, v: Array.from(y.dataSync())}));
+      const gu = tf.grad((v: tf.Tensor) => tf.addN(tf.unstack(v, axis).map((y, i) => tf.mul(tf.sum(y), i + 1))))(x);
+      const gs = tf.grad((v: tf.Tensor) => tf.addN(tf.split(v, sizes, axis).map((y, i) => tf.mul(tf.sum(tf.square(y)), i + 1))))(x);
+      return {values, gu: Array.from(gu.dataSync()), gs: Array.from(gs.dataSync())};
+    });
+    const {stock, fast} = both(run);
+    expect(fast).toEqual(stock);
+    tf.dispose([x, xi]);
+  });
+
+  it('slice, unstack and split leak no tensors', async () => {
+    registerFastKernels();
+    const x = rand([6, 5, 4], 11);
+    await expectNoLeaks(() => tf.tidy(() => tf.addN([tf.sum(tf.slice(x, [1, 1, 0], [3, 2, 4])), ...tf.unstack(x, 1).map((y) => tf.sum(y)), ...tf.split(x, 2, 2).map((y) => tf.sum(y))])).dispose(), 5);
+    x.dispose();
   });
 
   it('gather rejects an out-of-range index, as the stock kernel does, without leaking', async () => {
