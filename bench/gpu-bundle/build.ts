@@ -20,8 +20,9 @@
  * On the GPU machine (Linux x64, as this Node and Dawn are):
  * `tar xzf tfjs-moe-gpu-bench.tar.gz && ./tfjs-moe-gpu-bench/run.sh --variants=layernorm`
  * (arguments go to the benchmark; `--backend=webgpu` is the default of run.sh, a later
- * `--backend=wasm` overrides it). Dawn uses the platform's native backend (Vulkan on Linux) and
- * falls back to OpenGL through EGL.
+ * `--backend=wasm` overrides it). Dawn uses the platform's native backend (Vulkan on Linux: it
+ * needs the loader, `libvulkan.so.1`) and falls back to OpenGL through EGL. This Dawn needs glibc
+ * 2.34 and libstdc++ 12 (GLIBCXX_3.4.30) or newer; this Node, glibc 2.28.
  */
 import {execFileSync} from 'child_process';
 import * as fs from 'fs';
