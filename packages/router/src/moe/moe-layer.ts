@@ -282,7 +282,7 @@ export class MoE extends tf.layers.Layer {
   /**
    * Whether calls compute the routing metrics (default true): the router's
    * `Router.computeMetrics`, a run-time switch not saved in the config. With false a call
-   * launches no metric kernel (in a training step of the default V-MoE on wasm, 304 of 2,259
+   * launches no metric kernel (a training step of the default V-MoE on wasm: 2,263 -> 1,704
    * kernels); the output, the auxiliary loss and every gradient are the same, and
    * {@link MoE.lastMetrics} keeps the values of the last call that computed metrics.
    * `withRoutingMetrics(model, false, fn)` switches every MoE layer of a model for one scope
