@@ -111,6 +111,29 @@ function swapLast2(backend: WasmBackendLike, x: tf.TensorInfo, batch: number): t
   return stock!.transpose.kernelFunc({inputs: {x: x3}, backend: backend as never, attrs: {perm: [0, 2, 1]}}) as tf.TensorInfo;
 }
 
+/**
+ * `a b^T` (optionally `a^T b^T`) for equal batches as the transposed product `(b a^T)^T`: the
+ * XNNPACK entry packs its right operand with a transposition on every call, so for few rows `m`
+ * (an expert's slots against its `[n, k]` weights in the backward's `dY W^T`) packing `a^T`
+ * (m k elements) and transposing the `[n, m]` result back (m n) moves less memory than
+ * transposing `b` and packing it (2 k n).
+ */
+function transposedProduct(
+  backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean,
+  batch: number, m: number, k: number, n: number, outBatchShape: number[],
+): tf.TensorInfo {
+  const at = transposeA ? a : swapLast2(backend, a, batch); // [batch, k, m]
+  const outT = backend.makeOutput([batch, n, m], 'float32');
+  const atOff = backend.dataIdMap.get(at.dataId).memoryOffset;
+  const bOff = backend.dataIdMap.get(b.dataId).memoryOffset;
+  const oOff = backend.dataIdMap.get(outT.dataId).memoryOffset;
+  for (let i = 0; i < batch; i++) product2D(backend, bOff + i * n * k * 4, atOff + i * k * m * 4, oOff + i * n * m * 4, n, k, m);
+  if (!transposeA) backend.disposeData(at.dataId);
+  const out = swapLast2(backend, outT, batch); // [batch, m, n]
+  backend.disposeData(outT.dataId);
+  return {dataId: out.dataId, shape: [...outBatchShape, m, n], dtype: 'float32'};
+}
+
 function fastBatchMatMul(args: KernelArgs): tf.TensorInfo {
   const backend = args.backend as unknown as WasmBackendLike;
   const {a, b} = args.inputs as {a: tf.TensorInfo; b: tf.TensorInfo};
@@ -140,6 +163,7 @@ function fastBatchMatMul(args: KernelArgs): tf.TensorInfo {
   if (batch === 1 && !transposeA && !transposeB) return fallback(); // already XNNPACK
   // Many tiny products (attention heads): one XNNPACK call each costs more than the scalar loop.
   if (bBatch > 1 && m * k * n < MIN_BATCHED_PRODUCT) return fallback();
+  if (transposeB && aBatch === bBatch && m * (2 * k + n) < 2 * k * n) return transposedProduct(backend, a, b, transposeA, batch, m, k, n, outBatchShape);
   const temps: tf.TensorInfo[] = [];
   // Untransposed operands: A as [aBatch, m, k], B as [bBatch, k, n]. (A transpose with a size-1
   // axis is a relabelling the Transpose kernel handles as a copy.)

@@ -42,6 +42,9 @@ const SHAPES: [number[], number[], number, number, number][] = [
   [[4], [4], 40, 33, 29], // per-batch XNNPACK path (m k n >= 16384)
   [[2], [], 40, 33, 29],
   [[], [2], 40, 33, 29],
+  [[3], [3], 16, 40, 64], // few rows against a transposed right operand: the transposed product
+  [[], [], 16, 40, 64],
+  [[2, 2], [2, 2], 8, 40, 64],
 ];
 
 describe('fast wasm kernels', () => {
@@ -92,7 +95,11 @@ describe('fast wasm kernels', () => {
     const a = rand([3, 40, 33], 1);
     const b = rand([3, 29, 33], 2);
     await expectNoLeaks(() => tf.tidy(() => tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.matMul(x, w, false, true)))([a, b])).forEach((t) => t.dispose()), 5);
-    tf.dispose([a, b]);
+    // Few rows against a transposed right operand (the transposed-product path).
+    const c = rand([3, 16, 40], 3);
+    const e = rand([3, 64, 40], 4);
+    await expectNoLeaks(() => tf.tidy(() => tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.matMul(x, w, false, true)))([c, e])).forEach((t) => t.dispose()), 5);
+    tf.dispose([a, b, c, e]);
   });
 
   it.each([0, 1, 2, -1])('gather equals the stock kernel on axis %s (float32 and int32, repeated indices)', (axis) => {
