@@ -7,7 +7,8 @@
  *   transposes operands explicitly (the wasm `Transpose` kernel, O(size)) and then runs only
  *   untransposed 2-D products through the same XNNPACK entry: a batched left operand against a
  *   shared right operand is folded into the rows of one product; otherwise one product per batch
- *   entry, on views into the operands' memory (no copies).
+ *   entry, on views into the operands' memory (no copies). `a b^T` with few rows runs as the
+ *   transposed product `(b a^T)^T`, which moves less memory through XNNPACK's weight packing.
  * - `GatherV2`: the stock kernel copies element by element after reading the indices back; the fast
  *   kernel copies whole rows (`copyWithin` on the wasm heap).
  * - `Slice`, `Unpack` (`tf.unstack`), `SplitV` (`tf.split`): the stock `Slice` first copies its
