@@ -59,6 +59,10 @@ export async function runTraining(options: RunOptions = {}): Promise<RunSummary>
     throw new InvalidArgumentError('epochs', 'a finite number > 0', options.epochs);
   }
   if (options.steps !== undefined && (!Number.isInteger(options.steps) || options.steps < 1)) throw new InvalidArgumentError('steps', 'a positive integer', options.steps);
+  // A bad model setting is named before the run folder is looked at: a folder left by an earlier
+  // run must not hide it behind "pass --resume or --overwrite". (A resumed run's settings merge
+  // with run.json, so they are checked after it is read.)
+  if (!options.resume) resolveModelSpec(Object.fromEntries(MODEL_SPEC_KEYS.map((k) => [k, options[k]])) as ModelSpec);
   const {release, cleaned} = prepareRunFolder(out, {resume: options.resume, overwrite: options.overwrite});
   try {
     return await runLocked(options, out, cleaned);

@@ -27,6 +27,21 @@ describe('tfjs-moe CLI: bad input', () => {
     expect(r.stderr).toBe('tfjs-moe train: Expected --capacity-factor to be a number, but got "lots".');
   });
 
+  it('names a bad setting first even when --out holds an earlier run (as runs/sparse-ot does after the main job)', async () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cli-earlier-run-'));
+    fs.mkdirSync(path.join(out, 'checkpoints'));
+    fs.writeFileSync(path.join(out, 'log.jsonl'), '');
+    for (const flag of ['--capacity-factor=0', '--experts=0']) {
+      const r = await runCli(['train', flag, '--out', out, '--backend', 'cpu', '--quiet']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^tfjs-moe train: Expected (capacityFactor|experts) to be /);
+    }
+    // A valid command on the same folder still refuses to overwrite the earlier run.
+    const r = await runCli(['train', '--steps=1', '--out', out, '--backend', 'cpu', '--quiet']);
+    expect(r.stderr).toContain('already holds');
+    expect(fs.readdirSync(out).sort()).toEqual(['checkpoints', 'log.jsonl']);
+  });
+
   it('rejects a missing data folder, and a gradient mode on a router without one', async () => {
     const r = await runCli(['train', '--data', '/no/such/folder', '--router', 'topk', '--backend', 'cpu', '--quiet', '--out', fs.mkdtempSync(path.join(os.tmpdir(), 'cli-'))]);
     expect(r.code).toBe(1);
