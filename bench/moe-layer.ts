@@ -3,7 +3,7 @@
  * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
  * every router on the same logits, side by side in one run.
  *
- *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5] [--paired=15]
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5] [--paired=15] [--read-gradients]
  *
  * On wasm the project's fast kernels (`registerFastKernels`: XNNPACK for batched and transposed
  * matMuls, row-copy gathers) are registered, as `setupBackend` does for training;
@@ -27,8 +27,23 @@ import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, t
 
 const ARGS = benchArgs({
   'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}, 'no-metrics': {type: 'boolean'},
-  profile: {type: 'string'}, reps: {type: 'string'}, paired: {type: 'string'},
+  profile: {type: 'string'}, reps: {type: 'string'}, paired: {type: 'string'}, 'read-gradients': {type: 'boolean'},
 });
+
+/**
+ * One timed step's outputs: the loss plus the sum of every gradient, one scalar, so that a step
+ * reads back 4 bytes whatever its parameter count, as a training step does (its optimizer takes the
+ * gradients in the backend; the sums still read each gradient once, as the optimizer would).
+ * Until 1 Dec every gradient was read back to JS: E x d x h floats twice per MoE step, E times the
+ * dense FFN's, so at E 32 19% of this benchmark's CPU time was `readSync` copying gradients out of
+ * the wasm heap, charged to the MoE side. `--read-gradients` restores that for comparison.
+ */
+function settle(value: tf.Scalar, grads: tf.NamedTensorMap): tf.Tensor[] {
+  if (ARGS['read-gradients']) return [value, ...Object.values(grads)];
+  const out = tf.addN([value, ...Object.values(grads).map((g) => tf.sum(g))]);
+  tf.dispose([value, ...Object.values(grads)]);
+  return [out];
+}
 
 /** Wall and CPU milliseconds of one call of `step` (outputs read back and freed). */
 async function timedStep(step: () => tf.Tensor[]): Promise<{wall: number; cpu: number}> {
@@ -126,7 +141,7 @@ function denseStep(x: tf.Tensor2D, vars: tf.Variable[], r: tf.Tensor2D): () => t
       const y = tf.add(tf.matMul(hdn, w2), b2);
       return tf.sum(tf.mul(y, r)) as tf.Scalar;
     }, vars);
-    return [value, ...Object.values(grads)];
+    return settle(value, grads);
   };
 }
 
@@ -182,7 +197,7 @@ async function benchBackend(backend: string): Promise<void> {
           layer.computeMetrics = !ARGS['no-metrics'];
           const step = () => {
             const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
-            return [value, ...Object.values(grads)];
+            return settle(value, grads);
           };
           const r = await pairedRatios(denseStep(x2, denseVars, r2), step, pairs);
           console.log(`| ${E} | ${cf} | ${(spec as {name: string}).name} | ${r.moeWall.toFixed(0)} / ${r.moeCpu.toFixed(0)} | ${r.denseWall.toFixed(0)} / ${r.denseCpu.toFixed(0)} | ${r.wall.toFixed(2)}x | ${r.cpu.toFixed(2)}x | ${(dropped * 100).toFixed(1)}% |`);
@@ -203,7 +218,7 @@ async function benchBackend(backend: string): Promise<void> {
         if (ARGS['no-metrics']) layer.computeMetrics = false;
         const step = () => {
           const {value, grads} = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x3, {training: true}) as tf.Tensor, r3)) as tf.Scalar);
-          return [value, ...Object.values(grads)];
+          return settle(value, grads);
         };
         const both = await timeWallCpuMs(step, reps, 1);
         const ms = both.wallMs;
