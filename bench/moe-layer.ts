@@ -39,9 +39,10 @@ const ARGS = benchArgs({
  * the wasm heap, charged to the MoE side. `--read-gradients` restores that for comparison.
  */
 function settle(value: tf.Scalar, grads: tf.NamedTensorMap): tf.Tensor[] {
-  if (ARGS['read-gradients']) return [value, ...Object.values(grads)];
-  const out = tf.addN([value, ...Object.values(grads).map((g) => tf.sum(g))]);
-  tf.dispose([value, ...Object.values(grads)]);
+  const parts = [value, ...Object.values(grads)];
+  if (ARGS['read-gradients']) return parts;
+  const out = tf.tidy(() => tf.addN(parts.map((t, i) => (i === 0 ? t : tf.sum(t)))));
+  tf.dispose(parts);
   return [out];
 }
 

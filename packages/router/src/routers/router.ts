@@ -239,8 +239,6 @@ export abstract class Router extends tf.layers.Layer {
           : null;
         const z = this.zLossWeight > 0 ? tf.mul(routerZLoss(logits, m), this.zLossWeight) : null;
         const auxiliaryLoss = (lb && z ? tf.add(lb, z) : lb ?? z ?? tf.scalar(0)) as tf.Scalar;
-        if (decision.demand) decision.demand.dispose();
-        if (decision.metrics) tf.dispose(Object.values(decision.metrics));
         return {tokenIndices: decision.tokenIndices, combineWeights: decision.combineWeights, routerLogits: logits, auxiliaryLoss, metrics: {} as RoutingMetrics};
       }
       const firstChoice = untracked(() => tf.argMax(gates, 2)) as tf.Tensor2D;

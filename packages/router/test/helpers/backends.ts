@@ -67,3 +67,8 @@ export function expectAllClose(
     );
   }
 }
+
+/** `<float32>shape` of seeded standard-normal values times `scale` (the same tensor for the same seed). */
+export function seeded(shape: number[], seed: number, scale = 1): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale));
+}

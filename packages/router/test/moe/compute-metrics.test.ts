@@ -5,7 +5,7 @@
  * identical layer; `lastMetrics` keeps the values of the last call that computed metrics; no leaks.
  */
 import * as tf from '@tensorflow/tfjs';
-import {describeBackends, expectNoLeaks} from '../helpers/backends';
+import {describeBackends, expectNoLeaks, seeded} from '../helpers/backends';
 import {InvalidArgumentError} from '../../src/core/errors';
 import {MoE, moe, MoEArgs} from '../../src/moe/moe-layer';
 import {withRoutingMetrics} from '../../src/moe/model-helpers';
@@ -17,10 +17,6 @@ const T = 8;
 const D = 4;
 const H = 5;
 const E = 4;
-
-function seeded(shape: number[], seed: number, scale = 1): tf.Tensor {
-  return tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale);
-}
 
 /** A built layer with deterministic weights (two calls give two identical layers). */
 function makeLayer(router: RouterSpec, args: Partial<MoEArgs> = {}): MoE {

@@ -4,7 +4,7 @@
  * model.fit, custom loop) on cpu and wasm, serialization round trips, leaks and bad input.
  */
 import * as tf from '@tensorflow/tfjs';
-import {describeBackends, expectAllClose, expectNoLeaks, useBackend} from '../helpers/backends';
+import {describeBackends, expectAllClose, expectNoLeaks, seeded, useBackend} from '../helpers/backends';
 import {ConfigError, InvalidArgumentError, ShapeError} from '../../src/core/errors';
 import {MoE, moe, MoEArgs} from '../../src/moe/moe-layer';
 import {SparseOTRouter, topKRouter} from '../../src/routers';
@@ -14,10 +14,6 @@ const T = 6;
 const D = 4;
 const H = 5;
 const E = 3;
-
-function seeded(shape: number[], seed: number, scale = 1): tf.Tensor {
-  return tf.mul(tf.randomNormal(shape, 0, 1, 'float32', seed), scale);
-}
 
 /** A built layer with deterministic weights. */
 function makeLayer(args: Partial<MoEArgs> = {}): MoE {
