@@ -131,6 +131,9 @@ describe('MoE models [cpu]', () => {
         const tpe = probed[name].tokensPerExpert;
         tpe.forEach((v, e) => expect(v).toBeCloseTo(own[name].tokensPerExpert[e], 5));
         expect(probed[name].droppedFraction).toBeCloseTo(own[name].droppedFraction, 5);
+        // The router's entropy metric (tensor ops) against the probe's (plain JS over the gates).
+        expect(own[name].normalizedEntropy).toBeGreaterThan(0);
+        expect(own[name].normalizedEntropy).toBeCloseTo(probed[name].normalizedEntropy!, 5);
         // Every kept slot is counted once in the class x expert table: 6 images x 17 tokens x mean experts per token.
         const total = probed[name].classExpert!.flat().reduce((a, b) => a + b, 0);
         expect(total).toBeCloseTo(6 * 17 * probed[name].expertsPerToken.mean, 6);

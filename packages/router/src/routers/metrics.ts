@@ -27,7 +27,7 @@ export type AssignmentMetrics = Omit<StandardMetrics, 'loadBalanceLoss' | 'zLoss
 
 /**
  * Computes `demand`, `tokensPerExpert` (+ `Min`/`Mean`/`Max`), `droppedFraction`,
- * `expertsPerTokenMin`/`Mean`/`Max` and `importance`. Per-expert vectors are means over groups;
+ * `expertsPerTokenMin`/`Mean`/`Max`, `importance` and `routerEntropy` (nats). Per-expert vectors are means over groups;
  * min and max run over every (group, expert) or every real token.
  *
  * @example
@@ -61,6 +61,9 @@ export function standardMetrics(input: StandardMetricsInput): AssignmentMetrics 
     let demand: tf.Tensor = input.demand ?? tf.sum(tf.mul(oneHot(tf.argMax(gates, 2), experts), tf.expandDims(mask, 2)), 1);
     demand = tf.mean(demand, 0);
     const importance = tf.div(tf.sum(tf.mul(gates, tf.expandDims(mask, 2)), [0, 1]), realTokens);
+    // -p ln p with 0 ln 0 = 0: a zero gate meets ln(tiny), a finite number, times 0.
+    const tokenEntropy = tf.neg(tf.sum(tf.mul(gates, tf.log(tf.maximum(gates, 1e-30))), 2)); // [G, S]
+    const routerEntropy = tf.div(tf.sum(tf.mul(tokenEntropy, mask)), realTokens);
 
     return {
       demand,
@@ -73,6 +76,7 @@ export function standardMetrics(input: StandardMetricsInput): AssignmentMetrics 
       expertsPerTokenMean: tf.div(tf.sum(tf.mul(counts, mask)), realTokens),
       expertsPerTokenMax: tf.max(tf.where(isReal, counts, tf.fill(counts.shape, -Infinity))),
       importance,
+      routerEntropy,
     } as AssignmentMetrics;
   });
 }

@@ -39,6 +39,12 @@ export interface StandardMetrics {
   /** `[experts]`: mean gate probability of each expert over real tokens. */
   importance: tf.Tensor1D;
   /**
+   * `[]`: router entropy in nats, `-sum_e p_e ln p_e` of each real token's gate probabilities,
+   * averaged over real tokens: `ln(experts)` for uniform gates, 0 for one-hot gates. Divided by
+   * `ln(experts)` it is the normalized router entropy shown in training reports.
+   */
+  routerEntropy: tf.Scalar;
+  /**
    * `[]`: Switch load-balancing loss (see `losses.ts`), computed by every router whether or not
    * it is weighted into the auxiliary loss.
    */

@@ -91,6 +91,25 @@ describeBackends('every router has the shared parts', (backend) => {
     r.dispose();
   });
 
+  it.each(MAKERS)('%s: router entropy in nats, over real tokens only (hand-worked)', (_name, make) => {
+    // Entropy of softmax([a, b]), worked in float64: [2, 0] 0.365334, [1, 0] and [0, 1] 0.582203,
+    // [3, 0] 0.190865. Mean over all four: 0.430151; with t3 masked out: 0.509913.
+    const router = identityKernel(make({numExperts: 2}), 2);
+    const x = tf.tensor3d(TOKENS_4x2);
+    const all = router.route(x, {training: false, capacity: 4});
+    expectAllClose([all.metrics.routerEntropy.dataSync()[0]], [0.430151], 1e-5);
+    const masked = router.route(x, {training: false, capacity: 4, mask: tf.tensor2d([[1, 1, 1, 0]])});
+    expectAllClose([masked.metrics.routerEntropy.dataSync()[0]], [0.509913], 1e-5);
+    // Limits: uniform gates give ln(experts); a zero kernel makes every gate 1/4.
+    const wide = make({numExperts: 4});
+    wide.build([null, null, 2]);
+    wide.setWeights([tf.zeros([2, 4]), ...wide.getWeights().slice(1)]);
+    const uniform = wide.route(x, {training: false, capacity: 4});
+    expectAllClose([uniform.metrics.routerEntropy.dataSync()[0]], [Math.log(4)], 1e-5);
+    for (const r of [all, masked, uniform]) r.dispose();
+    x.dispose();
+  });
+
   it.each(MAKERS)('%s: Gaussian logit noise in training only, with the given standard deviation', (_name, make) => {
     // Seeded, so the sample (and this statistical check on it) is the same on every run.
     const router = make({numExperts: 4, logitNoise: 0.5, seed: 11});

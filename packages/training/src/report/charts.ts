@@ -116,11 +116,32 @@ function curveCharts(data: ReportData): Record<string, ReportChart> {
     curves.push({step: e.step, metric: 'loss', series: 'held-out', value: e.loss});
     curves.push({step: e.step, metric: 'accuracy', series: 'held-out', value: e.accuracy});
   }
-  const series = {field: 'series', title: null};
   return {
-    loss: stepChart('Loss', curves.filter((c) => c.metric === 'loss'), {field: 'value', title: 'loss'}, series),
-    accuracy: stepChart('Accuracy', curves.filter((c) => c.metric === 'accuracy'), {field: 'value', title: 'accuracy', domain: [0, 1]}, series),
+    loss: curveChart('Loss', curves.filter((c) => c.metric === 'loss'), {title: 'loss'}),
+    accuracy: curveChart('Accuracy', curves.filter((c) => c.metric === 'accuracy'), {title: 'accuracy', domain: [0, 1]}),
   };
+}
+
+/**
+ * A training curve: the train series as a thin line with small points, the held-out evaluations
+ * drawn on top as a thicker line with large diamonds, so that the few held-out points stay
+ * visible where they meet the many train points.
+ */
+function curveChart(title: string, rows: Row[], y: {title: string; domain?: number[]}): ReportChart {
+  const only = (series: string): VegaLiteSpec[] => [{filter: `datum.series === '${series}'`}];
+  return chart(title, rows, {
+    width: 420,
+    height: 220,
+    encoding: {
+      x: STEP_AXIS,
+      y: {field: 'value', type: 'quantitative', title: y.title, axis: {format: '~g'}, ...(y.domain ? {scale: {domain: y.domain}} : {})},
+      color: {field: 'series', type: 'nominal', title: null, scale: {domain: ['train', 'held-out']}},
+    },
+    layer: [
+      {transform: only('train'), mark: {type: 'line', strokeWidth: 1.5, point: {size: 20}}},
+      {transform: only('held-out'), mark: {type: 'line', strokeWidth: 2.5, point: {size: 110, shape: 'diamond', filled: true}}},
+    ],
+  });
 }
 
 function trainingCharts(data: ReportData, layer: string): Record<string, ReportChart> {
