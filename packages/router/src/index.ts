@@ -38,8 +38,11 @@ export {
   tokenWeightSums,
   normalizeCombineWeights,
   gatherTokenExpertValues,
+  compactSlots,
+  dispatchCompact,
+  combineCompact,
 } from './moe/dispatch';
-export type {DispatchLayout} from './moe/dispatch';
+export type {CompactSlots, DispatchLayout} from './moe/dispatch';
 export {computeCapacity, assignTokenChoice} from './routers/capacity';
 export type {TokenChoiceAssignment} from './routers/capacity';
 export {effectiveGroupSize, groupTokens, ungroupTokens} from './moe/grouping';
@@ -51,7 +54,7 @@ export {stopGradient, noGrad, untracked, positiveMask} from './core/stop-gradien
 
 // The mixture-of-experts layer.
 export {MoE, moe} from './moe/moe-layer';
-export type {MoEArgs, MoEActivation} from './moe/moe-args';
+export type {CompactDispatch, MoEArgs, MoEActivation} from './moe/moe-args';
 export {MOE_ARG_KEYS} from './moe/moe-args';
 export {FEED_FORWARD_ACTIVATIONS, activationFunction, assertActivation} from './moe/activations';
 export type {FeedForwardActivation} from './moe/activations';

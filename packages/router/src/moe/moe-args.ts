@@ -138,7 +138,20 @@ export interface MoEArgs extends LayerArgs {
    * layer's config.
    */
   expertMatMul?: ExpertMatMul;
+  /**
+   * Whether the experts run only on the filled slots (`compactSlots` in `dispatch.ts`): each
+   * expert's filled slots of all groups packed into `n` rows (n = the most filled slots of any
+   * expert) instead of `groups * capacity` rows, so empty capacity costs no expert FLOPs. Needs one
+   * synchronous read of the token indices per call. `'auto'` (default): on the backends whose
+   * kernels run synchronously (cpu, wasm), where that read costs only a copy; `true`: always
+   * (on webgl it waits for the pipeline; webgpu in Node cannot read synchronously); `false`: never. A
+   * run-time choice: the same numbers (up to float32 summation order), not saved in the config.
+   */
+  compactDispatch?: CompactDispatch;
 }
+
+/** See {@link MoEArgs.compactDispatch}. */
+export type CompactDispatch = 'auto' | boolean;
 
 /** The tfjs `LayerArgs` keys that the layer accepts besides its own. */
 const LAYER_ARG_KEYS = ['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype', 'weights', 'inputDType'] as const;
@@ -149,7 +162,7 @@ export const MOE_ARG_KEYS: readonly string[] = [
   'numExperts', 'hiddenDim', 'activation', 'gated', 'router', 'k', 'topK', 'capacityFactor', 'evalCapacityFactor',
   'minCapacity', 'dropTokens', 'dropless', 'groupSize', 'groupingMode', 'normalizeCombineWeights', 'numSharedExperts',
   'sharedHiddenDim', 'residualExpert', 'outputRouterLogits', 'useBias', 'kernelInitializer', 'biasInitializer',
-  'expertMatMul',
+  'expertMatMul', 'compactDispatch',
 ];
 
 let layerCount = 0;

@@ -8,24 +8,25 @@ import type {Initializer} from '@tensorflow/tfjs-layers/dist/initializers';
 import type {Kwargs} from '@tensorflow/tfjs-layers/dist/types';
 import {activationFunction, assertActivation, FeedForwardActivation} from './activations';
 import {defaultCapacityFactors} from './capacity-defaults';
-import {combine, dispatch, normalizeCombineWeights as normalizeWeights} from './dispatch';
+import {combine, combineCompact, compactSlots, dispatch, dispatchCompact, normalizeCombineWeights as normalizeWeights} from './dispatch';
 import {asPerExpert} from './expert-initializer';
 import {ExpertMatMul, expertFeedForward} from './experts';
 import {addFeedForwardWeights, denseExpertPaths, readFeedForward, type FeedForwardVariables, type ResidualExpertVariables} from './expert-weights';
 import {GroupingMode, ungroupTokens} from './grouping';
 import {inspectLayer, type MoERouting, rankExperts, slotsToTokens} from './inspect';
 import {groupLogits, routeGroups} from './route-groups';
-import {bool, defaultName, MOE_ARG_KEYS, MoEArgs, positive, routerWithK, withoutDeviceChoices} from './moe-args';
+import {bool, type CompactDispatch, defaultName, MOE_ARG_KEYS, MoEArgs, positive, routerWithK, withoutDeviceChoices} from './moe-args';
 import {MOE_LAYER_BRAND} from './model-helpers';
-import {assertOneOf, assertPositiveInt, ConfigError, ShapeError} from '../core/errors';
+import {assertOneOf, assertPositiveInt, ConfigError, InvalidArgumentError, ShapeError} from '../core/errors';
 import {checkOptions} from '../core/options';
 import {LastCall} from './last-call';
 import type {RoutingMetrics, RoutingMetricValues} from '../routers/routing-result';
 import {createRouter, RouterSpec} from '../routers/registry';
+import {synchronousBackend} from '../routers/input-checks';
 import {resolveInitializer, Router, serializeInitializer} from '../routers/router';
 import '../routers';
 
-export type {MoEArgs, MoEActivation} from './moe-args';
+export type {CompactDispatch, MoEArgs, MoEActivation} from './moe-args';
 
 /**
  * Mixture-of-experts layer (V-MoE style). Input `<float32>[...batch, tokens, d]` (any rank >= 2;
@@ -35,8 +36,9 @@ export type {MoEArgs, MoEActivation} from './moe-args';
  * layer inside a residual connection so that they pass through unchanged.
  *
  * Pipeline per call: group tokens -> router logits and routing -> gather each expert's tokens
- * into `[E, groups * capacity, d]` -> the expert FFNs as batched matMuls -> weighted scatter-add
- * back -> ungroup; plus shared experts and the residual expert when configured.
+ * into `[E, groups * capacity, d]` (on cpu and wasm only its filled slots, packed:
+ * `[E, n, d]`, see `compactDispatch`) -> the expert FFNs as batched matMuls -> weighted
+ * scatter-add back -> ungroup; plus shared experts and the residual expert when configured.
  * The router's auxiliary loss is registered with `addLoss`, so `model.fit` minimizes it; the
  * metrics of the last call are in {@link MoE.lastMetrics} (and per mode in
  * {@link MoE.lastTrainingMetrics} / {@link MoE.lastInferenceMetrics}).
@@ -78,6 +80,8 @@ export class MoE extends tf.layers.Layer {
   readonly biasInitializer: Initializer;
   /** Run-time choice, not saved in the config (see `MoEArgs.expertMatMul`). */
   expertMatMul: ExpertMatMul;
+  /** Run-time choice, not saved in the config (see `MoEArgs.compactDispatch`). */
+  compactDispatch: CompactDispatch;
   /** `<float32>[E, d, h]`. */
   kernelIn: tf.LayerVariable | null = null;
   /** `<float32>[E, h]`. */
@@ -135,6 +139,10 @@ export class MoE extends tf.layers.Layer {
     this.kernelInitializer = resolveInitializer(args.kernelInitializer ?? 'glorotUniform', 'kernelInitializer');
     this.biasInitializer = resolveInitializer(args.biasInitializer ?? 'zeros', 'biasInitializer');
     this.expertMatMul = assertOneOf('expertMatMul', args.expertMatMul ?? 'batched', ['batched', 'per-expert'] as const, ctx);
+    this.compactDispatch = args.compactDispatch ?? 'auto';
+    if (this.compactDispatch !== 'auto' && typeof this.compactDispatch !== 'boolean') {
+      throw new InvalidArgumentError('compactDispatch', "'auto', true or false", this.compactDispatch, ctx);
+    }
     this.addLoss(() => {
       const aux = this.last.auxiliaryLoss;
       return aux && !aux.isDisposed ? aux : tf.scalar(0);
@@ -221,8 +229,14 @@ export class MoE extends tf.layers.Layer {
       const weights = this.normalizeCombineWeights
         ? normalizeWeights(routing.tokenIndices, routing.combineWeights, S)
         : routing.combineWeights;
-      const routedOut = this.experts(dispatch(groups.tokens, routing.tokenIndices, 'expert-major'));
-      const combined = combine(routedOut, routing.tokenIndices, weights, S, 'expert-major');
+      let combined: tf.Tensor3D;
+      if (this.compactDispatch === true || (this.compactDispatch === 'auto' && synchronousBackend())) {
+        const slots = compactSlots(routing.tokenIndices, S);
+        combined = combineCompact(this.experts(dispatchCompact(groups.tokens, slots)), slots, weights, S);
+      } else {
+        const routedOut = this.experts(dispatch(groups.tokens, routing.tokenIndices, 'expert-major'));
+        combined = combine(routedOut, routing.tokenIndices, weights, S, 'expert-major');
+      }
       let y: tf.Tensor = ungroupTokens(combined, batch, tokens, this.groupingMode);
       if (this.residual || this.shared) {
         const flat = tf.reshape(x, [batch * tokens, d]) as tf.Tensor2D;
@@ -247,7 +261,7 @@ export class MoE extends tf.layers.Layer {
   }
 
   /** Runs every routed expert on its slots: `<float32>[E, n, d]` -> `<float32>[E, n, d]`. */
-  private experts(xe: tf.Tensor): tf.Tensor {
+  private experts(xe: tf.Tensor): tf.Tensor3D {
     const w: FeedForwardVariables = {
       kernelIn: this.kernelIn as tf.LayerVariable, biasIn: this.biasIn ?? undefined,
       kernelGate: this.kernelGate ?? undefined, biasGate: this.biasGate ?? undefined,

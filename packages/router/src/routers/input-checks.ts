@@ -28,6 +28,19 @@ let mode: RouterInputChecks = 'auto';
 const SYNCHRONOUS_BACKENDS = new Set(['cpu', 'wasm']);
 
 /**
+ * Whether the active backend runs its kernels synchronously (cpu, wasm): a synchronous read of a
+ * computed value there costs only the copy, no pipeline flush.
+ *
+ * @example
+ * ```ts
+ * if (synchronousBackend()) counts = tokenIndices.dataSync();
+ * ```
+ */
+export function synchronousBackend(): boolean {
+  return SYNCHRONOUS_BACKENDS.has(tf.getBackend());
+}
+
+/**
  * Sets when every router checks what it routes for NaN / Infinity: `'auto'` (default; on cpu and
  * wasm, and wherever the router reads back anyway), `'always'` (a debug check on webgl / webgpu:
  * one extra synchronous read per call; on webgpu in Node synchronous reads fail), `'never'`.
@@ -56,7 +69,7 @@ export function setRouterInputChecks(value: RouterInputChecks): RouterInputCheck
 export function routerInputChecksOn(readsAnyway: boolean | null): boolean {
   if (mode !== 'auto') return mode === 'always';
   if (readsAnyway === null) return false;
-  return readsAnyway || SYNCHRONOUS_BACKENDS.has(tf.getBackend());
+  return readsAnyway || synchronousBackend();
 }
 
 /**

@@ -6,11 +6,15 @@ import * as tf from '@tensorflow/tfjs';
 import {describeBackends, expectAllClose, expectNoLeaks} from '../helpers/backends';
 import {
   combine,
+  combineCompact,
+  compactSlots,
   dispatch,
+  dispatchCompact,
   gatherRows,
   gatherTokenExpertValues,
   normalizeCombineWeights,
   scatterAddRows,
+  tokenExpertIndices,
   tokenWeightSums,
 } from '../../src/moe/dispatch';
 import {ShapeError} from '../../src/core/errors';
@@ -99,6 +103,60 @@ describeBackends('row primitives', () => {
     tf.dispose([x, y, w, idx, mask, R, gx1, gw1, gx2, gw2, em]);
   });
 
+  it('compactSlots packs each expert\'s filled slots in expert-major order on a hand-worked case', () => {
+    const idx = tf.tensor3d(INDICES, undefined, 'int32');
+    const c = compactSlots(idx, S);
+    // Filled slots: expert 0: g0 (0, 1), g1 (0, 3) = 4; expert 1: g0 (2, 0), g1 (1, 0) = 4; expert 2: g0 (1) = 1.
+    expect(c.filled).toEqual([4, 4, 1]);
+    expect(c.rowsPerExpert).toBe(4);
+    // Token rows g * S + t, padding -> row G * S = 8.
+    expect(Array.from(c.tokenRows.dataSync())).toEqual([0, 1, 4, 7, 2, 0, 5, 4, 1, 8, 8, 8]);
+    // Slots (g * E + e) * C + c in [G, E, C] = [2, 3, 2], padding -> 12.
+    expect(Array.from(c.slots.dataSync())).toEqual([0, 1, 6, 7, 2, 3, 8, 9, 4, 12, 12, 12]);
+    tf.dispose([idx, c.tokenRows, c.slots]);
+  });
+
+  it('compactSlots pads a multiple of 128 rows (>= 256) by 16 rows; an all-empty routing keeps 1 row', () => {
+    // 64 groups, 1 expert, capacity 4, every slot filled: 256 filled rows -> 272.
+    const full = tf.tensor3d(Array.from({length: 64}, () => [[0, 1, 2, 3]]), undefined, 'int32');
+    const c = compactSlots(full, 4);
+    expect(c.filled).toEqual([256]);
+    expect(c.rowsPerExpert).toBe(272);
+    const rows = Array.from(c.tokenRows.dataSync());
+    expect(rows.slice(0, 256)).toEqual(Array.from({length: 256}, (_, i) => i));
+    expect(rows.slice(256)).toEqual(new Array(16).fill(256));
+    const empty = tf.fill([2, 3, 2], -1, 'int32') as tf.Tensor3D;
+    const e = compactSlots(empty, 4);
+    expect(e.rowsPerExpert).toBe(1);
+    expect(Array.from(e.tokenRows.dataSync())).toEqual([8, 8, 8]);
+    tf.dispose([full, c.tokenRows, c.slots, empty, e.tokenRows, e.slots]);
+  });
+
+  it('dispatchCompact / combineCompact equal the dense einsum formulation, forward and backward', () => {
+    const x = tf.randomNormal([2, S, 5], 0, 1, 'float32', 11) as tf.Tensor3D;
+    const w = tf.mul(tf.randomUniform([2, 3, 2], 0.1, 1, 'float32', 13), tf.tensor3d(INDICES.map((g) => g.map((e) => e.map((t) => (t >= 0 ? 1 : 0)))))) as tf.Tensor3D;
+    const idx = tf.tensor3d(INDICES, undefined, 'int32');
+    const mask = oneHot(INDICES, S);
+    const c = compactSlots(idx, S);
+    const xe = dispatchCompact(x, c);
+    expect(xe.shape).toEqual([3, 4, 5]);
+    // Expert 2's rows past its one filled slot are zero rows.
+    expectAllClose((xe.arraySync() as number[][][])[2].slice(1).flat(), new Array(15).fill(0));
+    expectAllClose(combineCompact(xe, c, w, S).arraySync(), denseCombine(mask, w, denseDispatch(mask, x)).arraySync(), 1e-5);
+    // Backward through an elementwise "expert" (tanh(v) + 0.5, nonzero on padding rows).
+    const R = tf.randomNormal([2, S, 5], 0, 1, 'float32', 14);
+    const lossCompact = (xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(combineCompact(tf.add(tf.tanh(dispatchCompact(xx as tf.Tensor3D, c)), 0.5) as tf.Tensor3D, c, ww as tf.Tensor3D, S), R));
+    const lossDense = (xx: tf.Tensor, ww: tf.Tensor) =>
+      tf.sum(tf.mul(denseCombine(mask, ww as tf.Tensor3D, tf.add(tf.tanh(denseDispatch(mask, xx as tf.Tensor3D)), 0.5) as tf.Tensor4D), R));
+    const [gx1, gw1] = tf.grads(lossCompact)([x, w]);
+    const [gx2, gw2] = tf.grads(lossDense)([x, w]);
+    expectAllClose(gx1.arraySync() as number[][][], gx2.arraySync() as number[][][], 1e-5);
+    // Empty slots' weights get the dense formulation's gradient too (0 contributions there).
+    expectAllClose(gw1.arraySync() as number[][][], gw2.arraySync() as number[][][], 1e-5);
+    tf.dispose([x, w, idx, mask, c.tokenRows, c.slots, xe, R, gx1, gw1, gx2, gw2]);
+  });
+
   it('gatherTokenExpertValues reads values[g, token, e] per slot with a gradient', () => {
     const v = tf.tensor3d([[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [1, 1.1, 1.2]]]);
     const idx = tf.tensor3d([INDICES[0]], undefined, 'int32');
@@ -108,6 +166,18 @@ describeBackends('row primitives', () => {
     const g = tf.grad((vv: tf.Tensor) => tf.sum(gatherTokenExpertValues(vv as tf.Tensor3D, idx)))(v);
     expectAllClose(g.dataSync(), [[[1, 1, 0], [1, 0, 1], [0, 1, 0], [0, 0, 0]]]);
     tf.dispose([v, idx, g]);
+  });
+
+  it('tokenExpertIndices: the host path and the tensor path give the hand-worked rows', () => {
+    const idx = tf.tensor3d(INDICES, undefined, 'int32');
+    // (g * S + t) * E + e with S 4, E 3; empty slots -> G * S * E = 24.
+    const expected = [0, 3, 7, 1, 5, 24, 12, 21, 16, 13, 24, 24];
+    for (const host of [true, false]) {
+      const flat = tokenExpertIndices(idx, S, host);
+      expect(Array.from(flat.dataSync())).toEqual(expected);
+      flat.dispose();
+    }
+    idx.dispose();
   });
 
   it('normalizeCombineWeights makes each kept token sum to 1 and leaves dropped tokens at 0', () => {
@@ -128,6 +198,11 @@ describeBackends('row primitives', () => {
       const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(combine(dispatch(xx as tf.Tensor3D, idx), idx, normalizeCombineWeights(idx, ww as tf.Tensor3D, S), S)))([x, w]);
       tf.dispose(g);
     }, 5);
+    await expectNoLeaks(() => {
+      const c = compactSlots(idx, S);
+      const g = tf.grads((xx: tf.Tensor, ww: tf.Tensor) => tf.sum(combineCompact(dispatchCompact(xx as tf.Tensor3D, c), c, ww as tf.Tensor3D, S)))([x, w]);
+      tf.dispose([...g, c.tokenRows, c.slots]);
+    }, 5);
     tf.dispose([x, w, idx]);
   });
 
@@ -140,6 +215,9 @@ describeBackends('row primitives', () => {
     );
     expect(() => dispatch(tf.zeros([2, 4, 5]) as tf.Tensor3D, idx as tf.Tensor3D)).toThrow(
       'dispatch: Expected tokenIndices to be a rank-3 tensor [2, experts, capacity], but got [1,2,2].',
+    );
+    expect(() => compactSlots(tf.zeros([2, 3]) as unknown as tf.Tensor3D, 4)).toThrow(
+      'compactSlots: Expected tokenIndices to be an int32 rank-3 tensor [groups, experts, capacity], but got "float32 [2, 3]".',
     );
     tf.dispose([x, idx]);
   });

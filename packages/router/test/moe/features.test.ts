@@ -170,9 +170,11 @@ describe('MoE layer features [cpu]', () => {
   });
 
   it('the config holds no run-time device choice; a config saved with one (older code) still loads', () => {
-    const layer = moe({numExperts: E, hiddenDim: H, router: 'topk', expertMatMul: 'per-expert'});
+    const layer = moe({numExperts: E, hiddenDim: H, router: 'topk', expertMatMul: 'per-expert', compactDispatch: false});
     const config = layer.getConfig();
     expect('expertMatMul' in config).toBe(false);
+    expect('compactDispatch' in config).toBe(false);
+    expect((MoE.fromConfig(MoE, JSON.parse(JSON.stringify(config))) as MoE).compactDispatch).toBe('auto');
     const old = {...JSON.parse(JSON.stringify(config)), expertMatMul: 'per-expert', name: 'old_moe'};
     delete old.minCapacity;
     delete old.gated;

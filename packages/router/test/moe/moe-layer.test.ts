@@ -74,6 +74,29 @@ describeBackends('MoE layer', (backend) => {
     expectAllClose(grad(b).dataSync(), grad(a).dataSync(), 1e-4, 1e-4);
   });
 
+  it('compactDispatch (packed filled slots) equals the capacity layout, forward and every gradient', () => {
+    for (const router of [{name: 'topk', k: 2}, {name: 'sparse-ot'}] as MoEArgs['router'][]) {
+      const a = makeLayer({activation: 'gelu', router, compactDispatch: false});
+      const b = makeLayer({activation: 'gelu', router, compactDispatch: true});
+      expect(b.compactDispatch).toBe(true);
+      b.setWeights(a.getWeights());
+      const x = seeded([B, T, D], 17);
+      // Gradients with respect to the input and every weight (experts and router).
+      const grads = (l: MoE) => {
+        const vars = l.trainableWeights.map((w) => (w as unknown as {val: tf.Variable}).val);
+        const {grads: g} = tf.variableGrads(() => tf.sum(tf.square(l.apply(x, {training: true}) as tf.Tensor)) as tf.Scalar, vars);
+        const gx = tf.grad((xx: tf.Tensor) => tf.sum(tf.square(l.apply(xx, {training: true}) as tf.Tensor)))(x);
+        return [gx, ...vars.map((v) => g[v.name])];
+      };
+      expectAllClose((b.apply(x, {training: true}) as tf.Tensor).dataSync(), (a.apply(x, {training: true}) as tf.Tensor).dataSync(), 1e-6, 1e-5);
+      const ga = grads(a);
+      const gb = grads(b);
+      expect(gb.length).toBe(ga.length);
+      ga.forEach((g, i) => expectAllClose(gb[i].dataSync(), g.dataSync(), 1e-5, 1e-4));
+    }
+    expect(() => makeLayer({compactDispatch: 'yes' as unknown as boolean})).toThrow(InvalidArgumentError);
+  });
+
   it('demand above capacity shows as drops; dropless inference keeps every token', () => {
     const layer = makeLayer({capacityFactor: 1.0, dropless: true});
     // Router kernel with a huge column 0 on an all-positive input: every token asks for expert 0.
@@ -203,13 +226,15 @@ describeBackends('MoE layer', (backend) => {
     tf.dispose(grads);
   });
 
-  it('no tensor leaks over 50 training steps', async () => {
-    const layer = makeLayer({router: {name: 'topk', k: 2, jitterNoise: 0.1}, normalizeCombineWeights: true, groupSize: 4});
-    const x = seeded([B, T, D], 12);
-    const opt = tf.train.sgd(0.01);
-    await expectNoLeaks(() => {
-      opt.minimize(() => tf.add(tf.mean(tf.square(layer.apply(x, {training: true}) as tf.Tensor)), layer.lastAuxiliaryLoss!) as tf.Scalar);
-    }, 50);
+  it('no tensor leaks over 50 training steps (packed slots and the capacity layout)', async () => {
+    for (const compactDispatch of [true, false]) {
+      const layer = makeLayer({router: {name: 'topk', k: 2, jitterNoise: 0.1}, normalizeCombineWeights: true, groupSize: 4, compactDispatch});
+      const x = seeded([B, T, D], 12);
+      const opt = tf.train.sgd(0.01);
+      await expectNoLeaks(() => {
+        opt.minimize(() => tf.add(tf.mean(tf.square(layer.apply(x, {training: true}) as tf.Tensor)), layer.lastAuxiliaryLoss!) as tf.Scalar);
+      }, 50);
+    }
   });
 
   it('a built, called and disposed model leaves no tensor behind (weights and last-call metrics)', () => {
