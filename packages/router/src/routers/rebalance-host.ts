@@ -11,6 +11,10 @@ const f32 = Math.fround;
  * `rebalanceAssignment` on the host copies of its inputs, group by group, with the tensor
  * path's rules: the same float32 keys and orders, ties broken as `tf.topk` breaks them (lower
  * index first), sums rounded as the backend's reductions round them.
+ *
+ * The work per group follows the held pairs (at most `E * C`), not all `S * E` token-expert
+ * pairs: each token's held experts are listed in ascending expert order, the give-back step sorts
+ * only the secondary slots, and only the tokens left waiting rank their experts by gate.
  */
 export function rebalanceHost(tokenIndices: tf.Tensor3D, plan: tf.Tensor3D, gates: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor3D {
   const [groups, S, E] = plan.shape;
@@ -20,124 +24,173 @@ export function rebalanceHost(tokenIndices: tf.Tensor3D, plan: tf.Tensor3D, gate
   const Gt = gates.dataSync();
   const M = mask.dataSync();
   const f32Sums = tf.getBackend() === 'wasm';
-  const add = (s: number, x: number): number => (f32Sums ? f32(s + x) : s + x);
   const out = new Int32Array(groups * E * C);
-  const held = new Uint8Array(S * E);
   const kept = new Uint8Array(S * E);
-  const value = new Float32Array(S * E);
-  const secondary = new Uint8Array(S * E);
-  const keyOrder = new Int32Array(S * E);
   const releaseKey = new Float32Array(S * E);
+  // Token s's held experts, ascending: heldList[s * E .. s * E + heldCount[s]).
+  const heldList = new Int32Array(S * E);
+  const heldCount = new Int32Array(S);
+  const keptCount = new Int32Array(S);
+  const used = new Int32Array(E);
+  const candidates = new Int32Array(S * E);
+  const extra = new Int32Array(S); // a waiting token's accepted expert when it did not hold it, or -1
+  const waitingList = new Int32Array(S);
+  const accepted = new Int32Array(S);
   const prio = new Float32Array(S);
   const choices = new Int32Array(S * E);
-  const waiting = new Uint8Array(S);
+  const ask = new Int32Array(S);
   const room = new Float64Array(E);
-  const ask = new Int32Array(S); // the expert each waiting token asks for in this round, or -1
+  const slotList = new Int32Array(E * S);
+  const slotCount = new Int32Array(E);
   const slotKey = new Float32Array(S);
   const slotIdx = new Int32Array(S);
   const tol = f32(1e-4);
+  const byKey = (p: number, q: number): number => (releaseKey[p] - releaseKey[q]) || (p - q);
   for (let g = 0; g < groups; g++) {
-    held.fill(0);
+    kept.fill(0);
+    releaseKey.fill(1e9);
+    heldCount.fill(0);
+    used.fill(0);
     for (let e = 0; e < E; e++) {
       for (let c = 0; c < C; c++) {
         const t = idx[(g * E + e) * C + c];
-        if (t >= 0 && t < S) held[t * E + e] = 1;
+        if (t >= 0 && t < S && !kept[t * E + e]) {
+          kept[t * E + e] = 1;
+          heldList[t * E + heldCount[t]++] = e;
+          used[e]++;
+        }
       }
     }
-    let heldCount = 0;
+    let held = 0;
     let unserved = 0;
     for (let s = 0; s < S; s++) {
-      let served = false;
-      for (let e = 0; e < E; e++) {
-        const h = held[s * E + e];
-        value[s * E + e] = h ? P[(g * S + s) * E + e] : 0;
-        heldCount += h;
-        served ||= h > 0;
-      }
-      if (!served) unserved += M[g * S + s];
+      held += heldCount[s];
+      keptCount[s] = heldCount[s];
+      if (heldCount[s] === 0) unserved += M[g * S + s];
     }
     // Secondary and excess slots: within a token, experts ahead by plan value (ties: lower expert).
+    let nCandidates = 0;
+    let nanKey = false;
     for (let s = 0; s < S; s++) {
+      const h0 = s * E;
+      const hn = heldCount[s];
+      if (hn < 2) continue; // a token's only slot is its best one
       const threshold = f32(M[g * S + s] - tol);
-      for (let e = 0; e < E; e++) {
-        const o = s * E + e;
-        secondary[o] = 0;
-        releaseKey[o] = 1e9;
-        if (!held[o]) continue;
+      const p0 = (g * S + s) * E;
+      for (let h = 0; h < hn; h++) {
+        const e = heldList[h0 + h];
+        const v = P[p0 + e];
         let massAhead = 0;
         let heldAhead = 0;
-        for (let e2 = 0; e2 < E; e2++) {
-          const o2 = s * E + e2;
-          if (held[o2] && (value[o2] > value[o] || (value[o2] === value[o] && e2 < e))) {
-            massAhead = add(massAhead, value[o2]);
+        for (let h2 = 0; h2 < hn; h2++) {
+          const e2 = heldList[h0 + h2];
+          const v2 = P[p0 + e2];
+          if (v2 > v || (v2 === v && e2 < e)) {
+            massAhead = f32Sums ? f32(massAhead + v2) : massAhead + v2;
             heldAhead++;
           }
         }
         if (heldAhead === 0) continue;
-        secondary[o] = 1;
-        const excess = f32(massAhead) >= threshold;
-        releaseKey[o] = excess ? value[o] : f32(value[o] + 1e6);
+        const key = f32(massAhead) >= threshold ? v : f32(v + 1e6);
+        const o = h0 + e;
+        releaseKey[o] = key;
+        if (key !== key) nanKey = true;
+        if (key < 1e8) candidates[nCandidates++] = o;
       }
     }
-    const need = Math.max(unserved - (E * C - heldCount), 0);
-    kept.set(held);
-    if (need > 0) {
-      // Release the `need` secondary slots of lowest key (ties: lower flat index).
-      for (let o = 0; o < S * E; o++) keyOrder[o] = o;
-      keyOrder.sort((p, q) => (releaseKey[p] - releaseKey[q]) || (p - q));
-      for (let r = 0; r < need && r < S * E; r++) {
-        const o = keyOrder[r];
-        if (releaseKey[o] < 1e8) kept[o] = 0;
+    const need = Math.max(unserved - (E * C - held), 0);
+    if (need > 0 && nCandidates > 0) {
+      // Release the `need` secondary slots of lowest key (ties: lower flat index). The keys below
+      // 1e8 sort ahead of the others (1e9), so the first `need` of all slots in key order are the
+      // first of the candidates; with a NaN key the order is the sort's, over all slots as before.
+      let sorted: Int32Array;
+      if (nanKey) {
+        for (let o = 0; o < S * E; o++) candidates[o] = o;
+        sorted = candidates.sort(byKey);
+      } else {
+        sorted = candidates.subarray(0, nCandidates).sort(byKey);
+      }
+      for (let r = 0; r < need && r < sorted.length; r++) {
+        const o = sorted[r];
+        if (!(releaseKey[o] < 1e8)) continue;
+        kept[o] = 0;
+        keptCount[(o / E) | 0]--;
+        used[o % E]--;
       }
     }
     // Fill: waiting tokens ask for their r-th expert by gate; higher largest gate goes first.
+    let nWaiting = 0;
     for (let s = 0; s < S; s++) {
+      extra[s] = -1;
+      if (keptCount[s] !== 0 || !(M[g * S + s] > 0)) continue;
+      waitingList[nWaiting++] = s;
+      const g0 = (g * S + s) * E;
       let best = -Infinity;
-      for (let e = 0; e < E; e++) best = Math.max(best, Gt[(g * S + s) * E + e]);
+      for (let e = 0; e < E; e++) best = Math.max(best, Gt[g0 + e]);
       prio[s] = best;
       // Experts by descending gate, ties: lower expert (insertion sort of E entries).
       for (let e = 0; e < E; e++) {
-        const v = Gt[(g * S + s) * E + e];
+        const v = Gt[g0 + e];
         let r = e;
-        while (r > 0 && v > Gt[(g * S + s) * E + choices[s * E + r - 1]]) {
+        while (r > 0 && v > Gt[g0 + choices[s * E + r - 1]]) {
           choices[s * E + r] = choices[s * E + r - 1];
           r--;
         }
         choices[s * E + r] = e;
       }
-      let any = 0;
-      for (let e = 0; e < E; e++) any += kept[s * E + e];
-      waiting[s] = any === 0 && M[g * S + s] > 0 ? 1 : 0;
     }
-    for (let e = 0; e < E; e++) {
-      let used = 0;
-      for (let s = 0; s < S; s++) used += kept[s * E + e];
-      room[e] = C - used;
-    }
-    for (let r = 0; r < E; r++) {
-      for (let s = 0; s < S; s++) ask[s] = waiting[s] ? choices[s * E + r] : -1;
-      const accepted: number[] = [];
-      for (let s = 0; s < S; s++) {
+    for (let e = 0; e < E; e++) room[e] = C - used[e];
+    for (let r = 0; r < E && nWaiting > 0; r++) {
+      for (let w = 0; w < nWaiting; w++) ask[waitingList[w]] = choices[waitingList[w] * E + r];
+      let nAccepted = 0;
+      for (let w = 0; w < nWaiting; w++) {
+        const s = waitingList[w];
         const e = ask[s];
-        if (e < 0) continue;
         // Waiting tokens ahead of s (higher priority, ties: lower index) asking for the same expert.
         let queue = 0;
-        for (let s2 = 0; s2 < S; s2++) {
+        for (let w2 = 0; w2 < nWaiting; w2++) {
+          const s2 = waitingList[w2];
           if (ask[s2] === e && (prio[s2] > prio[s] || (prio[s2] === prio[s] && s2 < s))) queue++;
         }
-        if (queue < room[e]) accepted.push(s);
+        if (queue < room[e]) accepted[nAccepted++] = s;
       }
-      for (const s of accepted) {
-        kept[s * E + ask[s]] = 1;
-        room[ask[s]]--;
-        waiting[s] = 0;
+      for (let q = 0; q < nAccepted; q++) {
+        const s = accepted[q];
+        const e = ask[s];
+        if (!kept[s * E + e]) {
+          kept[s * E + e] = 1;
+          // Not among its held experts when it was never held there (a released slot is).
+          let wasHeld = false;
+          for (let h = 0; h < heldCount[s]; h++) if (heldList[s * E + h] === e) wasHeld = true;
+          if (!wasHeld) extra[s] = e;
+        }
+        room[e]--;
+      }
+      if (nAccepted > 0) {
+        // The accepted tokens leave the waiting list (both lists ascend).
+        let n = 0;
+        let q = 0;
+        for (let w = 0; w < nWaiting; w++) {
+          const s = waitingList[w];
+          if (q < nAccepted && accepted[q] === s) q++;
+          else waitingList[n++] = s;
+        }
+        nWaiting = n;
       }
     }
     // Slots: each expert's tokens by the key plan + 2 (on the plan) + gate / 2, ties: lower token.
+    slotCount.fill(0);
+    for (let s = 0; s < S; s++) {
+      for (let h = 0; h < heldCount[s]; h++) {
+        const e = heldList[s * E + h];
+        if (kept[s * E + e]) slotList[e * S + slotCount[e]++] = s;
+      }
+      if (extra[s] >= 0) slotList[extra[s] * S + slotCount[extra[s]]++] = s;
+    }
     for (let e = 0; e < E; e++) {
       let n = 0;
-      for (let s = 0; s < S; s++) {
-        if (!kept[s * E + e]) continue;
+      for (let q = 0; q < slotCount[e]; q++) {
+        const s = slotList[e * S + q];
         const p = P[(g * S + s) * E + e];
         const order = f32((p > 0 ? f32(p + 2) : 0) + f32(Gt[(g * S + s) * E + e] * 0.5));
         const key = f32(order + 1);

@@ -60,6 +60,9 @@ describeBackends('rebalance: host path = tensor path', (backend) => {
     ['constant gates, capacity 2 (ties everywhere, most tokens unserved by the plan)', 3, 8, 4, 2, {constant: true}],
     ['capacity 1 of 9 tokens x 3 experts (too small: drops)', 5, 9, 3, 1, {}],
     ['1 token, 1 expert', 2, 1, 1, 1, {}],
+    ['E 32: 64 tokens, capacity 2 (cf 1.0), padding', 4, 64, 32, 2, {padding: true}],
+    ['E 64: 64 tokens, capacity 1', 2, 64, 64, 1, {}],
+    ['E 32, constant gates, capacity 2', 2, 64, 32, 2, {constant: true}],
   ];
   test.each(cases)('%s', (_name, G, S, E, capacity, opts) => {
     expect(tf.getBackend()).toBe(backend);

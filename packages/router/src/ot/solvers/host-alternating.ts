@@ -31,14 +31,22 @@ export interface HostAlternatingConfig {
   formulation: Formulation;
 }
 
-/** Scratch of the row best responses: the projection's (`xc` holds the negated entry levels, `order` their ranking) plus the column block. */
-class RowScratch extends ProjectionScratch {
+/**
+ * Scratch of the row best responses: the projection's (`xc` holds the negated entry levels of a
+ * row with a NaN, `order` the ranking) plus the column block, `beta - ell` per column and the
+ * ranked levels.
+ */
+export class RowScratch extends ProjectionScratch {
   readonly beta: Float32Array;
   readonly ell: Float32Array;
+  readonly betaEll: Float64Array;
+  readonly ranked: Float64Array;
   constructor(ni: number) {
     super(ni);
     this.beta = new Float32Array(ni);
     this.ell = new Float32Array(ni);
+    this.betaEll = new Float64Array(ni);
+    this.ranked = new Float64Array(ni);
   }
 }
 
@@ -48,20 +56,16 @@ class RowScratch extends ProjectionScratch {
  * `[s_(k+1)]_+` and `s_(k)`, else 0. Writes `rs.beta` and `rs.ell`.
  */
 function columnBlockHost(hp: HostProblem, g: number, ev: HostSemidualEval, alpha: Float32Array, rs: RowScratch): void {
-  const {mi, ni, k, gamma} = hp;
+  const {mi, ni, k, gamma, b, costT} = hp;
+  const {support, tau, supportSize, minPositive} = ev;
   for (let j = 0; j < ni; j++) {
-    const beta = f32(f32(ev.tau[j] * hp.b[g * ni + j]) * -gamma);
-    let count = 0;
-    let minPos = Infinity;
+    const beta = f32(f32(tau[j] * b[g * ni + j]) * -gamma);
     let offMax = -Infinity;
     const c0 = (g * ni + j) * mi;
-    for (let i = 0; i < mi; i++) {
-      const p = ev.planT[j * mi + i];
-      if (ev.support[j * mi + i]) count++;
-      else offMax = Math.max(offMax, f32(alpha[i] - hp.costT[c0 + i]));
-      if (p > 0 && p < minPos) minPos = p;
-    }
-    const full = count >= k - 0.5 && minPos < Infinity;
+    const jm = j * mi;
+    for (let i = 0; i < mi; i++) if (!support[jm + i]) offMax = Math.max(offMax, f32(alpha[i] - costT[c0 + i]));
+    const minPos = minPositive[j];
+    const full = supportSize[j] >= k - 0.5 && minPos < Infinity;
     const upper = f32(minPos * gamma);
     const lower = Math.min(Math.max(f32(offMax + beta), 0), upper);
     rs.beta[j] = beta;
@@ -69,37 +73,171 @@ function columnBlockHost(hp: HostProblem, g: number, ev: HostSemidualEval, alpha
   }
 }
 
+/** The unit roundoff of float32 (round to nearest). */
+const U32 = 2 ** -24;
+
 /**
  * The rows' exact best response of the lifted dual to `(rs.beta, rs.ell)` (lifted-dual.ts
  * `rowBestResponseLifted`, with its `K = min(n, MAX_ACTIVE)` sorted entry points). Writes `out` (`[mi]`).
+ *
+ * Row i ranks its negated entry levels `nes_r` (`beta_j - ell_j - C[i, j]`, descending, ties by
+ * the lower column, as {@link topKPositions}) and counts the ranks r < K whose left derivative
+ * `f32(f32(ga + r nes_r) - f32(cs_r - w_r)) > 0` (`w = ell + nes`, `cs` its float32 cumulative
+ * sum). Exactly (with the computed `w`), `f(r) = ga + r nes_r - sum_{l < r} w_l` does not
+ * increase with r when every `ell_j >= 0`, since `w_r >= nes_r` and `nes` descends: `f(r + 1) -
+ * f(r) <= (r + 1) (nes_(r+1) - nes_r)`. The float32 test at rank r differs from `f(r) > 0` by at
+ * most `u (|ga| + 2.01 r N + (r + 3.01) W)` (`u = 2^-24`, `N = max |nes|`, `W` the sum of `|w|`
+ * up to r). So a row first ranks its 4 largest levels only, tests ranks 0 to 2, and stops when
+ * `f(3)` is below minus twice that bound: every later test is false, as in the full loop, whose
+ * result is then the same bit for bit. Otherwise (or with a value that is not finite, or some
+ * `ell_j < 0`, or K <= 4) it ranks K levels and runs the full loop.
  */
-function rowBestResponseHost(hp: HostProblem, g: number, rs: RowScratch, out: Float32Array): void {
-  const {mi, ni, gamma} = hp;
+export function rowBestResponseHost(hp: HostProblem, g: number, rs: RowScratch, out: Float32Array): void {
+  const {mi, ni, gamma, costRows, a, f32Sums} = hp;
   const K = Math.min(ni, MAX_ACTIVE);
-  const {xc: negEntry, order, beta, ell} = rs;
+  const {xc: negEntry, order, beta, ell, betaEll, ranked} = rs;
+  let ellSum = 0;
+  let ellValid = true;
+  for (let j = 0; j < ni; j++) {
+    betaEll[j] = f32(beta[j] - ell[j]);
+    if (!(ell[j] >= 0 && ell[j] < Infinity)) ellValid = false;
+    ellSum += ell[j];
+  }
+  const shortcut = ellValid && K > 4;
   for (let i = 0; i < mi; i++) {
     const c0 = (g * mi + i) * ni;
-    for (let j = 0; j < ni; j++) negEntry[j] = f32(f32(beta[j] - ell[j]) - hp.costRows[c0 + j]);
-    topKPositions(negEntry, 0, ni, K, order);
-    const ga = f32(hp.a[g * mi + i] * gamma);
+    const ga = f32(a[g * mi + i] * gamma);
     let cs = 0; // inclusive cumulative sum of W, in float32 steps as tf.cumsum
     let count = 0;
     let csR = 0;
     let minNes = Infinity;
+    const least = shortcut ? rankFirstFour(betaEll, costRows, c0, ni, ranked, order) : NaN;
+    if (least === least && Math.abs(ga) < Infinity) {
+      // Ranks 0 to 2, then the bound at rank 3.
+      let wSum = 0;
+      for (let r = 0; r < 3; r++) {
+        const nes = ranked[r];
+        const w = f32(ell[order[r]] + nes);
+        cs = f32(cs + w);
+        wSum += w;
+        if (f32(f32(ga + f32(r * nes)) - f32(cs - w)) > 0) {
+          count++;
+          csR = f32Sums ? f32(csR + w) : csR + w;
+          if (nes < minNes) minNes = nes;
+        }
+      }
+      const N = Math.max(Math.abs(ranked[0]), Math.abs(least));
+      const bound = 2 * U32 * (Math.abs(ga) + 2.01 * K * N + (K + 3.01) * 1.01 * (ellSum + K * N)) + 1e-30;
+      if (ga + 3 * ranked[3] - wSum + bound < 0) {
+        out[i] = count > 0 ? Math.max(-minNes, f32(f32(ga - f32(csR)) / count)) : f32(-ranked[0] - gamma);
+        continue;
+      }
+      cs = 0;
+      count = 0;
+      csR = 0;
+      minNes = Infinity;
+    }
+    if (!rankRow(betaEll, costRows, c0, ni, K, ranked, order)) {
+      // A NaN level: topKPositions' own ranking.
+      for (let j = 0; j < ni; j++) negEntry[j] = f32(betaEll[j] - costRows[c0 + j]);
+      topKPositions(negEntry, 0, ni, K, order);
+      for (let r = 0; r < K; r++) ranked[r] = negEntry[order[r]];
+    }
     for (let r = 0; r < K; r++) {
-      const nes = negEntry[order[r]];
+      const nes = ranked[r];
       const w = f32(ell[order[r]] + nes);
       cs = f32(cs + w);
       // Left derivative (times gamma) at the r-th entry point with r columns active before it.
       if (f32(f32(ga + f32(r * nes)) - f32(cs - w)) > 0) {
         count++;
-        csR = accumulate(hp, csR, w);
+        csR = f32Sums ? f32(csR + w) : csR + w;
         if (nes < minNes) minNes = nes;
       }
     }
-    out[i] = count > 0 ? Math.max(-minNes, f32(f32(ga - f32(csR)) / count)) : f32(-negEntry[order[0]] - gamma);
+    out[i] = count > 0 ? Math.max(-minNes, f32(f32(ga - f32(csR)) / count)) : f32(-ranked[0] - gamma);
   }
 }
+
+/**
+ * The 4 largest levels `f32(betaEll_j - C_j)` of row `c0` of `costRows` (`ni >= 4`), as
+ * {@link rankRow} ranks them: columns into `order[0..4)`, values into `ranked[0..4)`. Returns the
+ * smallest level of the row, or NaN when a level is not finite (then nothing is written).
+ */
+function rankFirstFour(betaEll: Float64Array, costRows: Float32Array, c0: number, ni: number, ranked: Float64Array, order: Int32Array): number {
+  // Columns in ascending order, a column moving ahead only of strictly smaller values: ties keep the lower column first.
+  let v0 = -Infinity;
+  let v1 = -Infinity;
+  let v2 = -Infinity;
+  let v3 = -Infinity;
+  let j0 = 0;
+  let j1 = 0;
+  let j2 = 0;
+  let j3 = 0;
+  let least = Infinity;
+  for (let j = 0; j < ni; j++) {
+    const v = f32(betaEll[j] - costRows[c0 + j]);
+    if (!(v - v === 0)) return NaN;
+    if (v < least) least = v;
+    if (!(v > v3)) continue;
+    if (v > v2) {
+      v3 = v2;
+      j3 = j2;
+      if (v > v1) {
+        v2 = v1;
+        j2 = j1;
+        if (v > v0) {
+          v1 = v0;
+          j1 = j0;
+          v0 = v;
+          j0 = j;
+        } else {
+          v1 = v;
+          j1 = j;
+        }
+      } else {
+        v2 = v;
+        j2 = j;
+      }
+    } else {
+      v3 = v;
+      j3 = j;
+    }
+  }
+  ranked[0] = v0;
+  ranked[1] = v1;
+  ranked[2] = v2;
+  ranked[3] = v3;
+  order[0] = j0;
+  order[1] = j1;
+  order[2] = j2;
+  order[3] = j3;
+  return least;
+}
+
+/**
+ * Ranks row `c0` of `costRows`: writes into `order[0..ranks)` the columns of the `ranks` largest
+ * levels `f32(betaEll_j - C_j)` (descending, ties by the lower column: {@link topKPositions}'s
+ * ranking) and their values into `ranked`. Returns false when a level is NaN (then `order` and
+ * `ranked` are undefined).
+ */
+function rankRow(betaEll: Float64Array, costRows: Float32Array, c0: number, ni: number, ranks: number, ranked: Float64Array, order: Int32Array): boolean {
+  let filled = 0;
+  for (let j = 0; j < ni; j++) {
+    const v = f32(betaEll[j] - costRows[c0 + j]);
+    if (v !== v) return false;
+    if (filled === ranks && !(v > ranked[ranks - 1])) continue;
+    let r = filled === ranks ? ranks - 1 : filled++;
+    while (r > 0 && v > ranked[r - 1]) {
+      ranked[r] = ranked[r - 1];
+      order[r] = order[r - 1];
+      r--;
+    }
+    ranked[r] = v;
+    order[r] = j;
+  }
+  return true;
+}
+
 
 /**
  * The best response of the rows to column potentials `beta` ignoring the bound

@@ -18,17 +18,26 @@ export class HostSemidualEval {
   readonly tau: Float64Array;
   /** `[mi]`: `a - T 1`. */
   readonly grad: Float64Array;
+  /** `[ni]`: the size of each column's support. */
+  readonly supportSize: Int32Array;
+  /** `[ni]`: each column's smallest positive plan entry (Infinity when none). */
+  readonly minPositive: Float64Array;
   value = 0;
   private readonly x: Float64Array;
   private readonly scratch: ProjectionScratch;
+  /** The support's positions of the column being evaluated, ascending. */
+  private readonly positions: Int32Array;
 
   constructor(readonly mi: number, readonly ni: number) {
     this.planT = new Float64Array(ni * mi);
     this.support = new Uint8Array(ni * mi);
     this.tau = new Float64Array(ni);
     this.grad = new Float64Array(mi);
+    this.supportSize = new Int32Array(ni);
+    this.minPositive = new Float64Array(ni);
     this.x = new Float64Array(mi);
     this.scratch = new ProjectionScratch(mi);
+    this.positions = new Int32Array(mi);
   }
 
   /** Copies another evaluation (of the same sizes) into this one. */
@@ -37,6 +46,8 @@ export class HostSemidualEval {
     this.support.set(other.support);
     this.tau.set(other.tau);
     this.grad.set(other.grad);
+    this.supportSize.set(other.supportSize);
+    this.minPositive.set(other.minPositive);
     this.value = other.value;
     return this;
   }
@@ -48,35 +59,126 @@ export class HostSemidualEval {
    * projected as if `b_j = 1` and contributes nothing).
    */
   evaluate(hp: HostProblem, g: number, alpha: Float32Array): this {
-    const {mi, ni, k, gamma} = hp;
-    const {planT, support, tau, grad, x} = this;
+    const {mi, ni, gamma, a, b} = hp;
+    const {grad} = this;
+    const aOff = g * mi;
     // The sums in the tensor path's order and rounding: <alpha, a>, <T, z>, ||T||^2, T 1.
     let sAlpha = 0;
     for (let i = 0; i < mi; i++) {
-      sAlpha = accumulate(hp, sAlpha, f32(alpha[i] * hp.a[g * mi + i]));
+      sAlpha = accumulate(hp, sAlpha, f32(alpha[i] * a[aOff + i]));
       grad[i] = 0;
     }
-    let sPlanZ = 0;
-    let sSquare = 0;
+    const sums = {planZ: 0, square: 0};
     for (let j = 0; j < ni; j++) {
-      const bj = hp.b[g * ni + j];
-      const den = f32((bj > 0 ? bj : 1) * gamma);
-      const c0 = (g * ni + j) * mi;
-      for (let i = 0; i < mi; i++) x[i] = f32(f32(alpha[i] - hp.costT[c0 + i]) / den);
-      tau[j] = projectSlice(hp, x, mi, k, this.scratch, planT, j * mi, support);
-      for (let i = 0; i < mi; i++) {
-        const p = f32(bj * planT[j * mi + i]);
-        planT[j * mi + i] = p;
-        if (p !== 0) {
-          sPlanZ = accumulate(hp, sPlanZ, f32(p * f32(alpha[i] - hp.costT[c0 + i])));
-          sSquare = accumulate(hp, sSquare, f32(p * p));
-          grad[i] = accumulate(hp, grad[i], p);
-        }
+      const bj = b[g * ni + j];
+      if (!this.columnFast(hp, g, j, bj, alpha, sums)) this.columnGeneral(hp, g, j, bj, alpha, sums);
+    }
+    for (let i = 0; i < mi; i++) grad[i] = f32(a[aOff + i] - f32(grad[i]));
+    this.value = f32(f32(f32(sAlpha) - f32(sums.planZ)) + f32(f32(gamma / 2) * f32(sums.square)));
+    return this;
+  }
+
+  /**
+   * Column j of {@link evaluate}, step for step as {@link projectSlice} and the general loop
+   * compute it, on finite values only: one pass for `x` and its maximum, one for the shifted
+   * entries and their top k, and the support's few entries for the threshold, plan and sums (in
+   * ascending position, the general loop's order; off the support the plan is `b_j * 0 = 0`).
+   * Returns false, having written nothing but scratch, when an entry is not finite or `b_j` is
+   * not a finite `+0` or positive number (the general loop then runs).
+   */
+  private columnFast(hp: HostProblem, g: number, j: number, bj: number, alpha: Float32Array, sums: {planZ: number; square: number}): boolean {
+    if (!(Number.isFinite(bj) && (bj > 0 || Object.is(bj, 0)))) return false;
+    const {mi, k, gamma, costT} = hp;
+    const {x, planT, support, grad, positions} = this;
+    const {xc, order} = this.scratch;
+    const den = f32((bj > 0 ? bj : 1) * gamma);
+    const c0 = (g * hp.ni + j) * mi;
+    let shift = -Infinity;
+    for (let i = 0; i < mi; i++) {
+      const xi = f32(f32(alpha[i] - costT[c0 + i]) / den);
+      if (!(xi - xi === 0)) return false; // NaN or infinite
+      x[i] = xi;
+      if (xi > shift) shift = xi;
+    }
+    for (let i = 0; i < mi; i++) xc[i] = f32(x[i] - shift);
+    topKPositions(xc, 0, mi, k, order);
+    const jm = j * mi;
+    support.fill(0, jm, jm + mi);
+    planT.fill(0, jm, jm + mi);
+    let cs = 0;
+    let count = 0;
+    for (let r = 0; r < k; r++) {
+      const p = order[r];
+      const v = xc[p];
+      cs = f32(cs + v);
+      if (f32(v - f32(f32(cs - 1) / (r + 1))) > 0) {
+        support[jm + p] = 1;
+        positions[count++] = p;
       }
     }
-    for (let i = 0; i < mi; i++) grad[i] = f32(hp.a[g * mi + i] - f32(grad[i]));
-    this.value = f32(f32(f32(sAlpha) - f32(sPlanZ)) + f32(f32(gamma / 2) * f32(sSquare)));
-    return this;
+    // The support in ascending position: a short list is sorted, a long one read off the marks.
+    if (count <= 16) {
+      for (let q = 1; q < count; q++) {
+        const p = positions[q];
+        let r = q;
+        while (r > 0 && positions[r - 1] > p) {
+          positions[r] = positions[r - 1];
+          r--;
+        }
+        positions[r] = p;
+      }
+    } else {
+      let n = 0;
+      for (let i = 0; i < mi; i++) if (support[jm + i]) positions[n++] = i;
+    }
+    let sum = 0;
+    for (let q = 0; q < count; q++) sum = accumulate(hp, sum, xc[positions[q]]);
+    const tauC = f32(f32(f32(sum) - 1) / Math.max(count, 1));
+    this.tau[j] = f32(tauC + shift);
+    let minPositive = Infinity;
+    let planZ = sums.planZ;
+    let square = sums.square;
+    for (let q = 0; q < count; q++) {
+      const i = positions[q];
+      const p = f32(bj * Math.max(f32(xc[i] - tauC), 0));
+      planT[jm + i] = p;
+      if (p !== 0) {
+        planZ = accumulate(hp, planZ, f32(p * f32(alpha[i] - costT[c0 + i])));
+        square = accumulate(hp, square, f32(p * p));
+        grad[i] = accumulate(hp, grad[i], p);
+        if (p > 0 && p < minPositive) minPositive = p;
+      }
+    }
+    sums.planZ = planZ;
+    sums.square = square;
+    this.supportSize[j] = count;
+    this.minPositive[j] = minPositive;
+    return true;
+  }
+
+  /** Column j of {@link evaluate} for any values (see {@link columnFast}). */
+  private columnGeneral(hp: HostProblem, g: number, j: number, bj: number, alpha: Float32Array, sums: {planZ: number; square: number}): void {
+    const {mi, k, gamma, costT} = hp;
+    const {x, planT, support, grad} = this;
+    const den = f32((bj > 0 ? bj : 1) * gamma);
+    const c0 = (g * hp.ni + j) * mi;
+    for (let i = 0; i < mi; i++) x[i] = f32(f32(alpha[i] - costT[c0 + i]) / den);
+    this.tau[j] = projectSlice(hp, x, mi, k, this.scratch, planT, j * mi, support);
+    let count = 0;
+    let minPositive = Infinity;
+    for (let i = 0; i < mi; i++) {
+      const p = f32(bj * planT[j * mi + i]);
+      planT[j * mi + i] = p;
+      count += support[j * mi + i];
+      if (p > 0 && p < minPositive) minPositive = p;
+      if (p !== 0) {
+        sums.planZ = accumulate(hp, sums.planZ, f32(p * f32(alpha[i] - costT[c0 + i])));
+        sums.square = accumulate(hp, sums.square, f32(p * p));
+        grad[i] = accumulate(hp, grad[i], p);
+      }
+    }
+    this.supportSize[j] = count;
+    this.minPositive[j] = minPositive;
   }
 }
 
