@@ -16,12 +16,16 @@
  *
  * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
  *
- * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1]`
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1] [--pairs=16] [--capacity-layout]`
  *
  * `--pairs=n` (fast kernels) times n rounds in which every model takes one step in turn, each MoE
  * model with its routing metrics on (what the trainer's logging steps run) and off (its other
  * steps), and prints the medians of per-round ratios (wall and CPU): on a shared machine, load
  * changes hit every entry alike.
+ *
+ * `--capacity-layout` (with `--pairs`) adds, per MoE model, a step without metrics whose MoE
+ * layers run every capacity slot (`compactDispatch = false`, the layout before 1 Dec) instead of
+ * the packed filled slots, and prints its ratios to the dense ViT and to the packed step.
  *
  * `--rounds=n` repeats the whole table n times (models interleaved, so that load changes hit all
  * of them) and prints, per round, each model's images/s as a ratio to the others.
@@ -29,7 +33,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
-import {registerFastKernels, setHostSolvers, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
+import {moeLayers, registerFastKernels, setHostSolvers, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
 import {
   AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
   type BackendRequest, type ModelSpec,
@@ -48,6 +52,7 @@ const {values: args} = parseArgs({
     optimizer: {type: 'boolean', default: false},
     pairs: {type: 'string', default: '0'},
     rounds: {type: 'string', default: '1'},
+    'capacity-layout': {type: 'boolean', default: false},
   },
 });
 
@@ -188,11 +193,13 @@ async function pairedSteps(names: string[], batch: number, rounds: number): Prom
     const variables = trainableVariables(model);
     return {name, model, variables, optimizer: new AdamW(variables, {weightDecay: 1e-4})};
   });
-  const entries = built.flatMap((b) => (b.name === 'dense' ? [{label: 'dense', b, metrics: true}] : [
-    {label: `${b.name} metrics off`, b, metrics: false},
-    {label: `${b.name} metrics on`, b, metrics: true},
+  const entries = built.flatMap((b) => (b.name === 'dense' ? [{label: 'dense', b, metrics: true, compact: true}] : [
+    {label: `${b.name} metrics off`, b, metrics: false, compact: true},
+    {label: `${b.name} metrics on`, b, metrics: true, compact: true},
+    ...(args['capacity-layout'] ? [{label: `${b.name} metrics off, capacity layout`, b, metrics: false, compact: false}] : []),
   ]));
   const step = (e: (typeof entries)[number]) => async () => {
+    for (const layer of moeLayers(e.b.model)) layer.compactDispatch = e.compact ? 'auto' : false;
     const out = withRoutingMetrics(e.b.model, e.metrics, () => trainStep(e.b.model, e.b.variables, e.b.optimizer, xs, ys, 1e-3, 1));
     await out.loss.data();
     tf.dispose(Object.values(out));
@@ -222,6 +229,10 @@ async function pairedSteps(names: string[], batch: number, rounds: number): Prom
   ratio('sparse-ot metrics off', 'dense');
   ratio('topk metrics off', 'dense');
   ratio('sparse-ot metrics on', 'dense');
+  for (const name of names.filter((n) => n !== 'dense')) {
+    ratio(`${name} metrics off, capacity layout`, 'dense');
+    ratio(`${name} metrics off`, `${name} metrics off, capacity layout`);
+  }
   for (const b of built) {
     b.optimizer.dispose();
     b.model.dispose();

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
 import {oneHot} from './one-hot';
 import {takeAlongAxis1} from './take';
+import {synchronousBackend} from './input-checks';
 
 /**
  * Slots per expert and group:
@@ -67,6 +68,12 @@ export interface TokenChoiceAssignment {
  * @param capacity slots per expert
  * @param mask `<float32>[groups, groupSize]`, 1 = real token (optional)
  * @param priority `<float32>[groups, groupSize]`: higher goes first (optional)
+ * @param host run on the host (default: on cpu and wasm, see below)
+ *
+ * On the backends whose kernels run synchronously (cpu, wasm) the assignment runs on the host
+ * from one read of its inputs (a loop over the `groups * k * groupSize` choices; one upload of
+ * the result), in place of ~30 kernels whose one-hot, cumulative sum and scatter run over
+ * `[groups, k * groupSize, E]`; elsewhere as tensor ops. Both give the same slots.
  *
  * @example
  * ```ts
@@ -81,7 +88,9 @@ export function assignTokenChoice(
   capacity: number,
   mask?: tf.Tensor2D,
   priority?: tf.Tensor2D,
+  host = synchronousBackend(),
 ): TokenChoiceAssignment {
+  if (host) return assignTokenChoiceOnHost(choices, numExperts, capacity, mask, priority);
   return tf.tidy(() => {
     const [groups, groupSize, k] = choices.shape;
     let order: tf.Tensor2D;
@@ -114,4 +123,46 @@ export function assignTokenChoice(
     const demand = tf.sum(asks, 1) as tf.Tensor2D;
     return {tokenIndices: tf.cast(tokenIndices, 'int32') as tf.Tensor3D, demand};
   });
+}
+
+/**
+ * {@link assignTokenChoice} on the host (one synchronous read of the inputs): per group, the
+ * tokens in order (group order, or descending priority with masked tokens last, ties by lower
+ * index), choice rank by choice rank; each real token's ask takes its expert's next slot while
+ * one is free. Demand counts every real token's asks.
+ */
+function assignTokenChoiceOnHost(
+  choices: tf.Tensor3D, numExperts: number, capacity: number, mask?: tf.Tensor2D, priority?: tf.Tensor2D,
+): TokenChoiceAssignment {
+  const [groups, groupSize, k] = choices.shape;
+  const ch = choices.dataSync();
+  const m = mask?.dataSync();
+  const p = priority?.dataSync();
+  const table = new Int32Array(groups * numExperts * capacity).fill(-1);
+  const demand = new Float32Array(groups * numExperts);
+  const filled = new Int32Array(numExperts);
+  const order = Array.from({length: groupSize}, (_, t) => t);
+  for (let g = 0; g < groups; g++) {
+    const at = g * groupSize;
+    for (let t = 0; t < groupSize; t++) order[t] = t;
+    if (p) {
+      const key = (t: number) => (m && !(m[at + t] > 0) ? -Infinity : p[at + t]);
+      order.sort((a, b) => {
+        const ka = key(a);
+        const kb = key(b);
+        return ka > kb ? -1 : ka < kb ? 1 : a - b;
+      });
+    }
+    filled.fill(0);
+    for (let j = 0; j < k; j++) {
+      for (const t of order) {
+        if (m && !(m[at + t] > 0)) continue;
+        const e = ch[(at + t) * k + j];
+        if (!(e >= 0 && e < numExperts)) continue;
+        demand[g * numExperts + e]++;
+        if (filled[e] < capacity) table[(g * numExperts + e) * capacity + filled[e]++] = t;
+      }
+    }
+  }
+  return {tokenIndices: tf.tensor3d(table, [groups, numExperts, capacity], 'int32'), demand: tf.tensor2d(demand, [groups, numExperts])};
 }

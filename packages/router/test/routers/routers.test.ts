@@ -18,7 +18,7 @@ import {
   TopKRouter,
   topKRouter,
 } from '../../src/routers';
-import {computeCapacity} from '../../src/routers/capacity';
+import {assignTokenChoice, computeCapacity} from '../../src/routers/capacity';
 import {metricsToValues, RoutingResult} from '../../src/routers/routing-result';
 
 function identityKernel<R extends Router>(router: R, e: number): R {
@@ -51,6 +51,59 @@ describe('capacity', () => {
     expect(computeCapacity(4, 10, 2)).toBe(4); // at most the group
     expect(computeCapacity(10, 1, 4, 1, 4)).toBe(4); // 2.5 -> 3 -> multiple of 4
     expect(() => computeCapacity(4, 0, 2)).toThrow('computeCapacity: Expected capacityFactor to be a finite number > 0, but got 0.');
+  });
+});
+
+describeBackends('assignTokenChoice (host and tensor paths)', () => {
+  // One group of 5 tokens, 3 experts, top-2 choices, capacity 2; token 2 is masked.
+  const CHOICES = [[[0, 1], [0, 2], [0, 1], [1, 0], [2, 0]]];
+  const MASK = [[1, 1, 0, 1, 1]];
+
+  it('fills slots choice rank by choice rank, in group order or by descending priority (hand-worked)', () => {
+    const choices = tf.tensor3d(CHOICES, undefined, 'int32');
+    const mask = tf.tensor2d(MASK);
+    // Ties (tokens 1 and 4 at 0.9) go by lower index; the masked token's 5 does not count.
+    const priority = tf.tensor2d([[0.1, 0.9, 5, 0.5, 0.9]]);
+    for (const host of [true, false]) {
+      // Group order: first choices t0->e0, t1->e0, t3->e1, t4->e2; second: t0->e1, t1->e2, t3 and t4 find e0 full.
+      const a = assignTokenChoice(choices, 3, 2, mask, undefined, host);
+      expect(a.tokenIndices.arraySync()).toEqual([[[0, 1], [3, 0], [4, 1]]]);
+      expect(a.demand.arraySync()).toEqual([[4, 2, 2]]);
+      // Priority order t1, t4, t3, t0: first choices t1->e0, t4->e2, t3->e1, t0->e0; second t1->e2, t0->e1.
+      const b = assignTokenChoice(choices, 3, 2, mask, priority, host);
+      expect(b.tokenIndices.arraySync()).toEqual([[[1, 0], [3, 0], [4, 1]]]);
+      expect(b.demand.arraySync()).toEqual([[4, 2, 2]]);
+      tf.dispose([a.tokenIndices, a.demand, b.tokenIndices, b.demand]);
+    }
+    tf.dispose([choices, mask, priority]);
+  });
+
+  it('the host path equals the tensor path on random choices, masks and priorities', () => {
+    for (const [seed, k, capacity] of [[1, 1, 2], [2, 2, 3], [3, 3, 1]]) {
+      const choices = tf.tidy(() => tf.topk(tf.randomUniform([3, 9, 4], 0, 1, 'float32', seed), k).indices) as tf.Tensor3D;
+      const mask = tf.tidy(() => tf.cast(tf.greater(tf.randomUniform([3, 9], 0, 1, 'float32', seed + 10), 0.2), 'float32')) as tf.Tensor2D;
+      const priority = tf.randomUniform([3, 9], 0, 1, 'float32', seed + 20) as tf.Tensor2D;
+      for (const [m, p] of [[undefined, undefined], [mask, undefined], [mask, priority], [undefined, priority]] as const) {
+        const h = assignTokenChoice(choices, 4, capacity, m, p, true);
+        const t = assignTokenChoice(choices, 4, capacity, m, p, false);
+        expect(h.tokenIndices.arraySync()).toEqual(t.tokenIndices.arraySync());
+        expect(h.demand.arraySync()).toEqual(t.demand.arraySync());
+        tf.dispose([h.tokenIndices, h.demand, t.tokenIndices, t.demand]);
+      }
+      tf.dispose([choices, mask, priority]);
+    }
+  });
+
+  it('does not leak tensors', async () => {
+    const choices = tf.tensor3d(CHOICES, undefined, 'int32');
+    const mask = tf.tensor2d(MASK);
+    await expectNoLeaks(() => {
+      for (const host of [true, false]) {
+        const a = assignTokenChoice(choices, 3, 2, mask, mask, host);
+        tf.dispose([a.tokenIndices, a.demand]);
+      }
+    }, 5);
+    tf.dispose([choices, mask]);
   });
 });
 
