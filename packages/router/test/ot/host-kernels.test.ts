@@ -3,7 +3,8 @@
  * output): the alternating solver's row best response (host-alternating.ts: the first four ranks
  * and the bound that skips the rest, register ranking) against the full loop over
  * `K = min(n, 16)` entry points ranked by `topKPositions`; the semi-dual evaluation
- * (host-evaluate.ts: the finite-column pass over the support only) against the general loop over
+ * (host-evaluate.ts: the finite-column pass over the support only, its top k in one pass with the
+ * shift for k = 1, 2, up to 64 and above) against the general loop over
  * every entry with `projectSlice`. Inputs are built to tie: values on a coarse grid, constant
  * rows, zero marginals, one column or one row, n at and around the ranking sizes (4, 5, 16, 17),
  * E 32 and 64, negative `ell` (no bound), NaN and infinite values, float32 and float64 sums.
@@ -116,7 +117,7 @@ function problem(rand: () => number, groups: number, mi: number, ni: number, k: 
   return {groups, mi, ni, k, gamma, costT, costRows, a, b, f32Sums};
 }
 
-const SHAPES: Array<[number, number]> = [[1, 1], [1, 5], [7, 1], [9, 3], [12, 4], [12, 5], [20, 6], [30, 16], [30, 17], [64, 32], [64, 64], [40, 20]];
+const SHAPES: Array<[number, number]> = [[1, 1], [1, 5], [7, 1], [9, 3], [12, 4], [12, 5], [20, 6], [30, 16], [30, 17], [64, 32], [64, 64], [40, 20], [100, 3]];
 
 describe('host kernels = their plain definitions, bit for bit', () => {
   test('row best response: shapes around the ranking sizes, ties, zero marginals, negative ell, non-finite values', () => {

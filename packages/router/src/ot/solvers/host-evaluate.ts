@@ -27,6 +27,8 @@ export class HostSemidualEval {
   private readonly scratch: ProjectionScratch;
   /** The support's positions of the column being evaluated, ascending. */
   private readonly positions: Int32Array;
+  /** The ranked values of the column being evaluated. */
+  private readonly ranked: Float64Array;
 
   constructor(readonly mi: number, readonly ni: number) {
     this.planT = new Float64Array(ni * mi);
@@ -38,6 +40,7 @@ export class HostSemidualEval {
     this.x = new Float64Array(mi);
     this.scratch = new ProjectionScratch(mi);
     this.positions = new Int32Array(mi);
+    this.ranked = new Float64Array(mi);
   }
 
   /** Copies another evaluation (of the same sizes) into this one. */
@@ -100,8 +103,7 @@ export class HostSemidualEval {
       x[i] = xi;
       if (xi > shift) shift = xi;
     }
-    for (let i = 0; i < mi; i++) xc[i] = f32(x[i] - shift);
-    topKPositions(xc, 0, mi, k, order);
+    shiftAndRank(x, shift, mi, k, xc, order, this.ranked);
     const jm = j * mi;
     support.fill(0, jm, jm + mi);
     planT.fill(0, jm, jm + mi);
@@ -179,6 +181,72 @@ export class HostSemidualEval {
     }
     this.supportSize[j] = count;
     this.minPositive[j] = minPositive;
+  }
+}
+
+/**
+ * Writes `xc_i = f32(x_i - shift)` and ranks `xc` as {@link topKPositions} does (the k largest,
+ * descending, ties by the lower position) into `order[0..k)`, in one pass: k = 1 and 2 in
+ * registers, k up to 64 by insertion against the current k-th value (`ranked` holds the ranked
+ * values), larger k by {@link topKPositions} itself. No NaN in `x`, `k <= len`.
+ */
+function shiftAndRank(x: Float64Array, shift: number, len: number, k: number, xc: Float64Array, order: Int32Array, ranked: Float64Array): void {
+  if (k === 1) {
+    let v0 = (xc[0] = f32(x[0] - shift));
+    let i0 = 0;
+    for (let i = 1; i < len; i++) {
+      const v = (xc[i] = f32(x[i] - shift));
+      if (v > v0) {
+        v0 = v;
+        i0 = i;
+      }
+    }
+    order[0] = i0;
+  } else if (k === 2) {
+    let v0 = (xc[0] = f32(x[0] - shift));
+    let v1 = (xc[1] = f32(x[1] - shift));
+    let i0 = 0;
+    let i1 = 1;
+    if (v1 > v0) {
+      v0 = v1;
+      v1 = xc[0];
+      i0 = 1;
+      i1 = 0;
+    }
+    for (let i = 2; i < len; i++) {
+      const v = (xc[i] = f32(x[i] - shift));
+      if (!(v > v1)) continue;
+      if (v > v0) {
+        v1 = v0;
+        i1 = i0;
+        v0 = v;
+        i0 = i;
+      } else {
+        v1 = v;
+        i1 = i;
+      }
+    }
+    order[0] = i0;
+    order[1] = i1;
+  } else if (k <= 64) {
+    let filled = 0;
+    let last = -Infinity;
+    for (let i = 0; i < len; i++) {
+      const v = (xc[i] = f32(x[i] - shift));
+      if (filled === k && !(v > last)) continue;
+      let r = filled === k ? k - 1 : filled++;
+      while (r > 0 && v > ranked[r - 1]) {
+        ranked[r] = ranked[r - 1];
+        order[r] = order[r - 1];
+        r--;
+      }
+      ranked[r] = v;
+      order[r] = i;
+      last = ranked[k - 1];
+    }
+  } else {
+    for (let i = 0; i < len; i++) xc[i] = f32(x[i] - shift);
+    topKPositions(xc, 0, len, k, order);
   }
 }
 
