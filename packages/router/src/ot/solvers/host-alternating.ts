@@ -256,18 +256,23 @@ function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>
   }
 }
 
-/** One start's block ascent and polish (alternating.ts's loop, for one row of its batch). */
+/**
+ * One start's block ascent and polish (alternating.ts's loop, for one row of its batch). Two
+ * evaluation objects take turns: one holds the evaluation at the best iterate, the other the
+ * latest (the evaluation is deterministic, so keeping the best one equals evaluating again);
+ * returns the one that holds the best.
+ */
 function runStart(
-  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, ev: HostSemidualEval, bestEv: HostSemidualEval, rs: RowScratch,
-): {bestAlpha: Float32Array; bestValue: number; settled: boolean} {
+  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, evA: HostSemidualEval, evB: HostSemidualEval, rs: RowScratch,
+): {bestAlpha: Float32Array; bestValue: number; settled: boolean; bestEv: HostSemidualEval} {
   const {mi} = hp;
   const {maxIterations: T, tolerance, checkEvery, polishRate} = cfg;
   let sumA = 0;
   for (let i = 0; i < mi; i++) sumA = accumulate(hp, sumA, hp.a[g * mi + i]);
   const lr0 = f32(f32(f32(sumA) / mi) * f32(polishRate * hp.gamma));
-  // bestEv: the evaluation at the best iterate (the evaluation is deterministic, so keeping it
-  // equals evaluating again).
-  bestEv.copyFrom(ev.evaluate(hp, g, alpha));
+  // ev: the evaluation at alpha; bestEv: at the best iterate (the same object until a step improves).
+  let ev = evA.evaluate(hp, g, alpha);
+  let bestEv = ev;
   const bestAlpha = Float32Array.from(alpha);
   let bestValue = ev.value;
   let checkValue = ev.value;
@@ -292,10 +297,10 @@ function runStart(
       rowBestResponseHost(hp, g, rs, next);
     }
     alpha.set(next);
-    ev.evaluate(hp, g, alpha);
+    ev = (bestEv === evA ? evB : evA).evaluate(hp, g, alpha);
     if (ev.value > bestValue) {
       bestAlpha.set(alpha);
-      bestEv.copyFrom(ev);
+      bestEv = ev;
       bestValue = ev.value;
     }
     if (t % checkEvery === 0 || t === T) {
@@ -306,11 +311,11 @@ function runStart(
         // Stalls now: restart from the best iterate with fresh Adam moments.
         stallAt = t;
         alpha.set(bestAlpha);
-        ev.copyFrom(bestEv);
+        ev = bestEv;
       }
     }
   }
-  return {bestAlpha, bestValue, settled};
+  return {bestAlpha, bestValue, settled, bestEv};
 }
 
 /**
@@ -326,8 +331,8 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const hp = readHostProblem(problem);
   const {groups, mi, ni, k} = hp;
   const sol = newHostSolution(hp);
-  const ev = new HostSemidualEval(mi, ni);
-  const bestEvs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
+  // Three evaluations: two per start, the first start's best kept through the second.
+  const evs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
   const rs = new RowScratch(ni);
   const alpha0 = new Float32Array(mi);
   const cheapest = new Float32Array(mi);
@@ -340,13 +345,10 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       cheapest[i] = c;
     }
     let result;
-    let bestEv: HostSemidualEval;
     if (cfg.starts === 2) {
-      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, ev, bestEvs[0], rs);
-      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, ev, bestEvs[1], rs);
-      const firstWins = first.bestValue >= second.bestValue;
-      result = firstWins ? first : second;
-      bestEv = bestEvs[firstWins ? 0 : 1];
+      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, evs[0], evs[1], rs);
+      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs);
+      result = first.bestValue >= second.bestValue ? first : second;
     } else {
       let useCheapest = false;
       if (cfg.multiStart === 'auto' && !start.warm) {
@@ -354,12 +356,11 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
         for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
         useCheapest = k >= f32(f32(f32(sumB) / ni) * 1.125);
       }
-      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, ev, bestEvs[0], rs);
-      bestEv = bestEvs[0];
+      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, evs[0], evs[1], rs);
     }
     converged &&= result.settled;
     // The output at the best iterate.
-    storeSolution(hp, g, result.bestAlpha, bestEv, sol);
+    storeSolution(hp, g, result.bestAlpha, result.bestEv, sol);
   }
   return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
 }
