@@ -4,7 +4,8 @@
  * side, rank 4, general broadcast that falls back), size-1 dimensions and products large enough to
  * take the per-batch XNNPACK path; row gathers on every axis, both dtypes, and the index check;
  * slices, unstacks and splits (contiguous and strided blocks, every rank 1-5, size-1 and empty
- * blocks, float32 / int32 / bool) and their gradients.
+ * blocks, float32 / int32 / bool) and their gradients; sums over every block of adjacent axes;
+ * identity sharing data safely.
  */
 import * as tf from '@tensorflow/tfjs';
 import {fastKernelsRegistered, registerFastKernels, unregisterFastKernels} from '../../src/backend/fast-kernels';
@@ -179,6 +180,65 @@ describe('fast wasm kernels', () => {
     const x = rand([6, 5, 4], 11);
     await expectNoLeaks(() => tf.tidy(() => tf.addN([tf.sum(tf.slice(x, [1, 1, 0], [3, 2, 4])), ...tf.unstack(x, 1).map((y) => tf.sum(y)), ...tf.split(x, 2, 2).map((y) => tf.sum(y))])).dispose(), 5);
     x.dispose();
+  });
+
+  it('sum over every block of adjacent axes equals the stock kernel (keepDims, size-1 axes, ragged columns, int32)', () => {
+    const shapes = [[5, 3], [4, 7, 9], [3, 1, 6, 2], [2, 3, 1, 5, 4], [1, 6, 1], [130, 5], [2, 257, 6]];
+    shapes.forEach((shape, i) => {
+      const x = rand(shape, 200 + i);
+      const xi = tf.cast(tf.mul(x, 10), 'int32');
+      const blocks: number[][] = [];
+      for (let a = 0; a < shape.length; a++) for (let b = a; b < shape.length; b++) blocks.push(Array.from({length: b - a + 1}, (_, j) => a + j));
+      blocks.push([0, shape.length - 1]); // not adjacent: the stock kernel
+      blocks.push([-1]);
+      for (const axes of blocks) {
+        for (const keepDims of [false, true]) {
+          const run = () => [tf.sum(x, axes, keepDims), tf.sum(xi, axes, keepDims)].map((t) => {
+            const r = {shape: t.shape, dtype: t.dtype, values: Array.from(t.dataSync())};
+            t.dispose();
+            return r;
+          });
+          const {stock, fast} = both(run);
+          fast.forEach((f, j) => {
+            expect(f.shape).toEqual(stock[j].shape);
+            expect(f.dtype).toBe(stock[j].dtype);
+            expectAllClose(f.values, stock[j].values, 1e-5, 1e-6);
+          });
+        }
+      }
+      tf.dispose([x, xi]);
+    });
+    // The bias gradient of a batched expert product: [E, n, h] summed over n.
+    const g = rand([4, 768, 128], 7);
+    const {stock, fast} = both(() => tf.tidy(() => tf.grad((b: tf.Tensor) => tf.sum(tf.square(tf.add(g, b))))(tf.zeros([4, 1, 128])).arraySync()));
+    expectAllClose(fast as number[][][], stock as number[][][], 1e-4, 1e-5);
+    g.dispose();
+  });
+
+  it('identity shares the data: clones outlive their source and keep their values across assign, without leaks', async () => {
+    registerFastKernels();
+    const x = rand([3, 4], 8);
+    const want = x.arraySync();
+    const c = tf.clone(x);
+    x.dispose();
+    expect(c.arraySync()).toEqual(want);
+    const v = tf.variable(c);
+    const cv = tf.clone(v);
+    v.assign(tf.zeros([3, 4]));
+    expect(cv.arraySync()).toEqual(want);
+    expect(v.arraySync()).toEqual([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]);
+    tf.dispose([c, v, cv]);
+    const memory = tf.memory();
+    const y = rand([5, 6], 9);
+    await expectNoLeaks(() => tf.dispose([tf.clone(y), tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(t, t)))(y))]), 5);
+    y.dispose();
+    expect(tf.memory().numBytes).toBe(memory.numBytes);
+    expect((tf.memory() as {numDataBuffers: number}).numDataBuffers).toBe((memory as {numDataBuffers: number}).numDataBuffers);
+    // Strings keep the stock kernel.
+    const s = tf.tensor1d(['a', 'b'], 'string');
+    const sc = tf.clone(s);
+    expect(sc.arraySync()).toEqual(['a', 'b']);
+    tf.dispose([s, sc]);
   });
 
   it('gather rejects an out-of-range index, as the stock kernel does, without leaking', async () => {
