@@ -19,6 +19,8 @@ const CASES: Array<[string, number, number, number, number, () => SparseOTSolver
   ['batch 64, alternating', 64, 17, 4, 5, () => alternating()],
   ['64 tokens x 8 experts, cf 1.25, alternating', 16, 64, 8, 10, () => alternating()],
   ['256 tokens x 8 experts, cf 1.25, alternating', 4, 256, 8, 40, () => alternating()],
+  ['MoE benchmark layer: 64 tokens x 32 experts, cf 1.0, alternating', 32, 64, 32, 2, () => alternating()],
+  ['64 tokens x 32 experts, cf 1.25, alternating', 32, 64, 32, 3, () => alternating()],
   ['17 x 4, k = m, newton', 64, 17, 4, 17, () => newton()],
 ];
 
