@@ -74,13 +74,13 @@ export function assignFromPlan(
 export function planCombineWeights(
   gradient: ResolvedGradient, assignment: ResolvedAssignment, tokenIndices: tf.Tensor3D, plan: tf.Tensor3D, gates: tf.Tensor3D,
 ): tf.Tensor3D {
-  const filled = tf.cast(tf.greaterEqual(tokenIndices, 0), 'float32');
+  // gatherTokenExpertValues gives exactly 0 in empty slots (and sends their gradient nowhere).
   const gateWeights = gatherTokenExpertValues(gates, tokenIndices);
-  if (gradient.className === 'SoftmaxCombine') return tf.mul(gateWeights, filled) as tf.Tensor3D;
+  if (gradient.className === 'SoftmaxCombine') return gateWeights;
   const planWeights = gatherTokenExpertValues(plan, tokenIndices);
-  if (!assignment.config.rebalance) return tf.mul(planWeights, filled) as tf.Tensor3D;
+  if (!assignment.config.rebalance) return planWeights;
   const onPlan = untracked(() => tf.greater(planWeights, 0));
-  return tf.mul(tf.where(onPlan, planWeights, gateWeights), filled) as tf.Tensor3D;
+  return tf.where(onPlan, planWeights, gateWeights) as tf.Tensor3D;
 }
 
 /**
