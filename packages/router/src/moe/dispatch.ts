@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {ShapeError} from '../core/errors';
-import {synchronousBackend} from '../routers/input-checks';
+import {hostIndexReads} from '../routers/input-checks';
 
 /**
  * Gathers rows: `out[i, :] = x[indices[i], :]`, with a gradient (a scatter-add) on every backend.
@@ -250,7 +250,7 @@ export function gatherTokenExpertValues(values: tf.Tensor3D, tokenIndices: tf.Te
 /**
  * The row of every slot's `(token, expert)` pair in `values` flattened to `[G * groupSize * E]`:
  * `(g * groupSize + token) * E + e`, or the sentinel `G * groupSize * E` in empty slots.
- * With `host` (default on cpu and wasm) computed on the host from one synchronous read of
+ * With `host` (default on cpu and wasm, unless the router promised no read: `hostIndexReads`) computed on the host from one synchronous read of
  * `tokenIndices` (one upload instead of a dozen small kernels, among them a broadcasting add
  * that tfjs-wasm runs element by element); else as tensor ops (no read: webgl, webgpu).
  *
@@ -262,7 +262,7 @@ export function gatherTokenExpertValues(values: tf.Tensor3D, tokenIndices: tf.Te
  * tokenExpertIndices(tf.tensor3d([[[1, -1], [0, 1]]], [1, 2, 2], 'int32'), 2).print(); // [2, 4, 1, 3]
  * ```
  */
-export function tokenExpertIndices(tokenIndices: tf.Tensor3D, groupSize: number, host = synchronousBackend()): tf.Tensor1D {
+export function tokenExpertIndices(tokenIndices: tf.Tensor3D, groupSize: number, host = hostIndexReads()): tf.Tensor1D {
   return host ? hostValueIndices(tokenIndices, groupSize) : valueIndices(tokenIndices, groupSize);
 }
 

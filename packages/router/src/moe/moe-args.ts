@@ -143,7 +143,8 @@ export interface MoEArgs extends LayerArgs {
    * expert's filled slots of all groups packed into `n` rows (n = the most filled slots of any
    * expert) instead of `groups * capacity` rows, so empty capacity costs no expert FLOPs. Needs one
    * synchronous read of the token indices per call. `'auto'` (default): on the backends whose
-   * kernels run synchronously (cpu, wasm), where that read costs only a copy; `true`: always
+   * kernels run synchronously (cpu, wasm), where that read costs only a copy, unless the router
+   * promises no read (`hostReads: false`); `true`: always
    * (on webgl it waits for the pipeline; webgpu in Node cannot read synchronously); `false`: never. A
    * run-time choice: the same numbers (up to float32 summation order), not saved in the config.
    */

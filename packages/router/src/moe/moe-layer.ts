@@ -230,7 +230,7 @@ export class MoE extends tf.layers.Layer {
         ? normalizeWeights(routing.tokenIndices, routing.combineWeights, S)
         : routing.combineWeights;
       let combined: tf.Tensor3D;
-      if (this.compactDispatch === true || (this.compactDispatch === 'auto' && synchronousBackend())) {
+      if (this.compactDispatch === true || (this.compactDispatch === 'auto' && synchronousBackend() && this.router.allowsHostReads(training))) {
         const slots = compactSlots(routing.tokenIndices, S);
         combined = combineCompact(this.experts(dispatchCompact(groups.tokens, slots)), slots, weights, S);
       } else {

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import {assertPositiveInt, InvalidArgumentError} from '../core/errors';
 import {oneHot} from './one-hot';
 import {takeAlongAxis1} from './take';
-import {synchronousBackend} from './input-checks';
+import {hostIndexReads} from './input-checks';
 
 /**
  * Slots per expert and group:
@@ -68,7 +68,7 @@ export interface TokenChoiceAssignment {
  * @param capacity slots per expert
  * @param mask `<float32>[groups, groupSize]`, 1 = real token (optional)
  * @param priority `<float32>[groups, groupSize]`: higher goes first (optional)
- * @param host run on the host (default: on cpu and wasm, see below)
+ * @param host run on the host (default: on cpu and wasm unless the router promised no read, see below)
  *
  * On the backends whose kernels run synchronously (cpu, wasm) the assignment runs on the host
  * from one read of its inputs (a loop over the `groups * k * groupSize` choices; one upload of
@@ -88,7 +88,7 @@ export function assignTokenChoice(
   capacity: number,
   mask?: tf.Tensor2D,
   priority?: tf.Tensor2D,
-  host = synchronousBackend(),
+  host = hostIndexReads(),
 ): TokenChoiceAssignment {
   if (host) return assignTokenChoiceOnHost(choices, numExperts, capacity, mask, priority);
   return tf.tidy(() => {

@@ -40,6 +40,40 @@ export function synchronousBackend(): boolean {
   return SYNCHRONOUS_BACKENDS.has(tf.getBackend());
 }
 
+/** Depth of {@link withoutHostReads} scopes. */
+let noReadScopes = 0;
+
+/**
+ * Whether index bookkeeping (slot rows, capacity assignment) may run on the host from a
+ * synchronous read: on the synchronous backends (cpu, wasm), except inside
+ * {@link withoutHostReads} (a router built with `hostReads: false`, which promises no read).
+ *
+ * @example
+ * ```ts
+ * const rows = hostIndexReads() ? hostRows(tokenIndices) : tensorRows(tokenIndices);
+ * ```
+ */
+export function hostIndexReads(): boolean {
+  return noReadScopes === 0 && synchronousBackend();
+}
+
+/**
+ * Runs `fn` with {@link hostIndexReads} false (the routers' call for `hostReads: false`).
+ *
+ * @example
+ * ```ts
+ * const result = withoutHostReads(() => routeLogits(logits));
+ * ```
+ */
+export function withoutHostReads<T>(fn: () => T): T {
+  noReadScopes++;
+  try {
+    return fn();
+  } finally {
+    noReadScopes--;
+  }
+}
+
 /**
  * Sets when every router checks what it routes for NaN / Infinity: `'auto'` (default; on cpu and
  * wasm, and wherever the router reads back anyway), `'always'` (a debug check on webgl / webgpu:

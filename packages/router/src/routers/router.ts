@@ -23,7 +23,7 @@ import {stopGradient, untracked} from '../core/stop-gradient';
 import {makeRoutingResult, RoutingMetrics, RoutingResult, type RoutingTensors} from './routing-result';
 import {standardMetrics} from './metrics';
 import {computeCapacity} from './capacity';
-import {assertFiniteRouting, routerInputChecksOn} from './input-checks';
+import {assertFiniteRouting, routerInputChecksOn, withoutHostReads} from './input-checks';
 import {loadBalancingLoss, routerZLoss} from './losses';
 import {
   assertBoolean, assertLossWeight, assertSeed, LAYER_ARG_NAMES, resolveInitializer, ROUTER_ARG_NAMES, serializeInitializer,
@@ -214,7 +214,9 @@ export abstract class Router extends tf.layers.Layer {
     }
     let parts: RoutingTensors;
     try {
-      parts = this.routeLogits(logits, mask, training, capacity);
+      parts = this.allowsHostReads(training)
+        ? this.routeLogits(logits, mask, training, capacity)
+        : withoutHostReads(() => this.routeLogits(logits, mask, training, capacity));
     } catch (e) {
       logits.dispose();
       throw e;
@@ -254,6 +256,15 @@ export abstract class Router extends tf.layers.Layer {
       };
       return {tokenIndices: decision.tokenIndices, combineWeights: decision.combineWeights, routerLogits: logits, auxiliaryLoss, metrics};
     });
+  }
+
+  /**
+   * Whether a call in this mode may read values back synchronously: false when the router's
+   * arguments forbid any read (`hostReads: false`). The routers' host index bookkeeping and the
+   * MoE layer's packed dispatch (`compactDispatch: 'auto'`) follow it.
+   */
+  allowsHostReads(training: boolean): boolean {
+    return this.readsBack(training) !== null;
   }
 
   /**
