@@ -230,3 +230,74 @@ describeBackends('host path = tensor path', (backend) => {
     tf.dispose([cost, beta]);
   });
 });
+
+/** Group g's slice of a `[groups, len]` flat result. */
+const groupSlice = (x: Float32Array, g: number, groups: number): Float32Array => x.slice((g * x.length) / groups, ((g + 1) * x.length) / groups);
+
+describeBackends("multiStart 'auto': one start only for groups of >= 32 experts at capacity factor 1, per group, on both paths", (backend) => {
+  // [name, tokens m, experts n, k, two starts under 'auto'].
+  const RULE: Array<[string, number, number, number, boolean]> = [
+    ['64 x 32, k 2 (capacity factor 1, the MoE benchmark layer at E 32)', 64, 32, 2, false],
+    ['64 x 64, k 1 (capacity factor 1)', 64, 64, 1, false],
+    ['64 x 32, k 3 (capacity factor 1.5)', 64, 32, 3, true],
+    ['64 x 32, k 1 (capacity factor 0.5)', 64, 32, 1, true],
+    ['64 x 8, k 8 (capacity factor 1, few experts)', 64, 8, 8, true],
+    ['64 x 4, k 16 (capacity factor 1, few experts)', 64, 4, 16, true],
+  ];
+  test.each(RULE)("%s: 'auto' = the forced one-start or two-start run, bit for bit; host = tensor", (_name, m, n, k, twoStarts) => {
+    expect(tf.getBackend()).toBe(backend);
+    const groups = 3;
+    const cost = gateCost(groups, m, n, m * 7 + n, 3);
+    const byPath = [true, false].map((host) => {
+      const auto = solve(cost, {k}, alternating(), host);
+      const one = solve(cost, {k}, alternating({multiStart: false}), host);
+      const two = solve(cost, {k}, alternating({multiStart: true}), host);
+      const ref = twoStarts ? two : one;
+      for (const key of ['plan', 'alpha', 'beta', 'value'] as const) expect(auto[key]).toEqual(ref[key]);
+      expect(auto.converged).toBe(ref.converged);
+      // Where 'auto' runs one start, the second start would not have ended higher on these problems.
+      if (!twoStarts) expectAllClose(auto.value, two.value, 0, 0);
+      return auto;
+    });
+    expectAgree(byPath[0], byPath[1], cost.dataSync() as Float32Array, groups, m, n, true);
+    cost.dispose();
+  });
+
+  test('a mixed batch (masked tokens put groups at capacity factor 1, below and above it): each group runs its own rule; host = tensor; no leaks', async () => {
+    expect(tf.getBackend()).toBe(backend);
+    // 4 groups of up to 72 tokens, 32 experts, k 2: active tokens 64, 72, 56, 64 (b = tokens / 32):
+    // capacity factor 1, 0.89, 1.14, 1 -> one start for groups 0 and 3 only.
+    const [groups, m, n, k] = [4, 72, 32, 2];
+    const active = [64, 72, 56, 64];
+    const twoStarts = active.map((t) => k !== t / n);
+    const cost = gateCost(groups, m, n, 41, 3);
+    const a = tf.tensor2d(active.map((t) => Array.from({length: m}, (_, i) => (i < t ? 1 : 0))));
+    const b = tf.tensor2d(active.map((t) => Array(n).fill(t / n)));
+    const spec = {k, a, b};
+    const byPath = [true, false].map((host) => {
+      const auto = solve(cost, spec, alternating(), host);
+      const one = solve(cost, spec, alternating({multiStart: false}), host);
+      const two = solve(cost, spec, alternating({multiStart: true}), host);
+      for (let g = 0; g < groups; g++) {
+        const ref = twoStarts[g] ? two : one;
+        for (const key of ['plan', 'alpha', 'beta', 'value'] as const) expect(groupSlice(auto[key], g, groups)).toEqual(groupSlice(ref[key], g, groups));
+      }
+      return auto;
+    });
+    expectAgree(byPath[0], byPath[1], cost.dataSync() as Float32Array, groups, m, n, true);
+    // No leaks on the tensor path (it batches both starts and selects per group) nor on the host path.
+    for (const host of [false, true]) {
+      const before = setHostSolvers(host);
+      try {
+        await expectNoLeaks(() => {
+          const p = sparseOTProblem(cost, spec);
+          alternating().solve(p).dispose();
+          p.dispose();
+        }, 3);
+      } finally {
+        setHostSolvers(before);
+      }
+    }
+    tf.dispose([cost, a, b]);
+  });
+});

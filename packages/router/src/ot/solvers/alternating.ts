@@ -12,14 +12,19 @@
  * short of the optimum: at a point optimal for each block but not jointly (the kink of `[.]_+`
  * couples alpha_i, beta_j and lambda_j). It does so at capacity factor 1.25 (numpy, one start:
  * at 0.1 to 0.8 of Adam-20's suboptimality; see bench/RESULTS-ot.md). Mitigations, both
- * measured to help: two starts batched as extra groups (where the ascent stops depends on the
- * start), and Adam steps from the best iterate once the block ascent stalls. The iterate with
- * the best semi-dual value is returned.
+ * measured to help: two starts (where the ascent stops depends on the start; not for groups
+ * with many columns at capacity factor 1, where the zero start is the better one, see
+ * {@link AlternatingSolverConfig.multiStart}), and Adam steps from the best iterate once the
+ * block ascent stalls. The iterate with the best semi-dual value is
+ * returned.
  *
- * Every decision is taken per group and per start, on the device (never over the batch): when
- * a start's block ascent stalls, which start wins, the polish steps' sizes. A group's result
- * is the same, bit for bit on one backend, whatever the other groups of the batch and whether
- * host reads are allowed.
+ * Every decision is taken per group and per start, on the device (never over the batch): how
+ * many starts a group runs and which, when a start's block ascent stalls, which start wins, the
+ * polish steps' sizes. A group's result is the same, bit for bit on one backend, whatever the
+ * other groups of the batch and whether host reads are allowed. (The tensor path batches both
+ * starts of every group when groups are small and keeps the first start of a one-start group,
+ * which is that group's one-start run bit for bit; the host path runs only the starts a group
+ * uses.)
  *
  * Two paths run this algorithm: the tensor path below (webgl, webgpu, `hostReads: false`), and
  * on cpu / wasm / tensorflow the host path (host-alternating.ts), which reads the problem once
@@ -35,7 +40,7 @@ import {disposeEval, evalSemidual, selectEval, type SemidualEval} from '../semid
 import type {Formulation} from '../types';
 import {adamStep} from './adam';
 import {allGroups, valueSettled, whereGroups} from './convergence';
-import {solveAlternatingHost} from './host-alternating';
+import {ONE_START_MIN_COLUMNS, solveAlternatingHost} from './host-alternating';
 import {useHostPath} from './host';
 import {columnBlock, rowBestResponseLifted} from './lifted-dual';
 import {iterationConfig, readStart, semidualOutput, SolverBase, startingAlpha, type SolverInit} from './solver';
@@ -62,12 +67,13 @@ export interface AlternatingSolverConfig {
   /** Adam step after the block ascent stalls, in units of `gamma * mean(a)` (per group). Default 3e-3. */
   polishRate?: number;
   /**
-   * Run the block ascent from the starting potentials and from `alpha_i = min_j C_ij` together
-   * (batched as extra groups) and keep the better per group. Default `'auto'`: both when a
-   * group is small (`m * n <= 65536`: a per-group rule, so a group routes the same in any
-   * batch); otherwise one: the starting potentials when they are a warm start or when k is
-   * below 1.125 times the group's mean column marginal (capacity factor ~1, where zero wins),
-   * else the cheapest-column start.
+   * Run the block ascent from the starting potentials and from `alpha_i = min_j C_ij` and keep
+   * the better per group (`true`), or from the starting potentials only (`false`). Default
+   * `'auto'`, per group: both when the group is small (`m * n <= 65536`), unless it has at least
+   * 32 columns (n) and is at capacity factor 1 (k within 0.1% of the group's mean column
+   * marginal), where the zero start was measured to be the better one (bench/RESULTS-ot.md);
+   * otherwise one: the starting potentials when they are a warm start or when k is below 1.125
+   * times the mean column marginal, else the cheapest-column start.
    */
   multiStart?: boolean | 'auto';
   /** `'semidual'` (default) or `'dual'`: the plan and value reported at the implied dual pair. */
@@ -76,12 +82,33 @@ export interface AlternatingSolverConfig {
 
 const ALTERNATING_KEYS = ['maxIterations', 'tolerance', 'checkEvery', 'polishRate', 'multiStart', 'formulation'] as const;
 
-/** Groups of at most this many entries (`m * n`) run two starts under `multiStart: 'auto'`. */
+/** Groups of at most this many entries (`m * n`) may run two starts under `multiStart: 'auto'`. */
 const MULTI_START_ENTRIES = 65536;
 
 /** The rows `[i * groups, (i + 1) * groups)` of a tensor whose first axis holds `starts * groups`. */
 function startRows<T extends tf.Tensor>(t: T, i: number, groups: number): T {
   return tf.slice(t, [i * groups], [groups]) as T;
+}
+
+/**
+ * `<bool>[groups]`: the groups whose k is at least 1.125 times their mean column marginal
+ * (`b <float32>[groups, n]`): capacity factor above ~1.125, where `multiStart: 'auto'` with one
+ * start takes the cheapest-column start. host-alternating.ts computes the same in float32.
+ */
+function aboveOne(k: number, b: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => tf.greaterEqual(tf.scalar(k), tf.mul(tf.mean(b, 1), 1.125)) as tf.Tensor1D);
+}
+
+/**
+ * `<bool>[groups]`: the groups at capacity factor 1, k within 0.1% of their mean column marginal
+ * (`b <float32>[groups, n]`; every column exactly full: the assignment case). host-alternating.ts
+ * computes the same in float32.
+ */
+function atOne(k: number, b: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const mean = tf.mean(b, 1);
+    return tf.logicalAnd(tf.greaterEqual(tf.scalar(k), tf.mul(mean, 0.999)), tf.lessEqual(tf.scalar(k), tf.mul(mean, 1.001))) as tf.Tensor1D;
+  });
 }
 
 /** `<bool>[rows]`: the rows whose block ascent stalled (`stallAt <float32>[rows, 1]` finite). */
@@ -127,8 +154,7 @@ export class AlternatingSolver extends SolverBase<Required<AlternatingSolverConf
       if (starts === 2) return tf.concat([alpha0, cheapest], 0) as tf.Tensor2D;
       if (multiStart !== 'auto' || warm) return tf.clone(alpha0);
       // One start: zero (or the given one) at capacity factor ~1, the cheapest column above; per group.
-      const high = tf.greaterEqual(tf.scalar(k), tf.mul(tf.mean(b, 1), 1.125));
-      return whereGroups(high, cheapest, alpha0);
+      return whereGroups(aboveOne(k, b), cheapest, alpha0);
     });
     alpha0.dispose();
     const rows = starts * groups;
@@ -210,9 +236,10 @@ export class AlternatingSolver extends SolverBase<Required<AlternatingSolverConf
     let best = bestAlpha;
     let conv = settled;
     if (starts === 2) {
-      // The better start per group.
+      // The better start per group; under 'auto' a one-start group (capacity factor 1, many columns) keeps its first start.
       [best, conv] = tf.tidy(() => {
-        const firstWins = tf.greaterEqual(startRows(bestValue, 0, groups), startRows(bestValue, 1, groups));
+        const better = tf.greaterEqual(startRows(bestValue, 0, groups), startRows(bestValue, 1, groups));
+        const firstWins = multiStart === 'auto' && ni >= ONE_START_MIN_COLUMNS ? tf.logicalOr(better, atOne(k, b)) : better;
         const pick = <T extends tf.Tensor>(x: T): T => whereGroups(firstWins, startRows(x, 0, groups), startRows(x, 1, groups));
         return [pick(bestAlpha), pick(settled)] as const;
       });

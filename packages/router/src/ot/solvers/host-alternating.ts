@@ -19,13 +19,23 @@ const f32 = Math.fround;
 /** The polish phase's Adam constants (adam.ts's defaults). */
 const ADAM = hostAdamConstants(0.9, 0.999, 1e-8);
 
+/**
+ * Under `multiStart: 'auto'`, a small group with at least this many columns (n) at capacity
+ * factor 1 runs the zero start only: there the cheapest-column start ended higher in 3 of 1,536
+ * routing groups at n 32 and 64 (at n 4 to 16 in 0.8% to 41%; bench/ot-starts.ts, RESULTS-ot.md).
+ */
+export const ONE_START_MIN_COLUMNS = 32;
+
 /** The settings of the alternating solver that the host path reads. */
 export interface HostAlternatingConfig {
   maxIterations: number;
   tolerance: number;
   checkEvery: number;
   polishRate: number;
-  /** How many starts (1 or 2) and, for one start, whether it is the cheapest-column start, per group. */
+  /**
+   * 2 when a group may run two starts (`multiStart: true`, or `'auto'` on small groups: then
+   * all but those with `n >= ONE_START_MIN_COLUMNS` at capacity factor 1 run both), else 1.
+   */
   starts: 1 | 2;
   multiStart: boolean | 'auto';
   formulation: Formulation;
@@ -336,27 +346,33 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const rs = new RowScratch(ni);
   const alpha0 = new Float32Array(mi);
   const cheapest = new Float32Array(mi);
-  let converged = true;
-  for (let g = 0; g < groups; g++) {
-    start.alpha0(hp, g, alpha0);
+  /** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `cheapest`. */
+  const cheapestStart = (g: number): Float32Array => {
     for (let i = 0; i < mi; i++) {
       let c = Infinity;
       for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
       cheapest[i] = c;
     }
+    return cheapest;
+  };
+  let converged = true;
+  for (let g = 0; g < groups; g++) {
+    start.alpha0(hp, g, alpha0);
+    // Capacity factor above ~1.125 and at 1 (alternating.ts `aboveOne`, `atOne`, in the same float32 steps).
+    let sumB = 0;
+    for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
+    const meanB = f32(f32(sumB) / ni);
+    const aboveOne = k >= f32(meanB * 1.125);
+    const oneStart = cfg.multiStart === 'auto' && ni >= ONE_START_MIN_COLUMNS && k >= f32(meanB * f32(0.999)) && k <= f32(meanB * f32(1.001));
     let result;
-    if (cfg.starts === 2) {
+    if (cfg.starts === 2 && !oneStart) {
       const first = runStart(hp, g, Float32Array.from(alpha0), cfg, evs[0], evs[1], rs);
-      const second = runStart(hp, g, Float32Array.from(cheapest), cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs);
+      const second = runStart(hp, g, Float32Array.from(cheapestStart(g)), cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs);
       result = first.bestValue >= second.bestValue ? first : second;
     } else {
-      let useCheapest = false;
-      if (cfg.multiStart === 'auto' && !start.warm) {
-        let sumB = 0;
-        for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
-        useCheapest = k >= f32(f32(f32(sumB) / ni) * 1.125);
-      }
-      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapest : alpha0), cfg, evs[0], evs[1], rs);
+      // One start: the starting potentials, or under 'auto' for a large cold group above capacity factor ~1.125 the cheapest column.
+      const useCheapest = cfg.multiStart === 'auto' && !start.warm && aboveOne;
+      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapestStart(g) : alpha0), cfg, evs[0], evs[1], rs);
     }
     converged &&= result.settled;
     // The output at the best iterate.
