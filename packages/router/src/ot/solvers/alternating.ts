@@ -40,7 +40,7 @@ import {disposeEval, evalSemidual, selectEval, type SemidualEval} from '../semid
 import type {Formulation} from '../types';
 import {adamStep} from './adam';
 import {allGroups, valueSettled, whereGroups} from './convergence';
-import {ONE_START_MIN_COLUMNS, solveAlternatingHost} from './host-alternating';
+import {solveAlternatingHost, zeroStartOnly} from './host-alternating';
 import {useHostPath} from './host';
 import {columnBlock, rowBestResponseLifted} from './lifted-dual';
 import {iterationConfig, readStart, semidualOutput, SolverBase, startingAlpha, type SolverInit} from './solver';
@@ -71,7 +71,8 @@ export interface AlternatingSolverConfig {
    * the better per group (`true`), or from the starting potentials only (`false`). Default
    * `'auto'`, per group: both when the group is small (`m * n <= 65536`), unless it has at least
    * 32 columns (n) and is at capacity factor 1 (k within 0.1% of the group's mean column
-   * marginal), where the zero start was measured to be the better one (bench/RESULTS-ot.md);
+   * marginal) and `maxIterations >= 3`, where the zero start was measured to be the better one
+   * (bench/RESULTS-ot.md);
    * otherwise one: the starting potentials when they are a warm start or when k is below 1.125
    * times the mean column marginal, else the cheapest-column start.
    */
@@ -239,7 +240,7 @@ export class AlternatingSolver extends SolverBase<Required<AlternatingSolverConf
       // The better start per group; under 'auto' a one-start group (capacity factor 1, many columns) keeps its first start.
       [best, conv] = tf.tidy(() => {
         const better = tf.greaterEqual(startRows(bestValue, 0, groups), startRows(bestValue, 1, groups));
-        const firstWins = multiStart === 'auto' && ni >= ONE_START_MIN_COLUMNS ? tf.logicalOr(better, atOne(k, b)) : better;
+        const firstWins = zeroStartOnly(multiStart, ni, maxIterations) ? tf.logicalOr(better, atOne(k, b)) : better;
         const pick = <T extends tf.Tensor>(x: T): T => whereGroups(firstWins, startRows(x, 0, groups), startRows(x, 1, groups));
         return [pick(bestAlpha), pick(settled)] as const;
       });

@@ -21,10 +21,22 @@ const ADAM = hostAdamConstants(0.9, 0.999, 1e-8);
 
 /**
  * Under `multiStart: 'auto'`, a small group with at least this many columns (n) at capacity
- * factor 1 runs the zero start only: there the cheapest-column start ended higher in 3 of 1,536
- * routing groups at n 32 and 64 (at n 4 to 16 in 0.8% to 41%; bench/ot-starts.ts, RESULTS-ot.md).
+ * factor 1 runs the zero start only (with a budget of at least {@link ONE_START_MIN_ITERATIONS}):
+ * there the cheapest-column start ended higher in 3 of 1,536 routing groups at n 32 and 64 (at n
+ * 4 to 16 in 0.8% to 41%; bench/ot-starts.ts, bench/RESULTS-ot.md).
  */
 export const ONE_START_MIN_COLUMNS = 32;
+
+/** The budget from which {@link ONE_START_MIN_COLUMNS} applies: after 1 iteration the cheapest-column start was ahead in 2 of 8 such problems (bench/RESULTS-ot.md). */
+export const ONE_START_MIN_ITERATIONS = 3;
+
+/**
+ * Whether a group takes the one-start rule of {@link ONE_START_MIN_COLUMNS} (`atOne`: the group
+ * is at capacity factor 1); the tensor path (alternating.ts) and the host path share it.
+ */
+export function zeroStartOnly(multiStart: boolean | 'auto', ni: number, maxIterations: number): boolean {
+  return multiStart === 'auto' && ni >= ONE_START_MIN_COLUMNS && maxIterations >= ONE_START_MIN_ITERATIONS;
+}
 
 /** The settings of the alternating solver that the host path reads. */
 export interface HostAlternatingConfig {
@@ -34,7 +46,7 @@ export interface HostAlternatingConfig {
   polishRate: number;
   /**
    * 2 when a group may run two starts (`multiStart: true`, or `'auto'` on small groups: then
-   * all but those with `n >= ONE_START_MIN_COLUMNS` at capacity factor 1 run both), else 1.
+   * all but those of {@link zeroStartOnly} at capacity factor 1 run both), else 1.
    */
   starts: 1 | 2;
   multiStart: boolean | 'auto';
@@ -363,7 +375,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
     for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
     const meanB = f32(f32(sumB) / ni);
     const aboveOne = k >= f32(meanB * 1.125);
-    const oneStart = cfg.multiStart === 'auto' && ni >= ONE_START_MIN_COLUMNS && k >= f32(meanB * f32(0.999)) && k <= f32(meanB * f32(1.001));
+    const oneStart = zeroStartOnly(cfg.multiStart, ni, cfg.maxIterations) && k >= f32(meanB * f32(0.999)) && k <= f32(meanB * f32(1.001));
     let result;
     if (cfg.starts === 2 && !oneStart) {
       const first = runStart(hp, g, Float32Array.from(alpha0), cfg, evs[0], evs[1], rs);
