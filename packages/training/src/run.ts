@@ -13,7 +13,7 @@ import {loadSplits} from './data/load';
 import {TRAINING_DEFAULTS as D, defaultEvalEvery, defaultWarmupSteps} from './defaults';
 import {atomicWriteFile, fileHandler} from './io/file-io';
 import {prepareRunFolder} from './io/run-folder';
-import {formatBalance} from './metrics/load-balance';
+import {formatBalance, type LoadBalanceStats} from './metrics/load-balance';
 import {buildModel, MODEL_SPEC_KEYS, resolveModelSpec, type ModelSpec} from './model-factory';
 import {renderReport} from './report/html';
 import {routingDetails} from './report/routing';
@@ -226,10 +226,9 @@ export function summaryLines(run: RunSummary): string[] {
   const lines: string[] = [];
   if (run.resumed) lines.push(`resumed from ${run.resumed.checkpoint} (step ${run.resumed.step})${run.resumed.skipped.length ? `, skipping ${run.resumed.skipped.length} damaged` : ''}`);
   lines.push(`test accuracy ${(100 * r.final.accuracy).toFixed(2)}% on ${r.final.examples} examples (loss ${r.final.loss.toFixed(4)}), ${r.steps} steps in ${run.seconds.toFixed(1)} s on ${run.backend}`);
-  for (const [name, s] of Object.entries(r.trainBalance)) lines.push(`  ${name} train:    ${formatBalance(s)}`);
-  for (const [name, s] of Object.entries(r.final.balance)) {
-    lines.push(`  ${name} test:     ${formatBalance(s)}${s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : ''}`);
-  }
+  const entropy = (s: LoadBalanceStats): string => (s.normalizedEntropy !== undefined ? ` entropy ${s.normalizedEntropy.toFixed(2)}` : '');
+  for (const [name, s] of Object.entries(r.trainBalance)) lines.push(`  ${name} train:    ${formatBalance(s)}${entropy(s)}`);
+  for (const [name, s] of Object.entries(r.final.balance)) lines.push(`  ${name} test:     ${formatBalance(s)}${entropy(s)}`);
   lines.push(`wrote ${path.join(run.out, 'model')}/, ${run.report ? `${run.report}, ` : ''}${path.join(run.out, 'log.jsonl')}`);
   return lines;
 }

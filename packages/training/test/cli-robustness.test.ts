@@ -73,6 +73,17 @@ describe('run folders are owned', () => {
     expect(baseSummary[baseSummary.length - 1]).toBe(`wrote ${path.join(baseRun, 'model')}/, ${path.join(baseRun, 'log.jsonl')}`);
   });
 
+  it('the summary gives each MoE layer\'s normalized router entropy in training and at test', () => {
+    const balance = baseSummary.filter((l) => / (train|test): /.test(l));
+    expect(balance.length).toBeGreaterThanOrEqual(2);
+    for (const line of balance) {
+      const e = / entropy (\d\.\d\d)$/.exec(line);
+      expect([line, e !== null]).toEqual([line, true]);
+      expect(Number(e![1])).toBeGreaterThan(0);
+      expect(Number(e![1])).toBeLessThanOrEqual(1);
+    }
+  });
+
   it('refuses --out naming a file', async () => {
     const file = path.join(tmp(), 'f.txt');
     fs.writeFileSync(file, 'x');
