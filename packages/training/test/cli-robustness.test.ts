@@ -41,11 +41,13 @@ const TINY_FLAGS = ['--data', 'synthetic', '--router', 'topk', '--batch-size', '
 let baseRun: string;
 let baseAccuracy: number;
 let baseSummary: string[];
+let baseSplits: Array<[number, boolean, string | undefined]>;
 beforeAll(async () => {
   baseRun = path.join(tmp(), 'base');
   const r = await runTraining({...TINY, steps: 4, checkpointEvery: 2, out: baseRun, seed: 3});
   baseAccuracy = r.result.final.accuracy;
   baseSummary = summaryLines(r);
+  baseSplits = r.result.evals.map((e) => [e.step, e.final, e.split]);
   r.result.model.dispose();
 });
 function copyRun(): string {
@@ -71,6 +73,13 @@ describe('run folders are owned', () => {
   it('a run without a report (--no-report) does not claim to have written report.html', () => {
     expect(fs.existsSync(path.join(baseRun, 'report.html'))).toBe(false);
     expect(baseSummary[baseSummary.length - 1]).toBe(`wrote ${path.join(baseRun, 'model')}/, ${path.join(baseRun, 'log.jsonl')}`);
+  });
+
+  it('evaluations name their examples: periodic ones the validation split, the final one the test set', () => {
+    // 4 steps, evaluations every 4 / 4 = 1 step by default, then the final one at step 4.
+    expect(baseSplits.length).toBeGreaterThanOrEqual(2);
+    expect(baseSplits[baseSplits.length - 1]).toEqual([4, true, 'test']);
+    for (const s of baseSplits.slice(0, -1)) expect([s[1], s[2]]).toEqual([false, 'validation']);
   });
 
   it('the summary gives each MoE layer\'s normalized router entropy in training and at test', () => {

@@ -150,7 +150,8 @@ describe('HTML report', () => {
     const html = fs.readFileSync(path.join(dir, 'out.html'), 'utf8');
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html).toContain('<title>test &lt;run&gt;</title>');
-    expect(html).toContain('Held-out accuracy: 75.00%');
+    // A final record without `split` (written before it existed) counts as the test set.
+    expect(html).toContain('Test accuracy: 75.00%</b> on 40 test examples');
     // Five charts: loss, accuracy, the layer's per-expert load over training, its per-expert share
     // at held-out, its class x expert heatmap (no solver chart: the stats carry no solver numbers).
     expect((html.match(/<svg/g) ?? []).length).toBe(5);

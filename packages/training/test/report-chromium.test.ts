@@ -131,12 +131,15 @@ suite('training report in headless Chromium', () => {
       const f = byId('dense', id);
       expect(f.axisLabels).toContain('10');
       expect(new Set(values(f, 'step'))).toEqual(new Set(['5', '10']));
-      // Held-out evaluations at steps 5 and 10 fall on the train curve's points: their marks are
-      // larger and drawn after (on top of) the train points, so the reader sees both series.
+      // The validation evaluation at step 5 and the final test evaluation at step 10 fall on the
+      // train curve's points: their marks are larger and drawn after (on top of) the train
+      // points, so the reader sees every series, each under its own name.
       const points = f.marks.filter((m) => m.width > 0 && m.width < 20);
-      const heldOut = points.filter((m) => /series: held-out/.test(m.label));
+      const validation = points.filter((m) => /series: validation/.test(m.label));
+      const test = points.filter((m) => /series: test/.test(m.label));
       const train = points.filter((m) => /series: train/.test(m.label));
-      expect([heldOut.length, train.length]).toEqual([2, 2]);
+      expect([values({...f, marks: validation}, 'step'), values({...f, marks: test}, 'step'), train.length]).toEqual([['5'], ['10'], 2]);
+      const heldOut = [...validation, ...test];
       expect(Math.min(...heldOut.map((m) => m.width))).toBeGreaterThan(1.5 * Math.max(...train.map((m) => m.width)));
       expect(Math.min(...heldOut.map((m) => f.marks.indexOf(m)))).toBeGreaterThan(Math.max(...train.map((m) => f.marks.indexOf(m))));
     }

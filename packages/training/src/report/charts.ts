@@ -6,6 +6,7 @@
  */
 import type {LoadBalanceStats} from '../metrics/load-balance';
 import type {EvalRecord, StepRecord} from '../train/trainer';
+import {evalSplit} from '../train/records';
 import type {RoutingDetails} from './routing';
 
 /** What a report shows. */
@@ -113,8 +114,9 @@ function curveCharts(data: ReportData): Record<string, ReportChart> {
     curves.push({step: r.step, metric: 'accuracy', series: 'train', value: r.accuracy});
   }
   for (const e of data.evals) {
-    curves.push({step: e.step, metric: 'loss', series: 'held-out', value: e.loss});
-    curves.push({step: e.step, metric: 'accuracy', series: 'held-out', value: e.accuracy});
+    const series = evalSplit(e);
+    curves.push({step: e.step, metric: 'loss', series, value: e.loss});
+    curves.push({step: e.step, metric: 'accuracy', series, value: e.accuracy});
   }
   return {
     loss: curveChart('Loss', curves.filter((c) => c.metric === 'loss'), {title: 'loss'}),
@@ -123,9 +125,10 @@ function curveCharts(data: ReportData): Record<string, ReportChart> {
 }
 
 /**
- * A training curve: the train series as a thin line with small points, the held-out evaluations
- * drawn on top as a thicker line with large diamonds, so that the few held-out points stay
- * visible where they meet the many train points.
+ * A training curve: the train series as a thin line with small points, the validation
+ * evaluations drawn on top as a thicker line with large diamonds and the test evaluation as a
+ * large square, so that the few evaluation points stay visible where they meet the many train
+ * points.
  */
 function curveChart(title: string, rows: Row[], y: {title: string; domain?: number[]}): ReportChart {
   const only = (series: string): VegaLiteSpec[] => [{filter: `datum.series === '${series}'`}];
@@ -135,11 +138,12 @@ function curveChart(title: string, rows: Row[], y: {title: string; domain?: numb
     encoding: {
       x: STEP_AXIS,
       y: {field: 'value', type: 'quantitative', title: y.title, axis: {format: '~g'}, ...(y.domain ? {scale: {domain: y.domain}} : {})},
-      color: {field: 'series', type: 'nominal', title: null, scale: {domain: ['train', 'held-out']}},
+      color: {field: 'series', type: 'nominal', title: null, scale: {domain: ['train', 'validation', 'test']}},
     },
     layer: [
       {transform: only('train'), mark: {type: 'line', strokeWidth: 1.5, point: {size: 20}}},
-      {transform: only('held-out'), mark: {type: 'line', strokeWidth: 2.5, point: {size: 110, shape: 'diamond', filled: true}}},
+      {transform: only('validation'), mark: {type: 'line', strokeWidth: 2.5, point: {size: 110, shape: 'diamond', filled: true}}},
+      {transform: only('test'), mark: {type: 'point', size: 140, shape: 'square', filled: true, opacity: 1}},
     ],
   });
 }
@@ -167,6 +171,8 @@ function trainingCharts(data: ReportData, layer: string): Record<string, ReportC
 }
 
 function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Record<string, ReportChart> {
+  const final = data.evals[data.evals.length - 1];
+  const set = final ? `${evalSplit(final)} set` : 'held-out';
   const out: Record<string, ReportChart> = {};
   const routing = data.routing?.[layer];
   const rows: Row[] = [];
@@ -174,7 +180,7 @@ function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Re
   (routing?.combineMass ?? []).forEach((v, e) => rows.push({expert: `e${e}`, what: 'share of combine weight', value: v}));
   const total = s.tokensPerExpert.reduce((a, b) => a + b, 0);
   s.tokensPerExpert.forEach((v, e) => rows.push({expert: `e${e}`, what: 'share of kept tokens', value: total ? v / total : 0}));
-  out[`experts-${layer}`] = chart(`${layer}: per expert (held-out)`, rows, {
+  out[`experts-${layer}`] = chart(`${layer}: per expert (${set})`, rows, {
     mark: 'bar',
     width: {step: 16},
     height: 160,
@@ -188,7 +194,7 @@ function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Re
   const hist = routing?.served ?? s.expertsPerTokenHistogram;
   if (hist?.length) {
     const served = [0, 1, 2].map((k) => ({experts: k === 2 ? '2+' : String(k), share: k === 2 ? hist.slice(2).reduce((a, b) => a + b, 0) : hist[k] ?? 0}));
-    out[`served-${layer}`] = chart(`${layer}: tokens served by 0, 1, 2+ experts (held-out)`, served, {
+    out[`served-${layer}`] = chart(`${layer}: tokens served by 0, 1, 2+ experts (${set})`, served, {
       mark: 'bar',
       width: {step: 40},
       height: 160,
@@ -204,7 +210,7 @@ function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Re
       const sum = row.reduce((a, b) => a + b, 0);
       row.forEach((count, e) => shares.push({class: className(data, c), expert: `e${e}`, share: sum ? count / sum : 0}));
     });
-    const title = `${layer}: share of each class's tokens per expert (held-out)`;
+    const title = `${layer}: share of each class's tokens per expert (${set})`;
     const flat = constantValue(shares.map((r) => r.share as number));
     out[`classes-${layer}`] = flat !== undefined
       ? {title, constant: `Every class sent ${fmt(100 * flat, 1)}% of its kept tokens to each expert: no expert specializes in a class.`}

@@ -4,6 +4,7 @@
  * scripts in the page).
  */
 import type {LoadBalanceStats} from '../metrics/load-balance';
+import {evalSplit} from '../train/records';
 import {fmt, reportCharts, type ReportData, type VegaLiteSpec} from './charts';
 
 export {reportCharts, reportSpecs, type ReportChart, type ReportData} from './charts';
@@ -58,8 +59,9 @@ export async function renderReport(data: ReportData): Promise<string> {
       : `<figure id="${escapeHtml(id)}" class="constant"><figcaption>${escapeHtml(c.title)}</figcaption><p>${escapeHtml(c.constant)}</p></figure>`;
   }
   const final = data.evals[data.evals.length - 1];
+  const finalSet = final && evalSplit(final) === 'test' ? 'Test' : 'Validation';
   const configRows = Object.entries(data.config)
-    .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(typeof v === 'string' ? v : JSON.stringify(v))}</td></tr>`)
+    .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(typeof v === 'string' ? v : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : JSON.stringify(v))}</td></tr>`)
     .join('');
   const charts = (...prefixes: string[]): string => prefixes.map((p) => Object.keys(figures).filter((k) => k.startsWith(p)).map((k) => figures[k]).join('')).join('');
   const solver = charts('solver-');
@@ -67,7 +69,7 @@ export async function renderReport(data: ReportData): Promise<string> {
   const moeSections = hasMoE
     ? `<h2>Load balance</h2>
 ${balanceTable('Training (averaged over logged steps)', data.trainBalance)}
-${balanceTable('Held-out (inference)', final?.balance ?? {})}
+${balanceTable(`${finalSet} set (inference)`, final?.balance ?? {})}
 ${charts('load-', 'experts-', 'served-')}
 ${solver ? `<h2>OT solver</h2>${solver}` : ''}
 <h2>Expert specialization</h2>${charts('classes-', 'gates-', 'positions-')}`
@@ -77,7 +79,7 @@ ${solver ? `<h2>OT solver</h2>${solver}` : ''}
 <style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:13px}figure{display:inline-block;margin:0.5em;vertical-align:top}figure.constant{max-width:420px;border:1px solid #ddd;padding:0.5em 1em}figcaption{font-weight:bold;font-size:13px}</style>
 </head><body>
 <h1>${escapeHtml(data.title)}</h1>
-<p><b>Held-out accuracy: ${final ? (100 * final.accuracy).toFixed(2) : '–'}%</b> on ${final?.examples ?? 0} examples (loss ${fmt(final?.loss)}).</p>
+<p><b>${finalSet} accuracy: ${final ? (100 * final.accuracy).toFixed(2) : '–'}%</b> on ${final?.examples ?? 0} ${finalSet.toLowerCase()} examples (loss ${fmt(final?.loss)}).</p>
 ${(data.notes ?? []).map((n) => `<p>${escapeHtml(n)}</p>`).join('')}
 <h2>Training curves</h2>${figures.loss}${figures.accuracy}
 ${moeSections}

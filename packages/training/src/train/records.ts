@@ -101,6 +101,12 @@ export interface EvalRecord extends EvalResult {
   step: number;
   /** True for the final evaluation (all test examples when `data.test` is given, else all held-out ones). */
   final: boolean;
+  /**
+   * The examples evaluated: `'test'` (the final evaluation when `data.test` is given) or
+   * `'validation'` (the held-out split). Absent in records written before 1 Dec 2026: read
+   * {@link evalSplit}.
+   */
+  split?: 'validation' | 'test';
 }
 
 /** What {@link train} returns. */
@@ -129,4 +135,17 @@ export interface TrainerState {
   batchSize: number;
   history: StepRecord[];
   evals: EvalRecord[];
+}
+
+/**
+ * Which examples an evaluation read: its `split`, or for older records without one, `'test'`
+ * for the final evaluation and `'validation'` for the periodic ones.
+ *
+ * @example
+ * ```ts
+ * evalSplit({type: 'eval', step: 10, final: false, ...result}); // 'validation'
+ * ```
+ */
+export function evalSplit(record: Pick<EvalRecord, 'final' | 'split'>): 'validation' | 'test' {
+  return record.split ?? (record.final ? 'test' : 'validation');
 }

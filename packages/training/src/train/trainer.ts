@@ -27,6 +27,7 @@ import type {TrainOptions, TrainResult, TrainerState, StepRecord, EvalRecord} fr
 import {DivergedError, trainableVariables, trainStep} from './step';
 
 export type {TrainOptions, StepRecord, EvalRecord, TrainResult} from './records';
+export {evalSplit} from './records';
 export {auxiliaryLoss, DivergedError, trainableVariables, trainStep} from './step';
 export type {DivergenceCause} from './step';
 
@@ -171,7 +172,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       if (e instanceof NonFiniteError && !(e instanceof DivergedError)) throw new DivergedError(intervalStart + 1, step, {error: e}, lastCheckpoint, peak);
       throw e;
     }
-    const record: EvalRecord = {type: 'eval', step, final, ...result};
+    const record: EvalRecord = {type: 'eval', step, final, split: final && options.data.test ? 'test' : 'validation', ...result};
     state.evals.push(record);
     appendLog(record);
     await options.onEval?.(record);
