@@ -97,10 +97,10 @@ describe('run folders are owned', () => {
     const file = path.join(tmp(), 'f.txt');
     fs.writeFileSync(file, 'x');
     const r = await runCli(['train', ...TINY_FLAGS, '--out', file]);
-    expectOneLine(r, [`Expected out to be a folder (or a path where one can be created), but got "${file} (an existing file)".`]);
+    expectOneLine(r, [`Expected --out to be a folder (or a path where one can be created), but got "${file} (an existing file)".`]);
     const under = path.join(file, 'run');
     const r2 = await runCli(['train', ...TINY_FLAGS, '--out', under]);
-    expectOneLine(r2, [`Expected out to be a folder (or a path where one can be created), but got "${under} (${file} is a file, not a folder)".`]);
+    expectOneLine(r2, [`Expected --out to be a folder (or a path where one can be created), but got "${under} (${file} is a file, not a folder)".`]);
   });
 
   it('refuses a folder locked by a live process, and takes over the lock of a dead one', async () => {
@@ -246,11 +246,11 @@ describe('model settings that do not fit the data', () => {
 describe('silently wrong values are errors', () => {
   it('a negative value after a flag (--epochs -1, not only --epochs=-1) reaches the flag check', async () => {
     const cases: Array<[string, string, string]> = [
-      ['--epochs', '-1', 'Expected epochs to be a finite number > 0, but got -1.'],
-      ['--steps', '-5', 'Expected steps to be a positive integer, but got -5.'],
-      ['--lr', '-1', 'Expected learningRate to be a finite number > 0, but got -1.'],
-      ['--capacity-factor', '-.5', 'Expected capacityFactor to be a finite number > 0, but got -0.5.'],
-      ['--batch-size', '-8', 'Expected batchSize to be a positive integer, but got -8.'],
+      ['--epochs', '-1', 'Expected --epochs to be a finite number > 0, but got -1.'],
+      ['--steps', '-5', 'Expected --steps to be a positive integer, but got -5.'],
+      ['--lr', '-1', 'Expected --lr to be a finite number > 0, but got -1.'],
+      ['--capacity-factor', '-.5', 'Expected --capacity-factor to be a finite number > 0, but got -0.5.'],
+      ['--batch-size', '-8', 'Expected --batch-size to be a positive integer, but got -8.'],
     ];
     for (const [flag, value, message] of cases) {
       const r = await runCli(['train', ...TINY_FLAGS, flag, value, '--out', path.join(tmp(), 'x')]);
@@ -266,7 +266,7 @@ describe('silently wrong values are errors', () => {
   it('rejects --epochs 0, -1 and -1e9', async () => {
     for (const e of ['0', '-1', '-1e9']) {
       const r = await runCli(['train', ...TINY_FLAGS, `--epochs=${e}`, '--out', path.join(tmp(), 'x')]);
-      expectOneLine(r, [`tfjs-moe train: Expected epochs to be a finite number > 0, but got ${Number(e)}.`]);
+      expectOneLine(r, [`tfjs-moe train: Expected --epochs to be a finite number > 0, but got ${Number(e)}.`]);
     }
   });
 
@@ -569,9 +569,9 @@ describe('CLI flags and config files', () => {
       else process.env.INIT_CWD = saved;
     }
     const j = await runCli(['train', ...TINY_FLAGS, '--router', 'sinkhorn', '--jitter', '0.1', '--out', path.join(dir, 'j')]);
-    expectOneLine(j, [`Expected jitterNoise to be unset for router 'sinkhorn' (it applies to 'topk'), but got 0.1.`]);
+    expectOneLine(j, [`Expected --jitter to be unset for router 'sinkhorn' (it applies to 'topk'), but got 0.1.`]);
     const k = await runCli(['train', ...TINY_FLAGS, '--k', '9', '--out', path.join(dir, 'k')]);
-    expectOneLine(k, ['Expected k to be an integer in [1, 4] (the experts), but got 9.']);
+    expectOneLine(k, ['Expected --k to be an integer in [1, 4] (the experts), but got 9.']);
   });
 
   it('train() names bad options: unknown keys, a non-function model, missing data, a fractional seed, negative weight decay', async () => {

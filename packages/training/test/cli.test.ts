@@ -14,14 +14,14 @@ describe('tfjs-moe CLI: bad input', () => {
   it('rejects an unknown router', async () => {
     const r = await runCli(['train', '--router', 'switch', '--backend', 'cpu', '--quiet']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`tfjs-moe train: Expected router to be one of 'sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense', but got "switch".`);
+    expect(r.stderr).toBe(`tfjs-moe train: Expected --router to be one of 'sparse-ot', 'topk', 'expert-choice', 'sinkhorn', 'dense', but got "switch".`);
   });
 
   it('rejects a capacity factor <= 0', async () => {
     for (const cf of ['0', '-1']) {
       const r = await runCli(['train', `--capacity-factor=${cf}`, '--backend', 'cpu', '--quiet']);
       expect(r.code).toBe(1);
-      expect(r.stderr).toBe(`tfjs-moe train: Expected capacityFactor to be a finite number > 0, but got ${cf}.`);
+      expect(r.stderr).toBe(`tfjs-moe train: Expected --capacity-factor to be a finite number > 0, but got ${cf}.`);
     }
     const r = await runCli(['train', '--capacity-factor', 'lots', '--quiet']);
     expect(r.stderr).toBe('tfjs-moe train: Expected --capacity-factor to be a number, but got "lots".');
@@ -34,7 +34,7 @@ describe('tfjs-moe CLI: bad input', () => {
     for (const flag of ['--capacity-factor=0', '--experts=0']) {
       const r = await runCli(['train', flag, '--out', out, '--backend', 'cpu', '--quiet']);
       expect(r.code).toBe(1);
-      expect(r.stderr).toMatch(/^tfjs-moe train: Expected (capacityFactor|experts) to be /);
+      expect(r.stderr).toMatch(/^tfjs-moe train: Expected --(capacity-factor|experts) to be /);
     }
     // A valid command on the same folder still refuses to overwrite the earlier run.
     const r = await runCli(['train', '--steps=1', '--out', out, '--backend', 'cpu', '--quiet']);

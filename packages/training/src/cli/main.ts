@@ -177,31 +177,54 @@ function configFile(values: Values): RunOptions {
   return json as RunOptions;
 }
 
+/** The numeric run options and their flags (`true`: an integer). */
+const NUMERIC_FLAGS: ReadonlyArray<[keyof RunOptions, string, boolean]> = [
+  ['experts', 'experts', true],
+  ['capacityFactor', 'capacity-factor', false],
+  ['evalCapacityFactor', 'eval-capacity-factor', false],
+  ['groupSize', 'group-size', true],
+  ['epochs', 'epochs', false],
+  ['steps', 'steps', true],
+  ['batchSize', 'batch-size', true],
+  ['learningRate', 'lr', false],
+  ['k', 'k', true],
+  ['loadBalanceLossWeight', 'load-balance-loss-weight', false],
+  ['zLossWeight', 'z-loss-weight', false],
+  ['jitterNoise', 'jitter', false],
+  ['seed', 'seed', true],
+  ['checkpointEvery', 'checkpoint-every', true],
+  ['evalEvery', 'eval-every', true],
+];
+
+/** The flag that sets each run option, where the names differ only in spelling or not at all. */
+const FLAG_OF: Record<string, string> = {
+  ...Object.fromEntries(NUMERIC_FLAGS.map(([key, flag]) => [key, flag])),
+  router: 'router', gradient: 'gradient', preset: 'preset', backend: 'backend', out: 'out',
+};
+
+/**
+ * An error about a run option that the user set by its flag names the flag (`--capacity-factor`,
+ * not `capacityFactor`); one set in a `--config` file keeps the file's key.
+ */
+function namingTheFlag(e: unknown, values: Values): unknown {
+  if (!(e instanceof InvalidArgumentError)) return e;
+  const flag = FLAG_OF[e.argument];
+  if (flag === undefined || values[flag] === undefined) return e;
+  e.message = e.message.replace(`Expected ${e.argument} to be`, `Expected --${flag} to be`);
+  return e;
+}
+
 function runOptions(values: Values): RunOptions {
   const fromFlags: RunOptions = {
     router: values.router as RouterChoice | undefined,
     gradient: values.gradient as GradientChoice | undefined,
-    experts: num(values, 'experts', true),
-    capacityFactor: num(values, 'capacity-factor'),
-    evalCapacityFactor: num(values, 'eval-capacity-factor'),
-    groupSize: num(values, 'group-size', true),
-    epochs: num(values, 'epochs'),
-    steps: num(values, 'steps', true),
-    batchSize: num(values, 'batch-size', true),
-    learningRate: num(values, 'lr'),
-    k: num(values, 'k', true),
-    loadBalanceLossWeight: num(values, 'load-balance-loss-weight'),
-    zLossWeight: num(values, 'z-loss-weight'),
-    jitterNoise: num(values, 'jitter'),
+    ...Object.fromEntries(NUMERIC_FLAGS.map(([key, flag, integer]) => [key, num(values, flag, integer)])),
     data: dataSpec(values),
     preset: values.preset as RunOptions['preset'],
     backend: values.backend === undefined ? undefined : backendOf(values),
     out: resolvePath(values.out as string | undefined),
     resume: values.resume === true ? true : undefined,
     overwrite: values.overwrite === true ? true : undefined,
-    seed: num(values, 'seed', true),
-    checkpointEvery: num(values, 'checkpoint-every', true),
-    evalEvery: num(values, 'eval-every', true),
     report: values['no-report'] === true ? false : undefined,
     progress: values.quiet ? null : process.stderr,
   };
@@ -296,7 +319,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (command === 'eval') await evalCommand(values);
     else await compareCommand(values);
   } catch (e) {
-    return reportCommandError(e, command, values.verbose === true);
+    return reportCommandError(namingTheFlag(e, values), command, values.verbose === true);
   }
   return 0;
 }
