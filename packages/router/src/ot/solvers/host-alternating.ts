@@ -11,7 +11,7 @@ import {accumulate, readHostProblem, type HostProblem} from './host';
 import {adamStepHost, hostAdamConstants} from './host-adam-step';
 import {HostSemidualEval} from './host-evaluate';
 import {hostOutput, newHostSolution, storeSolution} from './host-output';
-import {ProjectionScratch, projectSlice, topKPositions} from './host-projection';
+import {insertRanked, ProjectionScratch, projectSlice, topKPositions} from './host-projection';
 import {MAX_ACTIVE} from './lifted-dual';
 import {readStart, type SolverInit} from './solver';
 
@@ -248,14 +248,7 @@ function rankRow(betaEll: Float64Array, costRows: Float32Array, c0: number, ni: 
     const v = f32(betaEll[j] - costRows[c0 + j]);
     if (v !== v) return false;
     if (filled === ranks && !(v > ranked[ranks - 1])) continue;
-    let r = filled === ranks ? ranks - 1 : filled++;
-    while (r > 0 && v > ranked[r - 1]) {
-      ranked[r] = ranked[r - 1];
-      order[r] = order[r - 1];
-      r--;
-    }
-    ranked[r] = v;
-    order[r] = j;
+    insertRanked(ranked, order, filled === ranks ? ranks - 1 : filled++, v, j);
   }
   return true;
 }

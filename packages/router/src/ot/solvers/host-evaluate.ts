@@ -4,7 +4,7 @@
  * (semidual.ts), and the dual's plan and value at a pair of potentials (dual.ts).
  */
 import {accumulate, type HostProblem} from './host';
-import {ProjectionScratch, projectSlice, topKPositions} from './host-projection';
+import {insertRanked, ProjectionScratch, projectSlice, topKPositions} from './host-projection';
 
 const f32 = Math.fround;
 
@@ -234,14 +234,7 @@ function shiftAndRank(x: Float64Array, shift: number, len: number, k: number, xc
     for (let i = 0; i < len; i++) {
       const v = (xc[i] = f32(x[i] - shift));
       if (filled === k && !(v > last)) continue;
-      let r = filled === k ? k - 1 : filled++;
-      while (r > 0 && v > ranked[r - 1]) {
-        ranked[r] = ranked[r - 1];
-        order[r] = order[r - 1];
-        r--;
-      }
-      ranked[r] = v;
-      order[r] = i;
+      insertRanked(ranked, order, filled === k ? k - 1 : filled++, v, i);
       last = ranked[k - 1];
     }
   } else {

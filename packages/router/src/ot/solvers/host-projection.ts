@@ -36,6 +36,21 @@ export function topKPositions(x: ArrayLike<number>, off: number, len: number, k:
   }
 }
 
+/**
+ * Places `(v, idx)` in the descending list `ranked[0..r]` / `order[0..r]` (values and their
+ * positions), starting from free rank `r` and moving strictly smaller values down one rank, so
+ * that an equal value stays behind the earlier ones ({@link topKPositions}'s tie order).
+ */
+export function insertRanked(ranked: Float64Array, order: Int32Array, r: number, v: number, idx: number): void {
+  while (r > 0 && v > ranked[r - 1]) {
+    ranked[r] = ranked[r - 1];
+    order[r] = order[r - 1];
+    r--;
+  }
+  ranked[r] = v;
+  order[r] = idx;
+}
+
 /** Scratch buffers of the projection (sized for slices of up to `len` entries). */
 export class ProjectionScratch {
   readonly order: Int32Array;
