@@ -3,11 +3,13 @@
  * per-token FLOPs (d -> h -> d, gelu), at capacity factors 1.0 and 1.25, and the routing time of
  * every router on the same logits, side by side in one run.
  *
- *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5] [--paired=15] [--read-gradients]
+ *   npx tsx bench/moe-layer.ts [--quick] [--backends=wasm,cpu] [--stock-kernels] [--experts=8,32] [--no-routers] [--no-metrics] [--profile=12] [--reps=5] [--paired=15] [--read-gradients] [--xnnpack]
  *
  * On wasm the project's fast kernels (`registerFastKernels`: XNNPACK for batched and transposed
  * matMuls, row-copy gathers) are registered, as `setupBackend` does for training;
- * `--stock-kernels` measures tfjs-backend-wasm's own kernels instead (the numbers before issue 10).
+ * `--stock-kernels` measures tfjs-backend-wasm's own kernels instead (the numbers before issue 10);
+ * `--xnnpack` keeps the fast kernels but runs their matMuls through XNNPACK, as before 1 Dec
+ * (`setWasmGemm(false)`), instead of the project's own SIMD kernels.
  * The dense FFN is timed before and after the MoE rows; ratios use the mean of the two.
  * `--paired=n` times instead n pairs of steps alternating the dense FFN and the MoE layer (so that
  * the machine's load hits both alike) and reports the medians of the per-pair ratios, wall and
@@ -23,11 +25,11 @@
 import * as tf from '@tensorflow/tfjs';
 import * as os from 'os';
 import {backendsFromArgs, benchArgs, machineDescription, measureMatMulPeak, QUICK, selectBackend, timeMs, timeWallCpuMs} from './common';
-import {createRouter, moe, registerFastKernels, Router, unregisterFastKernels, type RouterSpec} from '@tfjs-moe/router';
+import {createRouter, moe, registerFastKernels, Router, setWasmGemm, unregisterFastKernels, wasmGemmActive, type RouterSpec} from '@tfjs-moe/router';
 
 const ARGS = benchArgs({
   'stock-kernels': {type: 'boolean'}, experts: {type: 'string'}, 'no-routers': {type: 'boolean'}, 'no-metrics': {type: 'boolean'},
-  profile: {type: 'string'}, reps: {type: 'string'}, paired: {type: 'string'}, 'read-gradients': {type: 'boolean'},
+  profile: {type: 'string'}, reps: {type: 'string'}, paired: {type: 'string'}, 'read-gradients': {type: 'boolean'}, xnnpack: {type: 'boolean'},
 });
 
 /**
@@ -151,11 +153,14 @@ async function benchBackend(backend: string): Promise<void> {
   if (backend === 'wasm') {
     if (ARGS['stock-kernels']) unregisterFastKernels();
     else registerFastKernels();
+    setWasmGemm(!ARGS.xnnpack);
   }
   const base = QUICK || backend === 'cpu' ? SMALL : FULL;
   const sized = ARGS.experts ? {...base, experts: ARGS.experts.split(',').map(Number)} : base;
   const sizes = ARGS.reps ? {...sized, reps: Number(ARGS.reps)} : sized;
-  const kernels = backend === 'wasm' ? (ARGS['stock-kernels'] ? 'stock wasm kernels' : 'fast kernels (registerFastKernels)') : 'stock kernels';
+  const kernels = backend === 'wasm'
+    ? (ARGS['stock-kernels'] ? 'stock wasm kernels' : `fast kernels (registerFastKernels), matMuls through ${wasmGemmActive() ? 'the own SIMD kernels (gemm.wat)' : 'XNNPACK'}`)
+    : 'stock kernels';
   const tokens = sizes.images * sizes.patches;
   const {d, h, reps} = sizes;
   const peak = await measureMatMulPeak();

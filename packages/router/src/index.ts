@@ -71,5 +71,5 @@ export {isMoELayer, moeLayers, seedRouterNoise, withRoutingMetrics, auxiliaryLos
 // Backend workarounds.
 export {patchWebGPUAddN, patchWebGPUBackend, patchWebGPUInt32Transpose} from './backend/webgpu-patch';
 export {activateBackend, useProjectKernels} from './backend/activate';
-export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered} from './backend/fast-kernels';
+export {registerFastKernels, unregisterFastKernels, fastKernelsRegistered, setWasmGemm, wasmGemmActive} from './backend/fast-kernels';
 export {medianTimeMs, matMulPeakGflops, timedRuns} from './backend/timing';

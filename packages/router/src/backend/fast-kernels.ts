@@ -4,11 +4,16 @@
  * - `BatchMatMul`: the stock kernel reaches XNNPACK only when both operands are untransposed and
  *   unbatched; every transposed product (all of backprop's `dX = dY W^T` and `dW = X^T dY`) and
  *   every batched product (experts, attention) runs a scalar loop, 10-20x slower. The fast kernel
- *   transposes operands explicitly (the wasm `Transpose` kernel, O(size)) and then runs only
- *   untransposed 2-D products through the same XNNPACK entry: a batched left operand against a
- *   shared right operand is folded into the rows of one product; otherwise one product per batch
- *   entry, on views into the operands' memory (no copies). `a b^T` with few rows runs as the
- *   transposed product `(b a^T)^T`, which moves less memory through XNNPACK's weight packing.
+ *   runs every float32 product through the project's own WebAssembly SIMD kernels (`gemm.wat`:
+ *   `A B`, `A^T B` and `A B^T` read in place on the tfjs heap, one call per batch entry). Where
+ *   that module cannot be instantiated (a wasm build with shared memory, or {@link setWasmGemm}
+ *   false), it falls back to XNNPACK: operands transposed explicitly (the wasm `Transpose` kernel),
+ *   then untransposed 2-D products through tfjs's XNNPACK entry, one per batch entry, on views
+ *   into the operands' memory; `a b^T` with few rows as the transposed product `(b a^T)^T`.
+ *   Why not XNNPACK everywhere: it packs its right operand whenever that is a new tensor (every
+ *   training step's weights, every expert, every gradient), about 3 ns per element on the 2-core
+ *   machine, as long as the product itself for an expert's 64 rows; the own kernels pack nothing
+ *   and run at XNNPACK's rate or above (bench/RESULTS-moe.md, 1 Dec).
  * - `GatherV2`: the stock kernel copies element by element after reading the indices back; the fast
  *   kernel copies whole rows (`copyWithin` on the wasm heap).
  * - `Slice`, `Unpack` (`tf.unstack`), `SplitV` (`tf.split`): the stock `Slice` first copies its
@@ -24,6 +29,8 @@
  * float32 summation order.
  */
 import * as tf from '@tensorflow/tfjs';
+import {InvalidArgumentError} from '../core/errors';
+import {GEMM_WASM_BASE64} from './gemm-module';
 
 /** The wasm backend's bookkeeping of one tensor's data, as tfjs-backend-wasm 4.22 keeps it. */
 interface WasmData {
@@ -39,6 +46,8 @@ interface WasmBackendLike {
   wasm: {
     cwrap(name: string, ret: null, args: string[]): (...args: unknown[]) => void;
     HEAPU8: Uint8Array;
+    /** The emscripten module's exports; `memory` is the heap's `WebAssembly.Memory`. */
+    asm?: {memory?: unknown};
     tfjs: {disposeData(id: number): void};
   };
   dataIdMap: {get(dataId: object): WasmData; delete(dataId: object): boolean};
@@ -120,6 +129,121 @@ function swapLast2(backend: WasmBackendLike, x: tf.TensorInfo, batch: number): t
   return stock!.transpose.kernelFunc({inputs: {x: x3}, backend: backend as never, attrs: {perm: [0, 2, 1]}}) as tf.TensorInfo;
 }
 
+/** The exports of `gemm.wat` (pointers and strides in bytes; see the file's header). */
+interface GemmExports {
+  gemm_nn(m: number, n: number, k: number, a: number, ars: number, acs: number, b: number, ldb: number, c: number, ldc: number): void;
+  gemm_tn(m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number): void;
+  gemm_nt(m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number, c: number, ldc: number): void;
+}
+
+let gemmEnabled = true;
+let gemmModule: WebAssembly.Module | null | undefined;
+/** Per backend instance: its gemm instance on the backend's memory, or null where none can be made. */
+const gemmInstances = new WeakMap<object, GemmExports | null>();
+
+function decodeBase64(text: string): Uint8Array {
+  const bin = atob(text);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * The own matMul kernels bound to `backend`'s heap: instantiated once per backend, importing the
+ * backend's `WebAssembly.Memory` (so they see it grow). Null when switched off, or when the
+ * memory is shared (tfjs's threaded wasm build) or the engine lacks WebAssembly SIMD.
+ */
+function gemmFor(backend: WasmBackendLike): GemmExports | null {
+  if (!gemmEnabled) return null;
+  let g = gemmInstances.get(backend);
+  if (g === undefined) {
+    g = null;
+    const memory = backend.wasm.asm?.memory;
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory instanceof WebAssembly.Memory && memory.buffer instanceof SharedArrayBuffer;
+    if (memory instanceof WebAssembly.Memory && !shared) {
+      try {
+        if (gemmModule === undefined) gemmModule = new WebAssembly.Module(decodeBase64(GEMM_WASM_BASE64) as BufferSource);
+        if (gemmModule !== null) g = new WebAssembly.Instance(gemmModule, {env: {memory}}).exports as unknown as GemmExports;
+      } catch {
+        gemmModule ??= null; // no SIMD: compiling failed (an instantiation failure leaves the module usable)
+        g = null;
+      }
+    }
+    gemmInstances.set(backend, g);
+  }
+  return g;
+}
+
+/**
+ * Whether the fast `BatchMatMul` uses the project's own WebAssembly SIMD kernels (`gemm.wat`,
+ * default true) or XNNPACK. Both give the same products up to float32 summation order; the switch
+ * exists for measuring one against the other (`bench/moe-layer.ts --xnnpack`) and for engines
+ * where one is faster.
+ *
+ * @param enabled true: own kernels where they can be instantiated; false: XNNPACK
+ * @returns the previous setting
+ * @throws {InvalidArgumentError} for a non-boolean `enabled`
+ *
+ * @example
+ * ```ts
+ * registerFastKernels();
+ * const before = setWasmGemm(false);  // XNNPACK for the next products
+ * // ... measure ...
+ * setWasmGemm(before);
+ * ```
+ */
+export function setWasmGemm(enabled: boolean): boolean {
+  if (typeof enabled !== 'boolean') throw new InvalidArgumentError('enabled', 'a boolean', enabled, 'setWasmGemm');
+  const previous = gemmEnabled;
+  gemmEnabled = enabled;
+  return previous;
+}
+
+/**
+ * Whether products on the current backend run through the own kernels: the fast kernels are
+ * registered, the backend is wasm, {@link setWasmGemm} is on, and the module could be
+ * instantiated on the backend's memory.
+ */
+export function wasmGemmActive(): boolean {
+  if (stock === undefined || tf.getBackend() !== BACKEND) return false;
+  return gemmFor(tf.backend() as unknown as WasmBackendLike) !== null;
+}
+
+/**
+ * `a b` through the own kernels for equal batches or one unbatched side (the caller checked the
+ * shapes): one kernel call per batch entry, or one call for a batched untransposed `a` against a
+ * shared `b` (its batch folds into the rows). `a^T b^T` transposes `a` first.
+ */
+function gemmProduct(
+  backend: WasmBackendLike, g: GemmExports, a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean,
+  aBatch: number, bBatch: number, batch: number, m: number, k: number, n: number, outBatchShape: number[],
+): tf.TensorInfo {
+  let aInfo = a;
+  let tA = transposeA;
+  if (transposeA && transposeB) {
+    aInfo = swapLast2(backend, a, aBatch); // [aBatch, m, k]
+    tA = false;
+  }
+  const out = backend.makeOutput([batch, m, n], 'float32');
+  const aOff = backend.dataIdMap.get(aInfo.dataId).memoryOffset;
+  const bOff = backend.dataIdMap.get(b.dataId).memoryOffset;
+  const oOff = backend.dataIdMap.get(out.dataId).memoryOffset;
+  const aStride = aBatch === 1 ? 0 : m * k * 4;
+  const bStride = bBatch === 1 ? 0 : k * n * 4;
+  const run = (rows: number, ai: number, bi: number, oi: number) => {
+    if (tA) g.gemm_tn(rows, n, k, ai, m * 4, bi, n * 4, oi, n * 4);
+    else if (transposeB) g.gemm_nt(rows, n, k, ai, k * 4, bi, k * 4, oi, n * 4);
+    else g.gemm_nn(rows, n, k, ai, k * 4, 4, bi, n * 4, oi, n * 4);
+  };
+  if (bBatch === 1 && aBatch === batch && !tA) {
+    run(batch * m, aOff, bOff, oOff);
+  } else {
+    for (let i = 0; i < batch; i++) run(m, aOff + i * aStride, bOff + i * bStride, oOff + i * m * n * 4);
+  }
+  if (aInfo !== a) backend.disposeData(aInfo.dataId);
+  return {dataId: out.dataId, shape: [...outBatchShape, m, n], dtype: 'float32'};
+}
+
 /**
  * `a b^T` (optionally `a^T b^T`) for equal batches as the transposed product `(b a^T)^T`: the
  * XNNPACK entry packs its right operand with a transposition on every call, so for few rows `m`
@@ -169,6 +293,8 @@ function fastBatchMatMul(args: KernelArgs): tf.TensorInfo {
   const bBatch = size(bBatchShape);
   // Only "equal batches" or "one side unbatched"; general broadcasts such as [2,1] x [1,3] go stock.
   if ((aBatch !== batch && aBatch !== 1) || (bBatch !== batch && bBatch !== 1)) return fallback();
+  const g = gemmFor(backend);
+  if (g !== null) return gemmProduct(backend, g, a, b, transposeA, transposeB, aBatch, bBatch, batch, m, k, n, outBatchShape);
   if (batch === 1 && !transposeA && !transposeB) return fallback(); // already XNNPACK
   // Many tiny products (attention heads): one XNNPACK call each costs more than the scalar loop.
   if (bBatch > 1 && m * k * n < MIN_BATCHED_PRODUCT) return fallback();
