@@ -532,8 +532,9 @@ function fastSum(args: KernelArgs): tf.TensorInfo {
 }
 
 /**
- * Installs the fast wasm kernels for `BatchMatMul` (transposed and batched products through
- * XNNPACK), `GatherV2` (row copies), `Slice` / `Unpack` / `SplitV` (block copies), `Identity`
+ * Installs the fast wasm kernels for `BatchMatMul` (every float32 product, transposed and batched
+ * ones included, through the project's WebAssembly SIMD kernels, or XNNPACK where those cannot
+ * run: see {@link setWasmGemm}), `GatherV2` (row copies), `Slice` / `Unpack` / `SplitV` (block copies), `Identity`
  * (shared data instead of a copy) and `Sum` over non-innermost axes (no transpose) in place of
  * tfjs-backend-wasm's stock ones. Call it once,
  * before or after `tf.setBackend('wasm')`; later calls do nothing. It affects only the wasm
