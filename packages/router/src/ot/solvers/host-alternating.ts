@@ -271,16 +271,48 @@ function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>
   }
 }
 
+/** What {@link runStart} returns: the best iterate, its value and evaluation, and whether the start settled. */
+interface StartResult {
+  readonly bestAlpha: Float32Array;
+  bestValue: number;
+  settled: boolean;
+  bestEv: HostSemidualEval | null;
+}
+
+/**
+ * One start's buffers (`[mi]` each), reused from group to group: `alpha` (the iterate; the
+ * caller writes the starting potentials into it), the best iterate, Adam's moments and the next
+ * iterate; and, after {@link runStart}, its result.
+ */
+class StartScratch implements StartResult {
+  readonly alpha: Float32Array;
+  readonly bestAlpha: Float32Array;
+  readonly m1: Float32Array;
+  readonly m2: Float32Array;
+  readonly next: Float32Array;
+  bestValue = -Infinity;
+  settled = false;
+  bestEv: HostSemidualEval | null = null;
+  constructor(mi: number) {
+    this.alpha = new Float32Array(mi);
+    this.bestAlpha = new Float32Array(mi);
+    this.m1 = new Float32Array(mi);
+    this.m2 = new Float32Array(mi);
+    this.next = new Float32Array(mi);
+  }
+}
+
 /**
  * One start's block ascent and polish (alternating.ts's loop, for one row of its batch). Two
  * evaluation objects take turns: one holds the evaluation at the best iterate, the other the
  * latest (the evaluation is deterministic, so keeping the best one equals evaluating again);
- * returns the one that holds the best.
+ * returns `st`, its `bestEv` the one that holds the best. Starts from `st.alpha`.
  */
 function runStart(
-  hp: HostProblem, g: number, alpha: Float32Array, cfg: HostAlternatingConfig, evA: HostSemidualEval, evB: HostSemidualEval, rs: RowScratch,
-): {bestAlpha: Float32Array; bestValue: number; settled: boolean; bestEv: HostSemidualEval} {
+  hp: HostProblem, g: number, cfg: HostAlternatingConfig, evA: HostSemidualEval, evB: HostSemidualEval, rs: RowScratch, st: StartScratch,
+): StartResult {
   const {mi} = hp;
+  const {alpha, bestAlpha, m1, m2, next} = st;
   const {maxIterations: T, tolerance, checkEvery, polishRate} = cfg;
   let sumA = 0;
   for (let i = 0; i < mi; i++) sumA = accumulate(hp, sumA, hp.a[g * mi + i]);
@@ -288,13 +320,12 @@ function runStart(
   // ev: the evaluation at alpha; bestEv: at the best iterate (the same object until a step improves).
   let ev = evA.evaluate(hp, g, alpha);
   let bestEv = ev;
-  const bestAlpha = Float32Array.from(alpha);
+  bestAlpha.set(alpha);
   let bestValue = ev.value;
   let checkValue = ev.value;
   let stallAt = Infinity;
-  const m1 = new Float32Array(mi);
-  const m2 = new Float32Array(mi);
-  const next = new Float32Array(mi);
+  m1.fill(0);
+  m2.fill(0);
   let settled = false;
   for (let t = 1; t <= T; t++) {
     if (stallAt < t) {
@@ -330,7 +361,10 @@ function runStart(
       }
     }
   }
-  return {bestAlpha, bestValue, settled, bestEv};
+  st.bestValue = bestValue;
+  st.settled = settled;
+  st.bestEv = bestEv;
+  return st;
 }
 
 /**
@@ -350,15 +384,15 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const evs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
   const rs = new RowScratch(ni);
   const alpha0 = new Float32Array(mi);
-  const cheapest = new Float32Array(mi);
-  /** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `cheapest`. */
-  const cheapestStart = (g: number): Float32Array => {
+  // Two starts' buffers: the first start's result is kept while the second runs.
+  const starts = [new StartScratch(mi), new StartScratch(mi)];
+  /** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `out`. */
+  const cheapestStart = (g: number, out: Float32Array): void => {
     for (let i = 0; i < mi; i++) {
       let c = Infinity;
       for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
-      cheapest[i] = c;
+      out[i] = c;
     }
-    return cheapest;
   };
   let converged = true;
   for (let g = 0; g < groups; g++) {
@@ -371,17 +405,21 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
     const oneStart = zeroStartOnly(cfg.multiStart, ni, cfg.maxIterations) && k >= f32(meanB * f32(0.999)) && k <= f32(meanB * f32(1.001));
     let result;
     if (cfg.starts === 2 && !oneStart) {
-      const first = runStart(hp, g, Float32Array.from(alpha0), cfg, evs[0], evs[1], rs);
-      const second = runStart(hp, g, Float32Array.from(cheapestStart(g)), cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs);
+      starts[0].alpha.set(alpha0);
+      const first = runStart(hp, g, cfg, evs[0], evs[1], rs, starts[0]);
+      cheapestStart(g, starts[1].alpha);
+      const second = runStart(hp, g, cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs, starts[1]);
       result = first.bestValue >= second.bestValue ? first : second;
     } else {
       // One start: the starting potentials, or under 'auto' for a large cold group above capacity factor ~1.125 the cheapest column.
       const useCheapest = cfg.multiStart === 'auto' && !start.warm && aboveOne;
-      result = runStart(hp, g, Float32Array.from(useCheapest ? cheapestStart(g) : alpha0), cfg, evs[0], evs[1], rs);
+      if (useCheapest) cheapestStart(g, starts[0].alpha);
+      else starts[0].alpha.set(alpha0);
+      result = runStart(hp, g, cfg, evs[0], evs[1], rs, starts[0]);
     }
     converged &&= result.settled;
     // The output at the best iterate.
-    storeSolution(hp, g, result.bestAlpha, result.bestEv, sol);
+    storeSolution(hp, g, result.bestAlpha, result.bestEv!, sol);
   }
   return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
 }

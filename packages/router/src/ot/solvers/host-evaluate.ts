@@ -105,8 +105,11 @@ export class HostSemidualEval {
     }
     shiftAndRank(x, shift, mi, k, xc, order, this.ranked);
     const jm = j * mi;
-    support.fill(0, jm, jm + mi);
-    planT.fill(0, jm, jm + mi);
+    // (Loops, not fill(): for a routing group's few rows the builtin call costs more than the stores.)
+    for (let i = jm, end = jm + mi; i < end; i++) {
+      support[i] = 0;
+      planT[i] = 0;
+    }
     let cs = 0;
     let count = 0;
     for (let r = 0; r < k; r++) {
