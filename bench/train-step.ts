@@ -7,7 +7,9 @@
  * - `legacy`: tfjs-layers' `LayerNormalization` and a `broadcastTo` class token (the layers of
  *   the models saved before the fix), stock wasm kernels.
  * - `layernorm`: our `LayerNorm` and broadcasting class token, stock wasm kernels.
- * - `fast`: plus `registerFastKernels()` (XNNPACK for transposed / batched matMuls, row gathers).
+ * - `fast`: plus `registerFastKernels()` (every matMul through the own SIMD kernels, row gathers).
+ * - `fast-xnnpack`: `fast` with its matMuls through XNNPACK (`setWasmGemm(false)`), as before
+ *   1 Dec 11:30.
  * - `fast-no-metrics`: `fast` on a step that does not log: the MoE layers' routing metrics
  *   switched off (`withRoutingMetrics(model, false, ...)`, what the trainer does on 9 of 10 steps).
  * - `fast-tensor-ot`: `fast` with the OT solver and the rebalancing step on their tensor path
@@ -16,12 +18,14 @@
  *
  * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
  *
- * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1] [--pairs=16] [--capacity-layout]`
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1] [--pairs=16] [--capacity-layout] [--xnnpack]`
  *
  * `--pairs=n` (fast kernels) times n rounds in which every model takes one step in turn, each MoE
  * model with its routing metrics on (what the trainer's logging steps run) and off (its other
  * steps), and prints the medians of per-round ratios (wall and CPU): on a shared machine, load
  * changes hit every entry alike.
+ *
+ * `--xnnpack` (with `--pairs`) runs the paired steps' matMuls through XNNPACK (`setWasmGemm(false)`).
  *
  * `--capacity-layout` (with `--pairs`) adds, per MoE model, a step without metrics whose MoE
  * layers run every capacity slot (`compactDispatch = false`, the layout before 1 Dec) instead of
@@ -33,7 +37,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
-import {moeLayers, registerFastKernels, setHostSolvers, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
+import {moeLayers, registerFastKernels, setHostSolvers, setWasmGemm, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
 import {
   AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
   type BackendRequest, type ModelSpec,
@@ -53,6 +57,7 @@ const {values: args} = parseArgs({
     pairs: {type: 'string', default: '0'},
     rounds: {type: 'string', default: '1'},
     'capacity-layout': {type: 'boolean', default: false},
+    xnnpack: {type: 'boolean', default: false},
   },
 });
 
@@ -134,6 +139,7 @@ function printTop(kernels: Awaited<ReturnType<typeof tf.profile>>['kernels'], n:
 async function measure(name: string, variant: string, batch: number, steps: number, peak: number): Promise<Row> {
   if (variant.startsWith('fast')) registerFastKernels();
   else unregisterFastKernels();
+  setWasmGemm(variant !== 'fast-xnnpack');
   setHostSolvers(variant !== 'fast-tensor-ot');
   let model = buildModel(SPECS[name], INPUT);
   if (variant === 'legacy') model = legacyLayers(model);
@@ -185,6 +191,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 async function pairedSteps(names: string[], batch: number, rounds: number): Promise<void> {
   registerFastKernels();
+  setWasmGemm(!args.xnnpack);
   setHostSolvers(true);
   const xs = tf.randomUniform([batch, 28, 28, 1]);
   const ys = tf.tensor1d(Array.from({length: batch}, (_, i) => i % 10), 'int32') as tf.Tensor1D;
@@ -331,7 +338,7 @@ async function main(): Promise<void> {
   if (setup.adapter) console.log(`WebGPU adapter: ${JSON.stringify(setup.adapter)}`);
   const load = (await import('os')).loadavg().map((l) => l.toFixed(2)).join(' ');
   console.log(`${machineDescription()}; backend ${tf.getBackend()}; load average ${load}; batch ${batch}`);
-  registerFastKernels(); // the peak is the XNNPACK 2-D product either way
+  registerFastKernels(); // the peak: the faster of the own kernels and XNNPACK (bench/common.ts)
   const peak = await measureMatMulPeak();
   console.log(`matMul peak ${peak.toFixed(2)} GFLOP/s`);
   if (Number(args.pairs) > 0) {
