@@ -5,7 +5,7 @@ import * as path from 'path';
 import {buildModel, resolveModelSpec} from '../src/model-factory';
 import {runTraining} from '../src/run';
 import {forwardFlopsPerImage, parseVariants} from '../src/compare';
-import {formatProgress} from '../src/report/progress';
+import {formatProgress, ProgressBar} from '../src/report/progress';
 import type {ReportData} from '../src/report/html';
 import {runCli} from './helpers/run-cli';
 
@@ -124,6 +124,20 @@ describe('progress line', () => {
       10,
     );
     expect(line).toBe('[#####.....]  50/100 loss 1.234 acc 0.500 bal 1.50 drop 5.0% | 321 img/s ETA 1m05s');
+  });
+
+  it("measures the ETA from the first logged step, so the first steps' warm-up does not inflate it", () => {
+    const lines: string[] = [];
+    let ms = 0;
+    const bar = new ProgressBar(100, {write: (s: string) => lines.push(s)}, () => ms);
+    const record = (step: number) => ({type: 'step' as const, step, epoch: 0, loss: 1, crossEntropy: 1, auxLoss: 0, accuracy: 0.5, learningRate: 1e-3, gradNorm: 1, imagesPerSecond: 100, balance: {}});
+    ms = 60_000; // a minute of model building and warm-up before step 10 was logged
+    bar.update(record(10));
+    ms = 70_000; // then 10 s for 10 steps: 1 s per step, 80 steps left
+    bar.update(record(20));
+    ms = 75_000; // 15 s for 20 steps since the first log: 0.75 s per step x 70 left
+    bar.update(record(30));
+    expect(lines.map((l) => l.slice(l.indexOf('ETA')).trim())).toEqual(['ETA ?', 'ETA 1m20s', 'ETA 53s']);
   });
 });
 

@@ -111,13 +111,19 @@ suite('training report in headless Chromium', () => {
     const served = byId('sparse-ot', 'served-block1_moe');
     expect(values(served, 'experts per token')).toEqual(['0', '1', '2+']);
     expect(values(served, 'share of tokens').map(Number).reduce((a, b) => a + b, 0)).toBeCloseTo(1, 2);
-    // The solver's own numbers: iterations and row-marginal error at the logged step.
+    // The solver's own numbers: the row-marginal error drawn at the logged step; the fixed
+    // iteration budget (3 at every logged step) said in words.
     const solver = byId('sparse-ot', 'solver-block1_moe');
     const metricsDrawn = solver.marks.map((m) => m.label).join('\n');
     expect(solver.axisLabels).toContain('3');
     expect(Number(values(solver, 'value')[0])).not.toBeNaN();
     expect(metricsDrawn).toMatch(/step: 3/);
-    expect(solver.marks.filter((m) => m.width > 0 && m.height > 0 && m.width < 20)).toHaveLength(2); // one point per metric row
+    expect(solver.title).toMatch(/row-marginal error: mean \|row mass - 1\|/);
+    expect(solver.marks.filter((m) => m.width > 0 && m.height > 0 && m.width < 20)).toHaveLength(1); // one point: the error row
+    expect(Number.isInteger(Number(values(solver, 'value')[0]))).toBe(false); // the error, not the (integer) iteration count
+    const iterations = byId('sparse-ot', 'solver-iterations-block1_moe');
+    expect(iterations.kind).toBe('constant');
+    if (iterations.kind === 'constant') expect(iterations.text).toMatch(/^The OT solver ran \d+ iterations at every logged step \(1 logged\)\.$/);
   });
 
   it('dense: curves with integer step ticks up to "10", and no MoE sections', () => {

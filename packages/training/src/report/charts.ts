@@ -164,8 +164,19 @@ function trainingCharts(data: ReportData, layer: string): Record<string, ReportC
   out[`load-${layer}`] = flat !== undefined
     ? {title, constant: `Every expert received ${fmt(flat, 2)} tokens per group at every logged step (${data.history.length} logged): the load is balanced exactly.`}
     : stepChart(title, load, {field: 'load', title: 'tokens per expert'}, {field: 'expert', title: 'expert'});
-  if (solver.length) {
-    out[`solver-${layer}`] = stepChart(`${layer}: the OT solver during training`, solver, {field: 'value', title: null}, {field: 'metric', title: null, rows: true});
+  // A fixed iteration budget (the default solver always runs its 3) is said in words; the chart keeps what varies.
+  const iterations = solver.filter((r) => r.metric === 'solver iterations').map((r) => r.value as number);
+  const fixedIterations = constantValue(iterations);
+  const drawn = fixedIterations === undefined ? solver : solver.filter((r) => r.metric !== 'solver iterations');
+  if (drawn.length) {
+    out[`solver-${layer}`] = stepChart(`${layer}: the OT solver during training (row-marginal error: mean |row mass - 1| over real tokens, 0 = every token's mass sent)`,
+      drawn, {field: 'value', title: null}, {field: 'metric', title: null, rows: true});
+  }
+  if (fixedIterations !== undefined) {
+    out[`solver-iterations-${layer}`] = {
+      title: `${layer}: OT solver iterations during training`,
+      constant: `The OT solver ran ${fmt(fixedIterations, 0)} iterations at every logged step (${iterations.length} logged).`,
+    };
   }
   return out;
 }
@@ -213,7 +224,7 @@ function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Re
     const title = `${layer}: share of each class's tokens per expert (${set})`;
     const flat = constantValue(shares.map((r) => r.share as number));
     out[`classes-${layer}`] = flat !== undefined
-      ? {title, constant: `Every class sent ${fmt(100 * flat, 1)}% of its kept tokens to each expert: no expert specializes in a class.`}
+      ? {title, constant: `Every class sent ${fmt(100 * flat, 1)}% of its kept tokens to each expert: with every expert at its capacity in every group, the kept tokens cannot separate the classes (the router probabilities below show which experts each class prefers).`}
       : heatmap(title, shares, EXPERT_X, CLASS_Y, {field: 'share', scheme: 'blues', format: '.0%'});
   }
   if (routing) {
@@ -221,7 +232,7 @@ function heldOutCharts(data: ReportData, layer: string, s: LoadBalanceStats): Re
     out[`gates-${layer}`] = heatmap(`${layer}: mean router probability by class and expert (${routing.images} test images)`, gates,
       EXPERT_X, CLASS_Y, {field: 'probability', scheme: 'oranges', format: '.2~f'});
     const positions = routing.positionExpert.flatMap((row, t) => row.map((f, e) => ({position: t, expert: `e${e}`, fraction: f})));
-    out[`positions-${layer}`] = heatmap(`${layer}: which token position goes to which expert (share of ${routing.images} test images)`, positions,
+    out[`positions-${layer}`] = heatmap(`${layer}: which token position goes to which expert (share of ${routing.images} test images; a token can go to several experts, so a position's shares can sum to more than 100%)`, positions,
       {field: 'position', type: 'ordinal', title: 'token position (0 = first token)'}, EXPERT_X, {field: 'fraction', scheme: 'greens', format: '.0%', domain: [0, 1]}, 14);
   }
   return out;

@@ -43,20 +43,30 @@ export function formatProgress(r: StepRecord, totalSteps: number, etaSeconds: nu
  * ```
  */
 export class ProgressBar {
-  private readonly start = performance.now();
-  private startStep: number | null = null;
+  /** The first logged step and when it was logged: the ETA's rate is measured from there. */
+  private anchor: {step: number; ms: number} | null = null;
 
+  /**
+   * @param totalSteps the run's last step
+   * @param stream where the bar writes (default stderr)
+   * @param now the clock, in ms (default `performance.now`)
+   */
   constructor(
     private readonly totalSteps: number,
     private readonly stream: ProgressStream = process.stderr,
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Redraws the bar for a newly logged step. */
+  /**
+   * Redraws the bar for a newly logged step. The ETA is the time per step since the first logged
+   * step times the steps left, so the first steps' warm-up (compiling kernels, building the model)
+   * does not inflate it; the first line says `ETA ?`.
+   */
   update(r: StepRecord): void {
-    if (this.startStep === null) this.startStep = r.step - 1;
-    const elapsed = (performance.now() - this.start) / 1000;
-    const done = Math.max(1, r.step - this.startStep);
-    const eta = (elapsed / done) * (this.totalSteps - r.step);
+    const ms = this.now();
+    if (this.anchor === null) this.anchor = {step: r.step, ms};
+    const done = r.step - this.anchor.step;
+    const eta = done > 0 ? ((ms - this.anchor.ms) / 1000 / done) * (this.totalSteps - r.step) : NaN;
     const line = formatProgress(r, this.totalSteps, eta);
     if (this.stream.isTTY) this.stream.write(`\r${line.slice(0, (this.stream.columns ?? 120) - 1)}\x1b[K`);
     else this.stream.write(`${line}\n`);
