@@ -149,7 +149,7 @@ describe('HTML report', () => {
     });
     const data: ReportData = {
       title: 'test <run>',
-      config: {router: 'sparse-ot', steps: 20},
+      config: {router: 'sparse-ot', steps: 20, preset: 'mnist-tiny', depth: 2},
       history: [10, 20].map((step) => ({type: 'step', step, epoch: 0, loss: 2 / step, crossEntropy: 2 / step, auxLoss: 0, accuracy: step / 25, learningRate: 1e-3, gradNorm: 1, imagesPerSecond: 100,
         balance: {block1_moe: stats([0.9, 1.1])}})),
       evals: [{type: 'eval', step: 20, final: true, accuracy: 0.75, loss: 0.5, examples: 40, perClassAccuracy: [0.8, 0.7],
@@ -176,6 +176,8 @@ describe('HTML report', () => {
     const heat = html.slice(html.indexOf('<figure id="classes-block1_moe">'));
     expect(heat).toContain('>cat<');
     expect(heat).toContain('>dog<');
+    // The preset's model sizes (VIT_PRESETS['mnist-tiny']) with the run's override (depth 2).
+    expect(html).toContain('<td>preset</td><td>mnist-tiny (patch 7, d 64, depth 2, 4 heads, MLP 128)</td>');
     // Self-contained: no scripts and no external resources.
     expect(html).not.toMatch(/<script|<link|src="http/);
   }, 60000);

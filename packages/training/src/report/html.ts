@@ -3,6 +3,7 @@
  * charts.ts, rendered from their vega-lite specs to SVG in Node (no browser, no network, no
  * scripts in the page).
  */
+import {VIT_PRESETS} from '@tfjs-moe/models';
 import type {LoadBalanceStats} from '../metrics/load-balance';
 import {evalSplit} from '../train/records';
 import {fmt, reportCharts, type ReportData, type VegaLiteSpec} from './charts';
@@ -61,7 +62,7 @@ export async function renderReport(data: ReportData): Promise<string> {
   const final = data.evals[data.evals.length - 1];
   const finalSet = final && evalSplit(final) === 'test' ? 'Test' : 'Validation';
   const configRows = Object.entries(data.config)
-    .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(typeof v === 'string' ? v : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : JSON.stringify(v))}</td></tr>`)
+    .map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(k === 'preset' ? presetText(v, data.config) : typeof v === 'string' ? v : typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(6))) : JSON.stringify(v))}</td></tr>`)
     .join('');
   const charts = (...prefixes: string[]): string => prefixes.map((p) => Object.keys(figures).filter((k) => k.startsWith(p)).map((k) => figures[k]).join('')).join('');
   const solver = charts('solver-');
@@ -86,4 +87,16 @@ ${moeSections}
 <h2>Settings</h2><table>${configRows}</table>
 </body></html>
 `;
+}
+
+/**
+ * The settings table's `preset` cell: the preset's name and the model sizes it stands for, with
+ * the run's overrides (`depth`, `hiddenSize`, ...) applied, e.g. `mnist-tiny (patch 7, d 64, depth 4,
+ * 4 heads, MLP 128)`.
+ */
+function presetText(preset: unknown, config: Record<string, unknown>): string {
+  if (typeof preset !== 'string' || !(preset in VIT_PRESETS)) return typeof preset === 'string' ? preset : JSON.stringify(preset);
+  const p = VIT_PRESETS[preset as keyof typeof VIT_PRESETS];
+  const pick = (key: string, fallback: number) => (typeof config[key] === 'number' ? (config[key] as number) : fallback);
+  return `${preset} (patch ${pick('patchSize', p.patchSize)}, d ${pick('hiddenSize', p.hiddenSize)}, depth ${pick('depth', p.depth)}, ${pick('numHeads', p.numHeads)} heads, MLP ${pick('mlpDim', p.mlpDim)})`;
 }
