@@ -271,20 +271,13 @@ function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>
   }
 }
 
-/** What {@link runStart} returns: the best iterate, its value and evaluation, and whether the start settled. */
-interface StartResult {
-  readonly bestAlpha: Float32Array;
-  bestValue: number;
-  settled: boolean;
-  bestEv: HostSemidualEval | null;
-}
-
 /**
  * One start's buffers (`[mi]` each), reused from group to group: `alpha` (the iterate; the
  * caller writes the starting potentials into it), the best iterate, Adam's moments and the next
- * iterate; and, after {@link runStart}, its result.
+ * iterate; and, after {@link runStart}, its result: the best iterate's value and evaluation, and
+ * whether the start settled.
  */
-class StartScratch implements StartResult {
+class StartScratch {
   readonly alpha: Float32Array;
   readonly bestAlpha: Float32Array;
   readonly m1: Float32Array;
@@ -310,7 +303,7 @@ class StartScratch implements StartResult {
  */
 function runStart(
   hp: HostProblem, g: number, cfg: HostAlternatingConfig, evA: HostSemidualEval, evB: HostSemidualEval, rs: RowScratch, st: StartScratch,
-): StartResult {
+): StartScratch {
   const {mi} = hp;
   const {alpha, bestAlpha, m1, m2, next} = st;
   const {maxIterations: T, tolerance, checkEvery, polishRate} = cfg;
