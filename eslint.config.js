@@ -5,7 +5,9 @@ const tseslint = require('typescript-eslint');
 module.exports = tseslint.config(
   {
     ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', 'bench/results/**',
-      'examples/browser/public/**', 'test-artifacts/**', 'runs/**', 'examples/node/.snippets-*/**'],
+      'examples/browser/public/**', 'test-artifacts/**', 'runs/**', 'examples/node/.snippets-*/**',
+      // AssemblyScript (compiled and checked by asc: scripts/build-alternating-wasm.mjs).
+      'packages/router/assembly/**'],
   },
   ...tseslint.configs.recommended,
   {

@@ -31,6 +31,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {InvalidArgumentError} from '../core/errors';
 import {GEMM_WASM_BASE64} from './gemm-module';
+import {decodeBase64} from '../core/base64';
 
 /** The wasm backend's bookkeeping of one tensor's data, as tfjs-backend-wasm 4.22 keeps it. */
 interface WasmData {
@@ -140,13 +141,6 @@ let gemmEnabled = true;
 let gemmModule: WebAssembly.Module | null | undefined;
 /** Per backend instance: its gemm instance on the backend's memory, or null where none can be made. */
 const gemmInstances = new WeakMap<object, GemmExports | null>();
-
-function decodeBase64(text: string): Uint8Array {
-  const bin = atob(text);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return bytes;
-}
 
 /**
  * The own matMul kernels bound to `backend`'s heap: instantiated once per backend, importing the

@@ -35,6 +35,7 @@ export {sinkhornSolver, SinkhornSolver} from './solvers/sinkhorn';
 export type {SinkhornSolverConfig} from './solvers/sinkhorn';
 export {solverFromConfig} from './solvers/registry';
 export {setHostSolvers} from './solvers/host';
+export {setWasmSolver, wasmSolverActive} from './solvers/host-alternating-wasm';
 export {kSparseSimplexProjection, sparsemax, kSparseProjectionFixedSupport} from './projection';
 export type {ProjectionOptions} from './projection';
 export {semidualPlan, semidualValue} from './semidual';

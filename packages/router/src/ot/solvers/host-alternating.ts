@@ -10,7 +10,8 @@ import type {Formulation} from '../types';
 import {accumulate, readHostProblem, type HostProblem} from './host';
 import {adamStepHost, hostAdamConstants} from './host-adam-step';
 import {HostSemidualEval} from './host-evaluate';
-import {hostOutput, newHostSolution, storeSolution} from './host-output';
+import {hostOutput, newHostSolution, storeSolution, type HostSolution} from './host-output';
+import {prepareWasmSolve} from './host-alternating-wasm';
 import {insertRanked, ProjectionScratch, projectSlice, topKPositions} from './host-projection';
 import {MAX_ACTIVE} from './lifted-dual';
 import {readStart, type SolverInit} from './solver';
@@ -257,12 +258,10 @@ function rankRow(betaEll: Float64Array, costRows: Float32Array, c0: number, ni: 
 /**
  * The best response of the rows to column potentials `beta` ignoring the bound
  * (solver.ts `rowBestResponse`): `alpha_i = -gamma a_i tau_i` with `tau_i` the sparsemax
- * threshold of `(beta - C[i, :]) / (gamma a_i)`. Writes `out` (`[mi]`).
+ * threshold of `(beta - C[i, :]) / (gamma a_i)`. Writes `out` (`[mi]`); `x` (`[ni]`) and `scratch` are scratch.
  */
-function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>, out: Float32Array): void {
+function rowBestResponseFree(hp: HostProblem, g: number, beta: ArrayLike<number>, out: Float32Array, x: Float64Array, scratch: ProjectionScratch): void {
   const {mi, ni, gamma} = hp;
-  const x = new Float64Array(ni);
-  const scratch = new ProjectionScratch(ni);
   for (let i = 0; i < mi; i++) {
     const ai = hp.a[g * mi + i];
     const den = f32((ai > 0 ? ai : 1) * gamma);
@@ -373,48 +372,104 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const hp = readHostProblem(problem);
   const {groups, mi, ni, k} = hp;
   const sol = newHostSolution(hp);
-  // Three evaluations: two per start, the first start's best kept through the second.
-  const evs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
-  const rs = new RowScratch(ni);
-  const alpha0 = new Float32Array(mi);
-  // Two starts' buffers: the first start's result is kept while the second runs.
-  const starts = [new StartScratch(mi), new StartScratch(mi)];
-  /** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `out`. */
-  const cheapestStart = (g: number, out: Float32Array): void => {
-    for (let i = 0; i < mi; i++) {
-      let c = Infinity;
-      for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
-      out[i] = c;
-    }
-  };
-  let converged = true;
-  for (let g = 0; g < groups; g++) {
-    start.alpha0(hp, g, alpha0);
+  /** Group g's starts: 0 two (its starting potentials, then the cheapest column), 1 one from its starting potentials, 2 one from the cheapest column. */
+  const groupMode = (g: number): number => {
     // Capacity factor above ~1.125 and at 1 (alternating.ts `aboveOne`, `atOne`, in the same float32 steps).
     let sumB = 0;
     for (let j = 0; j < ni; j++) sumB = accumulate(hp, sumB, hp.b[g * ni + j]);
     const meanB = f32(f32(sumB) / ni);
     const aboveOne = k >= f32(meanB * 1.125);
     const oneStart = zeroStartOnly(cfg.multiStart, ni, cfg.maxIterations) && k >= f32(meanB * f32(0.999)) && k <= f32(meanB * f32(1.001));
+    if (cfg.starts === 2 && !oneStart) return 0;
+    // One start: the starting potentials, or under 'auto' for a large cold group above capacity factor ~1.125 the cheapest column.
+    return cfg.multiStart === 'auto' && !start.warm && aboveOne ? 2 : 1;
+  };
+  let converged = true;
+  const wasm = prepareWasmSolve({...hp, ...cfg, adam: ADAM});
+  if (wasm !== null) {
+    const w = wasm.buffers;
+    w.costT.set(hp.costT);
+    w.costRows.set(hp.costRows);
+    w.a.set(hp.a);
+    w.b.set(hp.b);
+    for (let g = 0; g < groups; g++) {
+      start.alpha0(hp, g, w.alpha0.subarray(g * mi, (g + 1) * mi));
+      w.mode[g] = groupMode(g);
+    }
+    const left = wasm.run();
+    sol.planT.set(w.planT);
+    sol.alpha.set(w.alpha);
+    for (let g = 0; g < groups; g++) {
+      if (w.status[g] & 1) continue;
+      for (let j = 0; j < ni; j++) sol.beta[g * ni + j] = f32(f32(w.tau[g * ni + j] * hp.b[g * ni + j]) * -hp.gamma);
+      sol.value[g] = w.value[g];
+      converged &&= (w.status[g] & 2) !== 0;
+    }
+    if (left > 0) {
+      const js = new GroupSolver(hp, cfg, start);
+      for (let g = 0; g < groups; g++) if (w.status[g] & 1) converged = js.solve(g, groupMode(g), sol) && converged;
+    }
+  } else {
+    const js = new GroupSolver(hp, cfg, start);
+    for (let g = 0; g < groups; g++) converged = js.solve(g, groupMode(g), sol) && converged;
+  }
+  return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
+}
+
+/** The JavaScript group loop: its evaluations and starts' buffers, reused from group to group. */
+class GroupSolver {
+  // Three evaluations: two per start, the first start's best kept through the second.
+  private readonly evs: HostSemidualEval[];
+  private readonly rs: RowScratch;
+  // Two starts' buffers: the first start's result is kept while the second runs.
+  private readonly starts: StartScratch[];
+
+  constructor(private readonly hp: HostProblem, private readonly cfg: HostAlternatingConfig, private readonly start: HostStart) {
+    const {mi, ni} = hp;
+    this.evs = [new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni), new HostSemidualEval(mi, ni)];
+    this.rs = new RowScratch(ni);
+    this.starts = [new StartScratch(mi), new StartScratch(mi)];
+  }
+
+  /** Solves group g with the starts of `mode` (see solveAlternatingHost), stores its solution in `sol`; returns whether it settled. */
+  solve(g: number, mode: number, sol: HostSolution): boolean {
+    const {hp, cfg, evs, rs, starts} = this;
     let result;
-    if (cfg.starts === 2 && !oneStart) {
-      starts[0].alpha.set(alpha0);
+    if (mode === 0) {
+      this.start.alpha0(hp, g, starts[0].alpha);
       const first = runStart(hp, g, cfg, evs[0], evs[1], rs, starts[0]);
-      cheapestStart(g, starts[1].alpha);
+      cheapestStart(hp, g, starts[1].alpha);
       const second = runStart(hp, g, cfg, first.bestEv === evs[0] ? evs[1] : evs[0], evs[2], rs, starts[1]);
       result = first.bestValue >= second.bestValue ? first : second;
     } else {
-      // One start: the starting potentials, or under 'auto' for a large cold group above capacity factor ~1.125 the cheapest column.
-      const useCheapest = cfg.multiStart === 'auto' && !start.warm && aboveOne;
-      if (useCheapest) cheapestStart(g, starts[0].alpha);
-      else starts[0].alpha.set(alpha0);
+      if (mode === 2) cheapestStart(hp, g, starts[0].alpha);
+      else this.start.alpha0(hp, g, starts[0].alpha);
       result = runStart(hp, g, cfg, evs[0], evs[1], rs, starts[0]);
     }
-    converged &&= result.settled;
     // The output at the best iterate.
     storeSolution(hp, g, result.bestAlpha, result.bestEv!, sol);
+    return result.settled;
   }
-  return hostOutput(problem, hp, sol, cfg.maxIterations, converged, cfg.formulation);
+}
+
+/** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `out`. */
+function cheapestStart(hp: HostProblem, g: number, out: Float32Array): void {
+  const {mi, ni} = hp;
+  for (let i = 0; i < mi; i++) {
+    let c = Infinity;
+    for (let j = 0; j < ni; j++) c = Math.min(c, hp.costRows[(g * mi + i) * ni + j]);
+    out[i] = c;
+  }
+}
+
+/** The warm start read back (see {@link readHostStart}). */
+export interface HostStart {
+  /** Whether a warm start was given. */
+  warm: boolean;
+  /** Writes group g's starting row potentials into `out` (`[mi]`). */
+  alpha0: (hp: HostProblem, g: number, out: Float32Array) => void;
+  /** Writes group g's warm column potentials, or zero, into `out` (`[ni]`). */
+  beta0: (g: number, out: Float32Array) => void;
 }
 
 /**
@@ -422,9 +477,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
  * writes group g's starting row potentials (solver.ts `startingAlpha`: the warm alpha, else the
  * rows' best response to the warm beta, else zero), and `beta0(g, out)`, the warm beta or zero.
  */
-export function readHostStart(problem: SparseOTProblem, init: SolverInit | undefined): {
-  warm: boolean; alpha0: (hp: HostProblem, g: number, out: Float32Array) => void; beta0: (g: number, out: Float32Array) => void;
-} {
+export function readHostStart(problem: SparseOTProblem, init: SolverInit | undefined): HostStart {
   const start = readStart(problem, init);
   const warmAlpha = start.alpha?.dataSync();
   const givenBeta = start.beta?.dataSync();
@@ -432,11 +485,13 @@ export function readHostStart(problem: SparseOTProblem, init: SolverInit | undef
   const warm = start.alpha !== undefined || start.beta !== undefined;
   for (const t of [start.alpha, start.beta]) t?.dispose();
   const {mi, ni} = problem;
+  const x = new Float64Array(ni);
+  const scratch = new ProjectionScratch(ni);
   return {
     warm,
     alpha0: (hp, g, out) => {
       if (warmAlpha) out.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
-      else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), out);
+      else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), out, x, scratch);
       else out.fill(0);
     },
     beta0: (g, out) => {

@@ -1,0 +1,628 @@
+// AssemblyScript source of the host alternating solver's group loop in WebAssembly
+// (src/ot/solvers/host-alternating-wasm.ts loads it; scripts/build-alternating-wasm.mjs compiles
+// it into src/ot/solvers/alternating-module.ts).
+//
+// It runs, group after group, what host-alternating.ts runs for one group: the starts, the block
+// ascent (column block, the rows' exact best response, the semi-dual evaluation), the polish
+// steps, the best-iterate rule and the choice between two starts, in the same float32 steps and
+// summation order. Every float32 operation of the JavaScript is `Math.fround` of a double
+// operation on float32 values, which equals the float32 operation itself for + - * / and sqrt
+// (the double result rounds to the same float32), so float32 arithmetic here gives the same
+// bits; where the JavaScript mixes in a double that need not be a float32 value (gamma, the
+// polish rate, the float64 sums of the cpu backend), the double operation is kept and rounded.
+// The cosine and powers of the polish schedule are the JavaScript's own (imported).
+//
+// A group it does not handle bit for bit as the JavaScript does (a value that is not finite, a
+// capacity b_j of -0) gets status 1 and the JavaScript solves it: a group's result depends on its
+// own values only.
+
+@external("env", "cos") declare function jsCos(x: f64): f64;
+@external("env", "pow") declare function jsPow(x: f64, y: f64): f64;
+
+/** lifted-dual.ts MAX_ACTIVE: the rows' best response looks at this many entry points at most. */
+const MAX_ACTIVE: i32 = 16;
+/** The unit roundoff of float32 (round to nearest), 2^-24. */
+const U32: f64 = 5.9604644775390625e-8;
+const INF32: f32 = Infinity;
+
+// The problem and settings of the current solve (set by `prepare`).
+let G: i32 = 0;
+let MI: i32 = 0;
+let NI: i32 = 0;
+let KK: i32 = 0;
+let GAMMA: f64 = 0;
+let F32S: bool = false;
+let T: i32 = 0;
+let CHECK: i32 = 1;
+let TOL: f64 = 0;
+let POLISH: f64 = 0;
+let B1: f32 = 0;
+let B1C: f32 = 0;
+let B2: f32 = 0;
+let B2C: f32 = 0;
+let EPS: f32 = 0;
+
+// Inputs (byte offsets): costT f32 [G, NI, MI], costRows f32 [G, MI, NI], a f32 [G, MI],
+// b f32 [G, NI], alpha0 f32 [G, MI], mode i32 [G] (0: two starts, alpha0 then the cheapest
+// column; 1: one start from alpha0; 2: one start from the cheapest column).
+let pCostT: usize = 0;
+let pCostRows: usize = 0;
+let pA: usize = 0;
+let pB: usize = 0;
+let pAlpha0: usize = 0;
+let pMode: usize = 0;
+// Outputs: alpha f32 [G, MI], planT f32 [G, NI, MI], tau f32 [G, NI], value f64 [G],
+// status i32 [G] (bit 0: the JavaScript solves this group; bit 1: the chosen start settled).
+let pOutAlpha: usize = 0;
+let pOutPlan: usize = 0;
+let pOutTau: usize = 0;
+let pOutValue: usize = 0;
+let pStatus: usize = 0;
+// Scratch.
+let pEval: usize = 0; // three evaluations of EV_SIZE bytes
+let EV_SIZE: usize = 0;
+let EV_PLAN: usize = 0; // f32 [NI, MI]
+let EV_SUP: usize = 0; // u8 [NI, MI]
+let EV_TAU: usize = 0; // f32 [NI]
+let EV_GRAD: usize = 0; // f64 [MI]
+let EV_COUNT: usize = 0; // i32 [NI]
+let EV_MINPOS: usize = 0; // f32 [NI]
+let EV_VALUE: usize = 0; // f64
+let pX: usize = 0; // f32 [MI]
+let pXc: usize = 0; // f32 [MI]
+let pRanked: usize = 0; // f32 [max(MI, NI)]
+let pOrder: usize = 0; // i32 [max(MI, NI)]
+let pPos: usize = 0; // i32 [MI]
+let pBeta: usize = 0; // f32 [NI]
+let pEll: usize = 0; // f32 [NI]
+let pBetaEll: usize = 0; // f32 [NI]
+let pStart: usize = 0; // two starts of START_SIZE bytes: alpha, bestAlpha, m1, m2, next (f32 [MI] each)
+let START_SIZE: usize = 0;
+let pEnd: usize = 0;
+
+@inline function align(p: usize): usize {
+  return (p + 15) & ~(<usize>15);
+}
+
+/** Copies `n` float32 values (a loop: for a few rows it is quicker than memory.copy's call). */
+@inline function copyF32(dst: usize, src: usize, n: i32): void {
+  for (let i = 0; i < n; i++) setF32(dst, i, f32At(src, i));
+}
+
+@inline function acc(s: f64, x: f64): f64 {
+  return F32S ? <f64><f32>(s + x) : s + x;
+}
+
+@inline function f32At(base: usize, i: i32): f32 {
+  return load<f32>(base + (<usize>i << 2));
+}
+
+@inline function setF32(base: usize, i: i32, v: f32): void {
+  store<f32>(base + (<usize>i << 2), v);
+}
+
+@inline function i32At(base: usize, i: i32): i32 {
+  return load<i32>(base + (<usize>i << 2));
+}
+
+@inline function setI32(base: usize, i: i32, v: i32): void {
+  store<i32>(base + (<usize>i << 2), v);
+}
+
+@inline function f64At(base: usize, i: i32): f64 {
+  return load<f64>(base + (<usize>i << 3));
+}
+
+@inline function setF64(base: usize, i: i32, v: f64): void {
+  store<f64>(base + (<usize>i << 3), v);
+}
+
+/**
+ * Lays out the buffers of a solve of `groups` groups of `mi` rows and `ni` columns and grows the
+ * memory to hold them. Returns false when the memory cannot grow.
+ */
+export function prepare(
+  groups: i32, mi: i32, ni: i32, k: i32, gamma: f64, f32Sums: bool, maxIterations: i32, checkEvery: i32, tolerance: f64, polishRate: f64,
+  b1: f32, b1c: f32, b2: f32, b2c: f32, eps: f32,
+): bool {
+  G = groups;
+  MI = mi;
+  NI = ni;
+  KK = k;
+  GAMMA = gamma;
+  F32S = f32Sums;
+  T = maxIterations;
+  CHECK = checkEvery;
+  TOL = tolerance;
+  POLISH = polishRate;
+  B1 = b1;
+  B1C = b1c;
+  B2 = b2;
+  B2C = b2c;
+  EPS = eps;
+  const gm = <usize>groups * <usize>mi;
+  const gn = <usize>groups * <usize>ni;
+  const nm = <usize>ni * <usize>mi;
+  const wide = <usize>(mi > ni ? mi : ni);
+  let p = align(__heap_base);
+  pCostT = p; p = align(p + gn * <usize>mi * 4);
+  pCostRows = p; p = align(p + gm * <usize>ni * 4);
+  pA = p; p = align(p + gm * 4);
+  pB = p; p = align(p + gn * 4);
+  pAlpha0 = p; p = align(p + gm * 4);
+  pMode = p; p = align(p + <usize>groups * 4);
+  pOutAlpha = p; p = align(p + gm * 4);
+  pOutPlan = p; p = align(p + gn * <usize>mi * 4);
+  pOutTau = p; p = align(p + gn * 4);
+  pOutValue = p; p = align(p + <usize>groups * 8);
+  pStatus = p; p = align(p + <usize>groups * 4);
+  EV_PLAN = 0;
+  EV_SUP = align(EV_PLAN + nm * 4);
+  EV_TAU = align(EV_SUP + nm);
+  EV_GRAD = align(EV_TAU + <usize>ni * 4);
+  EV_COUNT = align(EV_GRAD + <usize>mi * 8);
+  EV_MINPOS = align(EV_COUNT + <usize>ni * 4);
+  EV_VALUE = align(EV_MINPOS + <usize>ni * 4);
+  EV_SIZE = align(EV_VALUE + 8);
+  pEval = p; p = align(p + 3 * EV_SIZE);
+  pX = p; p = align(p + <usize>mi * 4);
+  pXc = p; p = align(p + <usize>mi * 4);
+  pRanked = p; p = align(p + wide * 4);
+  pOrder = p; p = align(p + wide * 4);
+  pPos = p; p = align(p + <usize>mi * 4);
+  pBeta = p; p = align(p + <usize>ni * 4);
+  pEll = p; p = align(p + <usize>ni * 4);
+  pBetaEll = p; p = align(p + <usize>ni * 4);
+  START_SIZE = align(<usize>mi * 4) * 5;
+  pStart = p; p = align(p + 2 * START_SIZE);
+  pEnd = p;
+  const have = <usize>memory.size() << 16;
+  if (pEnd > have) {
+    const pages = <i32>((pEnd - have + 65535) >> 16);
+    if (memory.grow(pages) < 0) return false;
+  }
+  return true;
+}
+
+/** The byte offset of buffer `which` (0 costT, 1 costRows, 2 a, 3 b, 4 alpha0, 5 mode, 6 out alpha, 7 out planT, 8 out tau, 9 out value, 10 status). */
+export function offset(which: i32): usize {
+  switch (which) {
+    case 0: return pCostT;
+    case 1: return pCostRows;
+    case 2: return pA;
+    case 3: return pB;
+    case 4: return pAlpha0;
+    case 5: return pMode;
+    case 6: return pOutAlpha;
+    case 7: return pOutPlan;
+    case 8: return pOutTau;
+    case 9: return pOutValue;
+    case 10: return pStatus;
+    default: return 0;
+  }
+}
+
+/**
+ * host-evaluate.ts `HostSemidualEval.evaluate` (its `columnFast` for every column) of group g at
+ * `alpha` into evaluation block `e`. Returns false when an entry `x` is not finite (the
+ * JavaScript then takes its general loop: the group falls back).
+ */
+function evaluate(g: i32, alpha: usize, e: usize): bool {
+  const aBase = pA + (<usize>(g * MI) << 2);
+  const plan = e + EV_PLAN;
+  const sup = e + EV_SUP;
+  const grad = e + EV_GRAD;
+  let sAlpha: f64 = 0;
+  for (let i = 0; i < MI; i++) {
+    sAlpha = acc(sAlpha, <f64>(f32At(alpha, i) * f32At(aBase, i)));
+    setF64(grad, i, 0);
+  }
+  let planZ: f64 = 0;
+  let square: f64 = 0;
+  for (let j = 0; j < NI; j++) {
+    const bj = f32At(pB, g * NI + j);
+    const den = <f32>(<f64>(bj > 0 ? bj : <f32>1) * GAMMA);
+    const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
+    let shift: f32 = -INF32;
+    for (let i = 0; i < MI; i++) {
+      const xi: f32 = (f32At(alpha, i) - f32At(c0, i)) / den;
+      if (!(xi - xi == 0)) return false;
+      setF32(pX, i, xi);
+      if (xi > shift) shift = xi;
+    }
+    // The k largest of xc = x - shift, descending, ties by the lower row (topKPositions' order).
+    let filled = 0;
+    let last: f32 = -INF32;
+    for (let i = 0; i < MI; i++) {
+      const v: f32 = f32At(pX, i) - shift;
+      setF32(pXc, i, v);
+      if (filled == KK && !(v > last)) continue;
+      let r = filled == KK ? KK - 1 : filled++;
+      while (r > 0 && v > f32At(pRanked, r - 1)) {
+        setF32(pRanked, r, f32At(pRanked, r - 1));
+        setI32(pOrder, r, i32At(pOrder, r - 1));
+        r--;
+      }
+      setF32(pRanked, r, v);
+      setI32(pOrder, r, i);
+      last = f32At(pRanked, KK - 1);
+    }
+    const jm = j * MI;
+    const colSup = sup + <usize>jm;
+    const colPlan = plan + (<usize>jm << 2);
+    for (let i = 0; i < MI; i++) {
+      store<u8>(colSup + <usize>i, 0);
+      setF32(colPlan, i, 0);
+    }
+    let cs: f32 = 0;
+    let count = 0;
+    for (let r = 0; r < KK; r++) {
+      const p = i32At(pOrder, r);
+      const v = f32At(pXc, p);
+      cs = cs + v;
+      if (v - (cs - 1) / <f32>(r + 1) > 0) {
+        store<u8>(colSup + <usize>p, 1);
+        // The support in ascending row order (insertion).
+        let q = count++;
+        while (q > 0 && i32At(pPos, q - 1) > p) {
+          setI32(pPos, q, i32At(pPos, q - 1));
+          q--;
+        }
+        setI32(pPos, q, p);
+      }
+    }
+    let sum: f64 = 0;
+    for (let q = 0; q < count; q++) sum = acc(sum, <f64>f32At(pXc, i32At(pPos, q)));
+    const tauC: f32 = (<f32>sum - 1) / <f32>max<i32>(count, 1);
+    setF32(e + EV_TAU, j, tauC + shift);
+    let minPositive: f32 = INF32;
+    for (let q = 0; q < count; q++) {
+      const i = i32At(pPos, q);
+      const p: f32 = bj * max<f32>(f32At(pXc, i) - tauC, 0);
+      setF32(colPlan, i, p);
+      if (p != 0) {
+        planZ = acc(planZ, <f64>(p * (f32At(alpha, i) - f32At(c0, i))));
+        square = acc(square, <f64>(p * p));
+        setF64(grad, i, acc(f64At(grad, i), <f64>p));
+        if (p > 0 && p < minPositive) minPositive = p;
+      }
+    }
+    setI32(e + EV_COUNT, j, count);
+    setF32(e + EV_MINPOS, j, minPositive);
+  }
+  for (let i = 0; i < MI; i++) setF64(grad, i, <f64>(f32At(aBase, i) - <f32>f64At(grad, i)));
+  const halfGamma = <f32>(GAMMA / 2);
+  store<f64>(e + EV_VALUE, <f64>((<f32>sAlpha - <f32>planZ) + halfGamma * <f32>square));
+  return true;
+}
+
+/** host-alternating.ts `columnBlockHost`: the column block at `alpha` from its evaluation `e` into pBeta, pEll. */
+function columnBlock(g: i32, e: usize, alpha: usize): void {
+  const sup = e + EV_SUP;
+  for (let j = 0; j < NI; j++) {
+    const beta = <f32>(<f64>(f32At(e + EV_TAU, j) * f32At(pB, g * NI + j)) * -GAMMA);
+    let offMax: f32 = -INF32;
+    const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
+    const jm = <usize>(j * MI);
+    for (let i = 0; i < MI; i++) if (!load<u8>(sup + jm + <usize>i)) offMax = max<f32>(offMax, f32At(alpha, i) - f32At(c0, i));
+    const minPos = f32At(e + EV_MINPOS, j);
+    const full = i32At(e + EV_COUNT, j) >= KK && minPos < INF32;
+    const upper = <f32>(<f64>minPos * GAMMA);
+    const lower = min<f32>(max<f32>(offMax + beta, 0), upper);
+    setF32(pBeta, j, beta);
+    setF32(pEll, j, full ? (upper + lower) * <f32>0.5 : 0);
+  }
+}
+
+/**
+ * host-alternating.ts `rankFirstFour`: the 4 largest levels of cost row `c0` into pRanked /
+ * pOrder; returns the smallest level, or NaN when a level is not finite.
+ */
+function rankFirstFour(c0: usize): f32 {
+  let v0: f32 = -INF32;
+  let v1: f32 = -INF32;
+  let v2: f32 = -INF32;
+  let v3: f32 = -INF32;
+  let j0 = 0;
+  let j1 = 0;
+  let j2 = 0;
+  let j3 = 0;
+  let least: f32 = INF32;
+  for (let j = 0; j < NI; j++) {
+    const v: f32 = f32At(pBetaEll, j) - f32At(c0, j);
+    if (!(v - v == 0)) return <f32>NaN;
+    if (v < least) least = v;
+    if (!(v > v3)) continue;
+    if (v > v2) {
+      v3 = v2;
+      j3 = j2;
+      if (v > v1) {
+        v2 = v1;
+        j2 = j1;
+        if (v > v0) {
+          v1 = v0;
+          j1 = j0;
+          v0 = v;
+          j0 = j;
+        } else {
+          v1 = v;
+          j1 = j;
+        }
+      } else {
+        v2 = v;
+        j2 = j;
+      }
+    } else {
+      v3 = v;
+      j3 = j;
+    }
+  }
+  setF32(pRanked, 0, v0);
+  setF32(pRanked, 1, v1);
+  setF32(pRanked, 2, v2);
+  setF32(pRanked, 3, v3);
+  setI32(pOrder, 0, j0);
+  setI32(pOrder, 1, j1);
+  setI32(pOrder, 2, j2);
+  setI32(pOrder, 3, j3);
+  return least;
+}
+
+/**
+ * host-alternating.ts `rankRow`: the K largest levels of cost row `c0` into pRanked / pOrder.
+ * Returns false when a level is not finite (the group falls back).
+ */
+function rankRow(c0: usize, ranks: i32): bool {
+  let filled = 0;
+  for (let j = 0; j < NI; j++) {
+    const v: f32 = f32At(pBetaEll, j) - f32At(c0, j);
+    if (!(v - v == 0)) return false;
+    if (filled == ranks && !(v > f32At(pRanked, ranks - 1))) continue;
+    let r = filled == ranks ? ranks - 1 : filled++;
+    while (r > 0 && v > f32At(pRanked, r - 1)) {
+      setF32(pRanked, r, f32At(pRanked, r - 1));
+      setI32(pOrder, r, i32At(pOrder, r - 1));
+      r--;
+    }
+    setF32(pRanked, r, v);
+    setI32(pOrder, r, j);
+  }
+  return true;
+}
+
+/**
+ * host-alternating.ts `rowBestResponseHost`: the rows' exact best response of the lifted dual to
+ * (pBeta, pEll) into `out` (f32 [MI]). Returns false when a level is not finite.
+ */
+function rowBestResponse(g: i32, out: usize): bool {
+  const K = NI < MAX_ACTIVE ? NI : MAX_ACTIVE;
+  let ellSum: f64 = 0;
+  let ellValid = true;
+  for (let j = 0; j < NI; j++) {
+    const ell = f32At(pEll, j);
+    setF32(pBetaEll, j, f32At(pBeta, j) - ell);
+    if (!(ell >= 0 && ell < INF32)) ellValid = false;
+    ellSum += <f64>ell;
+  }
+  const shortcut = ellValid && K > 4;
+  const aBase = pA + (<usize>(g * MI) << 2);
+  for (let i = 0; i < MI; i++) {
+    const c0 = pCostRows + (<usize>((g * MI + i) * NI) << 2);
+    const ga = <f32>(<f64>f32At(aBase, i) * GAMMA);
+    let cs: f32 = 0;
+    let count = 0;
+    let csR: f64 = 0;
+    let minNes: f32 = INF32;
+    if (shortcut) {
+      const least = rankFirstFour(c0);
+      if (least != least) return false;
+      let wSum: f64 = 0;
+      for (let r = 0; r < 3; r++) {
+        const nes = f32At(pRanked, r);
+        const w: f32 = f32At(pEll, i32At(pOrder, r)) + nes;
+        cs = cs + w;
+        wSum += <f64>w;
+        if ((ga + <f32>r * nes) - (cs - w) > 0) {
+          count++;
+          csR = F32S ? <f64><f32>(csR + <f64>w) : csR + <f64>w;
+          if (nes < minNes) minNes = nes;
+        }
+      }
+      const r0 = <f64>f32At(pRanked, 0);
+      const N: f64 = Math.max(Math.abs(r0), Math.abs(<f64>least));
+      const Kd = <f64>K;
+      const bound: f64 = 2 * U32 * (Math.abs(<f64>ga) + 2.01 * Kd * N + (Kd + 3.01) * 1.01 * (ellSum + Kd * N)) + 1e-30;
+      if (<f64>ga + 3 * <f64>f32At(pRanked, 3) - wSum + bound < 0) {
+        setF32(out, i, count > 0 ? max<f32>(-minNes, (ga - <f32>csR) / <f32>count) : <f32>(-r0 - GAMMA));
+        continue;
+      }
+      cs = 0;
+      count = 0;
+      csR = 0;
+      minNes = INF32;
+    }
+    if (!rankRow(c0, K)) return false;
+    for (let r = 0; r < K; r++) {
+      const nes = f32At(pRanked, r);
+      const w: f32 = f32At(pEll, i32At(pOrder, r)) + nes;
+      cs = cs + w;
+      if ((ga + <f32>r * nes) - (cs - w) > 0) {
+        count++;
+        csR = F32S ? <f64><f32>(csR + <f64>w) : csR + <f64>w;
+        if (nes < minNes) minNes = nes;
+      }
+    }
+    setF32(out, i, count > 0 ? max<f32>(-minNes, (ga - <f32>csR) / <f32>count) : <f32>(-<f64>f32At(pRanked, 0) - GAMMA));
+  }
+  return true;
+}
+
+// One start's result (runStart).
+let bestValue: f64 = 0;
+let settled: bool = false;
+let bestEv: usize = 0;
+
+/**
+ * host-alternating.ts `runStart`: one start's block ascent and polish from `st`'s alpha, with
+ * evaluation blocks `evA`, `evB` taking turns. Sets bestValue, settled, bestEv. Returns false
+ * when the group falls back.
+ */
+function runStart(g: i32, evA: usize, evB: usize, st: usize): bool {
+  const stride = START_SIZE / 5;
+  const alpha = st;
+  const bestAlpha = st + stride;
+  const m1 = st + 2 * stride;
+  const m2 = st + 3 * stride;
+  const next = st + 4 * stride;
+  const aBase = pA + (<usize>(g * MI) << 2);
+  let sumA: f64 = 0;
+  for (let i = 0; i < MI; i++) sumA = acc(sumA, <f64>f32At(aBase, i));
+  const lr0: f32 = (<f32>sumA / <f32>MI) * <f32>(POLISH * GAMMA);
+  let ev = evA;
+  if (!evaluate(g, alpha, ev)) return false;
+  let best = ev;
+  copyF32(bestAlpha, alpha, MI);
+  let bestV = load<f64>(ev + EV_VALUE);
+  let checkValue = bestV;
+  let stallAt: i32 = i32.MAX_VALUE;
+  for (let i = 0; i < MI; i++) {
+    setF32(m1, i, 0);
+    setF32(m2, i, 0);
+  }
+  let done = false;
+  for (let t = 1; t <= T; t++) {
+    if (stallAt < t) {
+      const tp = t - stallAt > 1 ? t - stallAt : 1;
+      const span = T - stallAt > 1 ? T - stallAt : 1;
+      const pi32 = <f64><f32>Math.PI;
+      const angle = <f64><f32>(pi32 * <f64><f32>(<f64>(tp - 1) / <f64>span));
+      const lr: f32 = lr0 * (<f32>0.5 * (<f32>1 + <f32>jsCos(angle)));
+      const c1: f32 = <f32>1 - <f32>jsPow(<f64>B1, <f64>tp);
+      const c2: f32 = <f32>1 - <f32>jsPow(<f64>B2, <f64>tp);
+      const grad = ev + EV_GRAD;
+      for (let i = 0; i < MI; i++) {
+        const gi = <f32>f64At(grad, i);
+        const m = f32At(m1, i) * B1 + gi * B1C;
+        const v = f32At(m2, i) * B2 + (gi * gi) * B2C;
+        setF32(m1, i, m);
+        setF32(m2, i, v);
+        setF32(next, i, f32At(alpha, i) + lr * ((m / c1) / (sqrt<f32>(v / c2) + EPS)));
+      }
+    } else {
+      columnBlock(g, ev, alpha);
+      if (!rowBestResponse(g, next)) return false;
+    }
+    copyF32(alpha, next, MI);
+    ev = best == evA ? evB : evA;
+    if (!evaluate(g, alpha, ev)) return false;
+    const value = load<f64>(ev + EV_VALUE);
+    if (value > bestV) {
+      copyF32(bestAlpha, alpha, MI);
+      best = ev;
+      bestV = value;
+    }
+    if (t % CHECK == 0 || t == T) {
+      const stalled = stallAt < i32.MAX_VALUE;
+      done = Math.abs(bestV - checkValue) <= TOL * Math.max(Math.abs(bestV), 1);
+      if (!stalled) checkValue = bestV;
+      if (t < T && done && !stalled) {
+        stallAt = t;
+        copyF32(alpha, bestAlpha, MI);
+        ev = best;
+      }
+    }
+  }
+  bestValue = bestV;
+  settled = done;
+  bestEv = best;
+  return true;
+}
+
+/** Writes group g's cheapest-column start `alpha_i = min_j C_ij` into `out`. */
+function cheapestStart(g: i32, out: usize): void {
+  for (let i = 0; i < MI; i++) {
+    const c0 = pCostRows + (<usize>((g * MI + i) * NI) << 2);
+    let c: f32 = INF32;
+    for (let j = 0; j < NI; j++) c = min<f32>(c, f32At(c0, j));
+    setF32(out, i, c);
+  }
+}
+
+/** Whether group g's values are ones the group loop here handles as the JavaScript does. */
+function groupSupported(g: i32): bool {
+  for (let i = 0; i < MI; i++) {
+    const ga = <f32>(<f64>f32At(pA, g * MI + i) * GAMMA);
+    if (!(ga - ga == 0)) return false;
+  }
+  for (let j = 0; j < NI; j++) {
+    const bj = f32At(pB, g * NI + j);
+    // columnFast's condition: a finite +0 or positive b_j.
+    if (!(bj - bj == 0) || bj < 0 || (bj == 0 && (reinterpret<u32>(bj) >> 31) != 0)) return false;
+  }
+  const n = MI * NI;
+  const c0 = pCostRows + (<usize>(g * n) << 2);
+  for (let q = 0; q < n; q++) {
+    const c = f32At(c0, q);
+    if (!(c - c == 0)) return false;
+  }
+  return true;
+}
+
+/** Solves every group (see the file comment); returns the number of groups left to the JavaScript. */
+export function solveGroups(): i32 {
+  const evs0 = pEval;
+  const evs1 = pEval + EV_SIZE;
+  const evs2 = pEval + 2 * EV_SIZE;
+  const st0 = pStart;
+  const st1 = pStart + START_SIZE;
+  const bytes = <usize>MI << 2;
+  let fallback = 0;
+  for (let g = 0; g < G; g++) {
+    const mode = i32At(pMode, g);
+    const alpha0 = pAlpha0 + (<usize>(g * MI) << 2);
+    let ok = groupSupported(g);
+    let resultSt: usize = st0;
+    let resultEv: usize = 0;
+    let resultSettled = false;
+    if (ok && mode == 0) {
+      memory.copy(st0, alpha0, bytes);
+      ok = runStart(g, evs0, evs1, st0);
+      if (ok) {
+        const firstValue = bestValue;
+        const firstEv = bestEv;
+        const firstSettled = settled;
+        cheapestStart(g, st1);
+        ok = runStart(g, firstEv == evs0 ? evs1 : evs0, evs2, st1);
+        if (ok) {
+          if (firstValue >= bestValue) {
+            resultSt = st0;
+            resultEv = firstEv;
+            resultSettled = firstSettled;
+          } else {
+            resultSt = st1;
+            resultEv = bestEv;
+            resultSettled = settled;
+          }
+        }
+      }
+    } else if (ok) {
+      if (mode == 2) cheapestStart(g, st0);
+      else memory.copy(st0, alpha0, bytes);
+      ok = runStart(g, evs0, evs1, st0);
+      resultEv = bestEv;
+      resultSettled = settled;
+    }
+    if (!ok) {
+      setI32(pStatus, g, 1);
+      fallback++;
+      continue;
+    }
+    setI32(pStatus, g, resultSettled ? 2 : 0);
+    // The output at the best iterate (host-output.ts storeSolution reads these).
+    memory.copy(pOutAlpha + (<usize>(g * MI) << 2), resultSt + START_SIZE / 5, bytes);
+    memory.copy(pOutPlan + (<usize>(g * NI * MI) << 2), resultEv + EV_PLAN, <usize>(NI * MI) << 2);
+    memory.copy(pOutTau + (<usize>(g * NI) << 2), resultEv + EV_TAU, <usize>NI << 2);
+    setF64(pOutValue, g, load<f64>(resultEv + EV_VALUE));
+  }
+  return fallback;
+}
