@@ -43,13 +43,15 @@ let B2C: f32 = 0;
 let EPS: f32 = 0;
 
 // Inputs (byte offsets): costT f32 [G, NI, MI], costRows f32 [G, MI, NI], a f32 [G, MI],
-// b f32 [G, NI], alpha0 f32 [G, MI], mode i32 [G] (0: two starts, alpha0 then the cheapest
-// column; 1: one start from alpha0; 2: one start from the cheapest column).
+// b f32 [G, NI], alpha0 f32 [G, MI] (the starting row potentials, or with `solveGroups(1)` the
+// rows' best response to beta0 f32 [G, NI]), mode i32 [G] (0: two starts, alpha0 then the
+// cheapest column; 1: one start from alpha0; 2: one start from the cheapest column).
 let pCostT: usize = 0;
 let pCostRows: usize = 0;
 let pA: usize = 0;
 let pB: usize = 0;
 let pAlpha0: usize = 0;
+let pBeta0: usize = 0;
 let pMode: usize = 0;
 // Outputs: alpha f32 [G, MI], planT f32 [G, NI, MI], tau f32 [G, NI], value f64 [G],
 // status i32 [G] (bit 0: the JavaScript solves this group; bit 1: the chosen start settled).
@@ -61,18 +63,18 @@ let pStatus: usize = 0;
 // Scratch.
 let pEval: usize = 0; // three evaluations of EV_SIZE bytes
 let EV_SIZE: usize = 0;
-let EV_PLAN: usize = 0; // f32 [NI, MI]
-let EV_SUP: usize = 0; // u8 [NI, MI]
+let EV_POS: usize = 0; // i32 [NI, KK]: each column's support, ascending rows
+let EV_PVAL: usize = 0; // f32 [NI, KK]: the plan on it
 let EV_TAU: usize = 0; // f32 [NI]
 let EV_GRAD: usize = 0; // f64 [MI]
 let EV_COUNT: usize = 0; // i32 [NI]
 let EV_MINPOS: usize = 0; // f32 [NI]
 let EV_VALUE: usize = 0; // f64
-let pX: usize = 0; // f32 [MI]
-let pXc: usize = 0; // f32 [MI]
+let pX: usize = 0; // f32 [max(MI, NI)]
+let pXc: usize = 0; // f32 [max(MI, NI)]
+let pMark: usize = 0; // u8 [max(MI, NI)]
 let pRanked: usize = 0; // f32 [max(MI, NI)]
 let pOrder: usize = 0; // i32 [max(MI, NI)]
-let pPos: usize = 0; // i32 [MI]
 let pBeta: usize = 0; // f32 [NI]
 let pEll: usize = 0; // f32 [NI]
 let pBetaEll: usize = 0; // f32 [NI]
@@ -142,7 +144,6 @@ export function prepare(
   EPS = eps;
   const gm = <usize>groups * <usize>mi;
   const gn = <usize>groups * <usize>ni;
-  const nm = <usize>ni * <usize>mi;
   const wide = <usize>(mi > ni ? mi : ni);
   let p = align(__heap_base);
   pCostT = p; p = align(p + gn * <usize>mi * 4);
@@ -150,26 +151,28 @@ export function prepare(
   pA = p; p = align(p + gm * 4);
   pB = p; p = align(p + gn * 4);
   pAlpha0 = p; p = align(p + gm * 4);
+  pBeta0 = p; p = align(p + gn * 4);
   pMode = p; p = align(p + <usize>groups * 4);
   pOutAlpha = p; p = align(p + gm * 4);
   pOutPlan = p; p = align(p + gn * <usize>mi * 4);
   pOutTau = p; p = align(p + gn * 4);
   pOutValue = p; p = align(p + <usize>groups * 8);
   pStatus = p; p = align(p + <usize>groups * 4);
-  EV_PLAN = 0;
-  EV_SUP = align(EV_PLAN + nm * 4);
-  EV_TAU = align(EV_SUP + nm);
+  const nk = <usize>ni * <usize>k;
+  EV_POS = 0;
+  EV_PVAL = align(EV_POS + nk * 4);
+  EV_TAU = align(EV_PVAL + nk * 4);
   EV_GRAD = align(EV_TAU + <usize>ni * 4);
   EV_COUNT = align(EV_GRAD + <usize>mi * 8);
   EV_MINPOS = align(EV_COUNT + <usize>ni * 4);
   EV_VALUE = align(EV_MINPOS + <usize>ni * 4);
   EV_SIZE = align(EV_VALUE + 8);
   pEval = p; p = align(p + 3 * EV_SIZE);
-  pX = p; p = align(p + <usize>mi * 4);
-  pXc = p; p = align(p + <usize>mi * 4);
+  pX = p; p = align(p + wide * 4);
+  pXc = p; p = align(p + wide * 4);
+  pMark = p; p = align(p + wide);
   pRanked = p; p = align(p + wide * 4);
   pOrder = p; p = align(p + wide * 4);
-  pPos = p; p = align(p + <usize>mi * 4);
   pBeta = p; p = align(p + <usize>ni * 4);
   pEll = p; p = align(p + <usize>ni * 4);
   pBetaEll = p; p = align(p + <usize>ni * 4);
@@ -184,7 +187,7 @@ export function prepare(
   return true;
 }
 
-/** The byte offset of buffer `which` (0 costT, 1 costRows, 2 a, 3 b, 4 alpha0, 5 mode, 6 out alpha, 7 out planT, 8 out tau, 9 out value, 10 status). */
+/** The byte offset of buffer `which` (0 costT, 1 costRows, 2 a, 3 b, 4 alpha0, 5 mode, 6 out alpha, 7 out planT, 8 out tau, 9 out value, 10 status, 11 beta0). */
 export function offset(which: i32): usize {
   switch (which) {
     case 0: return pCostT;
@@ -198,6 +201,7 @@ export function offset(which: i32): usize {
     case 8: return pOutTau;
     case 9: return pOutValue;
     case 10: return pStatus;
+    case 11: return pBeta0;
     default: return 0;
   }
 }
@@ -209,8 +213,6 @@ export function offset(which: i32): usize {
  */
 function evaluate(g: i32, alpha: usize, e: usize): bool {
   const aBase = pA + (<usize>(g * MI) << 2);
-  const plan = e + EV_PLAN;
-  const sup = e + EV_SUP;
   const grad = e + EV_GRAD;
   let sAlpha: f64 = 0;
   for (let i = 0; i < MI; i++) {
@@ -247,13 +249,8 @@ function evaluate(g: i32, alpha: usize, e: usize): bool {
       setI32(pOrder, r, i);
       last = f32At(pRanked, KK - 1);
     }
-    const jm = j * MI;
-    const colSup = sup + <usize>jm;
-    const colPlan = plan + (<usize>jm << 2);
-    for (let i = 0; i < MI; i++) {
-      store<u8>(colSup + <usize>i, 0);
-      setF32(colPlan, i, 0);
-    }
+    const pos = e + EV_POS + (<usize>(j * KK) << 2);
+    const pval = e + EV_PVAL + (<usize>(j * KK) << 2);
     let cs: f32 = 0;
     let count = 0;
     for (let r = 0; r < KK; r++) {
@@ -261,25 +258,24 @@ function evaluate(g: i32, alpha: usize, e: usize): bool {
       const v = f32At(pXc, p);
       cs = cs + v;
       if (v - (cs - 1) / <f32>(r + 1) > 0) {
-        store<u8>(colSup + <usize>p, 1);
         // The support in ascending row order (insertion).
         let q = count++;
-        while (q > 0 && i32At(pPos, q - 1) > p) {
-          setI32(pPos, q, i32At(pPos, q - 1));
+        while (q > 0 && i32At(pos, q - 1) > p) {
+          setI32(pos, q, i32At(pos, q - 1));
           q--;
         }
-        setI32(pPos, q, p);
+        setI32(pos, q, p);
       }
     }
     let sum: f64 = 0;
-    for (let q = 0; q < count; q++) sum = acc(sum, <f64>f32At(pXc, i32At(pPos, q)));
+    for (let q = 0; q < count; q++) sum = acc(sum, <f64>f32At(pXc, i32At(pos, q)));
     const tauC: f32 = (<f32>sum - 1) / <f32>max<i32>(count, 1);
     setF32(e + EV_TAU, j, tauC + shift);
     let minPositive: f32 = INF32;
     for (let q = 0; q < count; q++) {
-      const i = i32At(pPos, q);
+      const i = i32At(pos, q);
       const p: f32 = bj * max<f32>(f32At(pXc, i) - tauC, 0);
-      setF32(colPlan, i, p);
+      setF32(pval, q, p);
       if (p != 0) {
         planZ = acc(planZ, <f64>(p * (f32At(alpha, i) - f32At(c0, i))));
         square = acc(square, <f64>(p * p));
@@ -298,15 +294,25 @@ function evaluate(g: i32, alpha: usize, e: usize): bool {
 
 /** host-alternating.ts `columnBlockHost`: the column block at `alpha` from its evaluation `e` into pBeta, pEll. */
 function columnBlock(g: i32, e: usize, alpha: usize): void {
-  const sup = e + EV_SUP;
   for (let j = 0; j < NI; j++) {
     const beta = <f32>(<f64>(f32At(e + EV_TAU, j) * f32At(pB, g * NI + j)) * -GAMMA);
     let offMax: f32 = -INF32;
     const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
-    const jm = <usize>(j * MI);
-    for (let i = 0; i < MI; i++) if (!load<u8>(sup + jm + <usize>i)) offMax = max<f32>(offMax, f32At(alpha, i) - f32At(c0, i));
+    // The rows off the support (ascending, so one pointer walks it).
+    const pos = e + EV_POS + (<usize>(j * KK) << 2);
+    const count = i32At(e + EV_COUNT, j);
+    let q = 0;
+    let next = count > 0 ? i32At(pos, 0) : MI;
+    for (let i = 0; i < MI; i++) {
+      if (i == next) {
+        q++;
+        next = q < count ? i32At(pos, q) : MI;
+        continue;
+      }
+      offMax = max<f32>(offMax, f32At(alpha, i) - f32At(c0, i));
+    }
     const minPos = f32At(e + EV_MINPOS, j);
-    const full = i32At(e + EV_COUNT, j) >= KK && minPos < INF32;
+    const full = count >= KK && minPos < INF32;
     const upper = <f32>(<f64>minPos * GAMMA);
     const lower = min<f32>(max<f32>(offMax + beta, 0), upper);
     setF32(pBeta, j, beta);
@@ -457,6 +463,60 @@ function rowBestResponse(g: i32, out: usize): bool {
   return true;
 }
 
+/**
+ * host-alternating.ts `rowBestResponseFree` with host-projection.ts `projectSlice` (k = NI): the
+ * rows' best response to group g's column potentials beta0, ignoring the bound, into `out`
+ * (`alpha_i = -gamma a_i tau_i`, tau_i the sparsemax threshold of `(beta0 - C[i, :]) / (gamma a_i)`).
+ * Returns false when a level is not finite (the group falls back).
+ */
+function rowBestResponseFree(g: i32, out: usize): bool {
+  const beta = pBeta0 + (<usize>(g * NI) << 2);
+  for (let i = 0; i < MI; i++) {
+    const ai = f32At(pA, g * MI + i);
+    const den = <f32>(<f64>(ai > 0 ? ai : <f32>1) * GAMMA);
+    const c0 = pCostRows + (<usize>((g * MI + i) * NI) << 2);
+    let shift: f32 = -INF32;
+    for (let j = 0; j < NI; j++) {
+      const x: f32 = (f32At(beta, j) - f32At(c0, j)) / den;
+      if (!(x - x == 0)) return false;
+      setF32(pX, j, x);
+      if (x > shift) shift = x;
+    }
+    // All levels, descending, ties by the lower column (topKPositions with k = NI).
+    for (let j = 0; j < NI; j++) {
+      const v: f32 = f32At(pX, j) - shift;
+      setF32(pXc, j, v);
+      store<u8>(pMark + <usize>j, 0);
+      let r = j;
+      while (r > 0 && v > f32At(pRanked, r - 1)) {
+        setF32(pRanked, r, f32At(pRanked, r - 1));
+        setI32(pOrder, r, i32At(pOrder, r - 1));
+        r--;
+      }
+      setF32(pRanked, r, v);
+      setI32(pOrder, r, j);
+    }
+    let cs: f32 = 0;
+    let count = 0;
+    for (let r = 0; r < NI; r++) {
+      const p = i32At(pOrder, r);
+      const v = f32At(pXc, p);
+      cs = cs + v;
+      if (v - (cs - 1) / <f32>(r + 1) > 0) {
+        count++;
+        store<u8>(pMark + <usize>p, 1);
+      }
+    }
+    // The support's sum in ascending column order.
+    let sum: f64 = 0;
+    for (let j = 0; j < NI; j++) if (load<u8>(pMark + <usize>j)) sum = acc(sum, <f64>f32At(pXc, j));
+    const tauC: f32 = (<f32>sum - 1) / <f32>max<i32>(count, 1);
+    const tau: f32 = tauC + shift;
+    setF32(out, i, <f32>(<f64>(tau * ai) * -GAMMA));
+  }
+  return true;
+}
+
 // One start's result (runStart).
 let bestValue: f64 = 0;
 let settled: bool = false;
@@ -568,8 +628,12 @@ function groupSupported(g: i32): bool {
   return true;
 }
 
-/** Solves every group (see the file comment); returns the number of groups left to the JavaScript. */
-export function solveGroups(): i32 {
+/**
+ * Solves every group (see the file comment), each from its alpha0 or, with `fromBeta0` 1, from
+ * the rows' best response to its beta0 (written into alpha0). Returns the number of groups left
+ * to the JavaScript.
+ */
+export function solveGroups(fromBeta0: i32): i32 {
   const evs0 = pEval;
   const evs1 = pEval + EV_SIZE;
   const evs2 = pEval + 2 * EV_SIZE;
@@ -581,6 +645,7 @@ export function solveGroups(): i32 {
     const mode = i32At(pMode, g);
     const alpha0 = pAlpha0 + (<usize>(g * MI) << 2);
     let ok = groupSupported(g);
+    if (ok && fromBeta0) ok = rowBestResponseFree(g, alpha0);
     let resultSt: usize = st0;
     let resultEv: usize = 0;
     let resultSettled = false;
@@ -620,7 +685,14 @@ export function solveGroups(): i32 {
     setI32(pStatus, g, resultSettled ? 2 : 0);
     // The output at the best iterate (host-output.ts storeSolution reads these).
     memory.copy(pOutAlpha + (<usize>(g * MI) << 2), resultSt + START_SIZE / 5, bytes);
-    memory.copy(pOutPlan + (<usize>(g * NI * MI) << 2), resultEv + EV_PLAN, <usize>(NI * MI) << 2);
+    const planOut = pOutPlan + (<usize>(g * NI * MI) << 2);
+    memory.fill(planOut, 0, <usize>(NI * MI) << 2);
+    for (let j = 0; j < NI; j++) {
+      const count = i32At(resultEv + EV_COUNT, j);
+      const pos = resultEv + EV_POS + (<usize>(j * KK) << 2);
+      const pval = resultEv + EV_PVAL + (<usize>(j * KK) << 2);
+      for (let q = 0; q < count; q++) setF32(planOut, j * MI + i32At(pos, q), f32At(pval, q));
+    }
     memory.copy(pOutTau + (<usize>(g * NI) << 2), resultEv + EV_TAU, <usize>NI << 2);
     setF64(pOutValue, g, load<f64>(resultEv + EV_VALUE));
   }

@@ -42,7 +42,8 @@ interface Case {
   config?: AlternatingSolverConfig;
   /** 'softmax': -softmax(2 z) (routing costs); 'integer': round(2 z) (exact ties); 'scaled': one group scaled by 1e37. */
   cost?: 'softmax' | 'integer' | 'scaled' | 'normal';
-  init?: 'alpha' | 'beta';
+  /** 'hugeBeta': a warm beta of 1e38 in the first group (its rows' best response overflows: the JavaScript solves it). */
+  init?: 'alpha' | 'beta' | 'hugeBeta';
 }
 
 /** All outputs of one solve, as bytes. */
@@ -62,8 +63,10 @@ function solveBytes(c: Case, wasm: boolean): {bytes: Uint8Array[]; iterations: n
     if (b) spec.b = tf.tensor2d(b, [c.groups, c.n]);
     const problem = sparseOTProblem(cost, spec);
     const column = (c.spec.sparsity ?? 'column') === 'column';
-    const init: SolverInit | undefined = c.init === 'beta'
-      ? {beta: tf.tensor2d(normals(rand, c.groups * (column ? c.n : c.m)), [c.groups, column ? c.n : c.m])}
+    const warmBeta = normals(rand, c.groups * (column ? c.n : c.m));
+    if (c.init === 'hugeBeta') warmBeta[0] = 1e38;
+    const init: SolverInit | undefined = c.init === 'beta' || c.init === 'hugeBeta'
+      ? {beta: tf.tensor2d(warmBeta, [c.groups, column ? c.n : c.m])}
       : c.init === 'alpha' ? {alpha: tf.tensor2d(normals(rand, c.groups * (column ? c.m : c.n)), [c.groups, column ? c.m : c.n])} : undefined;
     const out = alternating(c.config).solve(problem, init);
     const stats = out.marginalStatsSync();
@@ -117,6 +120,7 @@ const CASES: Case[] = [
   {name: 'dual formulation', groups: 6, m: 17, n: 4, spec: {k: 6}, config: {formulation: 'dual', maxIterations: 4}},
   {name: 'one expert', groups: 3, m: 5, n: 1, spec: {k: 5}, config: {maxIterations: 3}},
   {name: 'one token per group', groups: 3, m: 1, n: 3, spec: {k: 1}, config: {maxIterations: 3}},
+  {name: 'a warm beta whose best response overflows in one group', groups: 4, m: 17, n: 4, spec: {k: 6, gamma: 1e-3}, config: {maxIterations: 3}, init: 'hugeBeta'},
   {name: 'a group the module leaves to the JavaScript (x overflows)', groups: 4, m: 17, n: 4, spec: {k: 6, gamma: 1e-3}, cost: 'scaled', config: {maxIterations: 3}},
 ];
 

@@ -18,7 +18,7 @@ interface AlternatingExports {
     tolerance: number, polishRate: number, b1: number, b1c: number, b2: number, b2c: number, eps: number,
   ): number;
   offset(which: number): number;
-  solveGroups(): number;
+  solveGroups(fromBeta0: number): number;
 }
 
 let wasmSolverEnabled = true;
@@ -73,7 +73,10 @@ export interface WasmSolveBuffers {
   costRows: Float32Array;
   a: Float32Array;
   b: Float32Array;
+  /** The starting row potentials (`[groups, mi]`); with `run(true)` written by the module: the rows' best response to `beta0`. */
   alpha0: Float32Array;
+  /** Warm column potentials (`[groups, ni]`), read by `run(true)`. */
+  beta0: Float32Array;
   /** Per group: 0 two starts (alpha0, then the cheapest column), 1 one start from alpha0, 2 one from the cheapest column. */
   mode: Int32Array;
   alpha: Float32Array;
@@ -100,10 +103,11 @@ export interface WasmSolveSettings {
 }
 
 /**
- * Lays out a solve in the module's memory and returns views of its buffers, or null when the
- * module is off or missing or its memory cannot grow.
+ * Lays out a solve in the module's memory and returns views of its buffers and `run` (which
+ * solves every group and returns how many it left to the JavaScript: status bit 0), or null
+ * when the module is off or missing or its memory cannot grow.
  */
-export function prepareWasmSolve(s: WasmSolveSettings): {run: () => number; buffers: WasmSolveBuffers} | null {
+export function prepareWasmSolve(s: WasmSolveSettings): {run: (fromBeta0?: boolean) => number; buffers: WasmSolveBuffers} | null {
   const m = alternatingModule();
   if (m === null) return null;
   const {groups, mi, ni, adam} = s;
@@ -119,6 +123,7 @@ export function prepareWasmSolve(s: WasmSolveSettings): {run: () => number; buff
     a: f32(2, groups * mi),
     b: f32(3, groups * ni),
     alpha0: f32(4, groups * mi),
+    beta0: f32(11, groups * ni),
     mode: new Int32Array(buf, m.offset(5), groups),
     alpha: f32(6, groups * mi),
     planT: f32(7, groups * ni * mi),
@@ -126,5 +131,5 @@ export function prepareWasmSolve(s: WasmSolveSettings): {run: () => number; buff
     value: new Float64Array(buf, m.offset(9), groups),
     status: new Int32Array(buf, m.offset(10), groups),
   };
-  return {run: () => m.solveGroups(), buffers};
+  return {run: (fromBeta0 = false) => m.solveGroups(fromBeta0 ? 1 : 0), buffers};
 }

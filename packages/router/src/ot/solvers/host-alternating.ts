@@ -392,11 +392,13 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
     w.costRows.set(hp.costRows);
     w.a.set(hp.a);
     w.b.set(hp.b);
+    // The starting potentials: given, zero, or (computed by the module) the rows' best response to the warm beta.
+    if (start.fromBeta) w.beta0.set(start.fromBeta);
     for (let g = 0; g < groups; g++) {
-      start.alpha0(hp, g, w.alpha0.subarray(g * mi, (g + 1) * mi));
+      if (!start.fromBeta) start.alpha0(hp, g, w.alpha0.subarray(g * mi, (g + 1) * mi));
       w.mode[g] = groupMode(g);
     }
-    const left = wasm.run();
+    const left = wasm.run(start.fromBeta !== undefined);
     sol.planT.set(w.planT);
     sol.alpha.set(w.alpha);
     for (let g = 0; g < groups; g++) {
@@ -466,6 +468,8 @@ function cheapestStart(hp: HostProblem, g: number, out: Float32Array): void {
 export interface HostStart {
   /** Whether a warm start was given. */
   warm: boolean;
+  /** The warm column potentials (`[groups, ni]`) that `alpha0` responds to, when only those were given. */
+  fromBeta?: Float32Array;
   /** Writes group g's starting row potentials into `out` (`[mi]`). */
   alpha0: (hp: HostProblem, g: number, out: Float32Array) => void;
   /** Writes group g's warm column potentials, or zero, into `out` (`[ni]`). */
@@ -489,6 +493,7 @@ export function readHostStart(problem: SparseOTProblem, init: SolverInit | undef
   const scratch = new ProjectionScratch(ni);
   return {
     warm,
+    fromBeta: warmBeta as Float32Array | undefined,
     alpha0: (hp, g, out) => {
       if (warmAlpha) out.set(warmAlpha.subarray(g * mi, (g + 1) * mi));
       else if (warmBeta) rowBestResponseFree(hp, g, warmBeta.subarray(g * ni, (g + 1) * ni), out, x, scratch);
