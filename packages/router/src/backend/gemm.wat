@@ -24,7 +24,8 @@
 (module
   (import "env" "memory" (memory 1))
   ;; C = A B: 4 x 8 tiles (8 accumulators: A splatted from memory, two vectors of a B row), then
-  ;; the rows past a multiple of 4 as 1 x 8 tiles, then the columns past a multiple of 8 one by one.
+  ;; the rows past a multiple of 4 as 1 x 8 tiles; then, when at least four columns remain past a
+  ;; multiple of 8, 4 x 4 and 1 x 4 tiles for four of them; then the last columns one by one.
   (func $gemm_nn (export "gemm_nn")
     (param $m i32) (param $n i32) (param $k i32)
     (param $a i32) (param $ars i32) (param $acs i32)
@@ -108,6 +109,59 @@
             (br $rl)))
         (local.set $j (i32.add (local.get $j) (i32.const 8)))
         (br $jl)))
+    ;; four more columns when at least four remain: 4 x 4 tiles, then the rows past them as 1 x 4
+    (if (i32.ge_u (i32.sub (local.get $n) (local.get $j)) (i32.const 4))
+      (then
+        (local.set $i (i32.const 0))
+        (block $i4done
+          (loop $i4l
+            (br_if $i4done (i32.ge_u (local.get $i) (local.get $m4)))
+            (local.set $pa0 (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $ars))))
+            (local.set $pa1 (i32.add (local.get $pa0) (local.get $ars)))
+            (local.set $pa2 (i32.add (local.get $pa1) (local.get $ars)))
+            (local.set $pa3 (i32.add (local.get $pa2) (local.get $ars)))
+            (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+            (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c10 (v128.const i32x4 0 0 0 0))
+            (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c30 (v128.const i32x4 0 0 0 0))
+            (local.set $kk (local.get $k))
+            (loop $kl4
+              (local.set $vb0 (v128.load (local.get $pb)))
+              (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (v128.load32_splat (local.get $pa0)) (local.get $vb0))))
+              (local.set $c10 (f32x4.add (local.get $c10) (f32x4.mul (v128.load32_splat (local.get $pa1)) (local.get $vb0))))
+              (local.set $c20 (f32x4.add (local.get $c20) (f32x4.mul (v128.load32_splat (local.get $pa2)) (local.get $vb0))))
+              (local.set $c30 (f32x4.add (local.get $c30) (f32x4.mul (v128.load32_splat (local.get $pa3)) (local.get $vb0))))
+              (local.set $pa0 (i32.add (local.get $pa0) (local.get $acs)))
+              (local.set $pa1 (i32.add (local.get $pa1) (local.get $acs)))
+              (local.set $pa2 (i32.add (local.get $pa2) (local.get $acs)))
+              (local.set $pa3 (i32.add (local.get $pa3) (local.get $acs)))
+              (local.set $pb (i32.add (local.get $pb) (local.get $ldb)))
+              (br_if $kl4 (local.tee $kk (i32.sub (local.get $kk) (i32.const 1)))))
+            (local.set $pc (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc))) (i32.shl (local.get $j) (i32.const 2))))
+            (v128.store (local.get $pc) (local.get $c00))
+            (local.set $pc (i32.add (local.get $pc) (local.get $ldc)))
+            (v128.store (local.get $pc) (local.get $c10))
+            (local.set $pc (i32.add (local.get $pc) (local.get $ldc)))
+            (v128.store (local.get $pc) (local.get $c20))
+            (local.set $pc (i32.add (local.get $pc) (local.get $ldc)))
+            (v128.store (local.get $pc) (local.get $c30))
+            (local.set $i (i32.add (local.get $i) (i32.const 4)))
+            (br $i4l)))
+        (block $r4done
+          (loop $r4l
+            (br_if $r4done (i32.ge_u (local.get $i) (local.get $m)))
+            (local.set $pa0 (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $ars))))
+            (local.set $pb (i32.add (local.get $b) (i32.shl (local.get $j) (i32.const 2))))
+            (local.set $c00 (v128.const i32x4 0 0 0 0))
+            (local.set $kk (local.get $k))
+            (loop $kl5
+              (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (v128.load32_splat (local.get $pa0)) (v128.load (local.get $pb)))))
+              (local.set $pa0 (i32.add (local.get $pa0) (local.get $acs)))
+              (local.set $pb (i32.add (local.get $pb) (local.get $ldb)))
+              (br_if $kl5 (local.tee $kk (i32.sub (local.get $kk) (i32.const 1)))))
+            (v128.store (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc))) (i32.shl (local.get $j) (i32.const 2))) (local.get $c00))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $r4l)))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))))
     ;; remaining columns: scalar
     (block $cdone
       (loop $cl

@@ -78,10 +78,11 @@ function exact(a: Float32Array, b: Float32Array, m: number, k: number, n: number
 
 const COMBOS: [boolean, boolean][] = [[false, false], [true, false], [false, true], [true, true]];
 // [m, k, n]: below one tile, exact tiles, every remainder of 4 rows / 8 columns / 2 rows / 4
-// columns, k = 1..5 (no full lane group, tails 1-3), and an expert-sized product.
+// columns, k = 1..5 (no full lane group, tails 1-3), an expert-sized product, and 4 / 12 columns
+// (the 4 x 4 tiles: a router's logits over 4 experts).
 const SHAPES: [number, number, number][] = [
   [1, 1, 1], [1, 5, 1], [3, 2, 7], [4, 8, 8], [5, 3, 9], [7, 4, 15], [8, 1, 16], [2, 6, 4],
-  [9, 13, 17], [12, 7, 24], [33, 5, 31], [6, 19, 3], [16, 64, 40], [64, 192, 96],
+  [9, 13, 17], [12, 7, 24], [33, 5, 31], [6, 19, 3], [16, 64, 40], [64, 192, 96], [37, 64, 4], [13, 9, 12],
 ];
 
 describe('own wasm matMul kernels (gemm.wat)', () => {
