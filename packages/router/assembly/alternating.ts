@@ -30,6 +30,8 @@ let G: i32 = 0;
 let MI: i32 = 0;
 let NI: i32 = 0;
 let KK: i32 = 0;
+/** The stride of the support lists: KK + 1 (one spare entry for the branchless append). */
+let KS: i32 = 0;
 let GAMMA: f64 = 0;
 let F32S: bool = false;
 let T: i32 = 0;
@@ -63,8 +65,8 @@ let pStatus: usize = 0;
 // Scratch.
 let pEval: usize = 0; // three evaluations of EV_SIZE bytes
 let EV_SIZE: usize = 0;
-let EV_POS: usize = 0; // i32 [NI, KK]: each column's support, ascending rows
-let EV_PVAL: usize = 0; // f32 [NI, KK]: the plan on it
+let EV_POS: usize = 0; // i32 [NI, KS]: each column's support, ascending rows
+let EV_PVAL: usize = 0; // f32 [NI, KS]: the plan on it
 let EV_TAU: usize = 0; // f32 [NI]
 let EV_GRAD: usize = 0; // f64 [MI]
 let EV_COUNT: usize = 0; // i32 [NI]
@@ -73,6 +75,19 @@ let EV_VALUE: usize = 0; // f64
 let pX: usize = 0; // f32 [max(MI, NI)]
 let pXc: usize = 0; // f32 [max(MI, NI)]
 let pMark: usize = 0; // u8 [max(MI, NI)]
+// The four-column evaluation's scratch (v128 rows): x, xc, rank (then the support mask), plan, the
+// plan's two sum terms, and per rank the ranked xc and its row ([MI] each); per rank r < KK the
+// support test.
+let vX: usize = 0;
+let vXc: usize = 0;
+let vRank: usize = 0;
+let vP: usize = 0;
+let vT1: usize = 0;
+let vT2: usize = 0;
+let vOrd: usize = 0;
+let vOrdRow: usize = 0;
+let vSup: usize = 0;
+let vTmp: usize = 0; // one v128
 let pRanked: usize = 0; // f32 [max(MI, NI)]
 let pOrder: usize = 0; // i32 [max(MI, NI)]
 let pBeta: usize = 0; // f32 [NI]
@@ -131,6 +146,7 @@ export function prepare(
   MI = mi;
   NI = ni;
   KK = k;
+  KS = k + 1;
   GAMMA = gamma;
   F32S = f32Sums;
   T = maxIterations;
@@ -158,7 +174,7 @@ export function prepare(
   pOutTau = p; p = align(p + gn * 4);
   pOutValue = p; p = align(p + <usize>groups * 8);
   pStatus = p; p = align(p + <usize>groups * 4);
-  const nk = <usize>ni * <usize>k;
+  const nk = <usize>ni * <usize>(k + 1);
   EV_POS = 0;
   EV_PVAL = align(EV_POS + nk * 4);
   EV_TAU = align(EV_PVAL + nk * 4);
@@ -171,6 +187,18 @@ export function prepare(
   pX = p; p = align(p + wide * 4);
   pXc = p; p = align(p + wide * 4);
   pMark = p; p = align(p + wide);
+  const rows16 = <usize>mi << 4;
+  const ranks16 = <usize>k << 4;
+  vX = p; p += rows16;
+  vXc = p; p += rows16;
+  vRank = p; p += rows16;
+  vP = p; p += rows16;
+  vT1 = p; p += rows16;
+  vT2 = p; p += rows16;
+  vOrd = p; p += rows16;
+  vOrdRow = p; p += rows16;
+  vSup = p; p += ranks16;
+  vTmp = p; p += 16;
   pRanked = p; p = align(p + wide * 4);
   pOrder = p; p = align(p + wide * 4);
   pBeta = p; p = align(p + <usize>ni * 4);
@@ -212,6 +240,11 @@ export function offset(which: i32): usize {
  * JavaScript then takes its general loop: the group falls back).
  */
 function evaluate(g: i32, alpha: usize, e: usize): bool {
+  return (NI & 3) == 0 ? evaluate4(g, alpha, e) : evaluateScalar(g, alpha, e);
+}
+
+/** {@link evaluate} column by column. */
+function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
   const aBase = pA + (<usize>(g * MI) << 2);
   const grad = e + EV_GRAD;
   let sAlpha: f64 = 0;
@@ -249,8 +282,8 @@ function evaluate(g: i32, alpha: usize, e: usize): bool {
       setI32(pOrder, r, i);
       last = f32At(pRanked, KK - 1);
     }
-    const pos = e + EV_POS + (<usize>(j * KK) << 2);
-    const pval = e + EV_PVAL + (<usize>(j * KK) << 2);
+    const pos = e + EV_POS + (<usize>(j * KS) << 2);
+    const pval = e + EV_PVAL + (<usize>(j * KS) << 2);
     let cs: f32 = 0;
     let count = 0;
     for (let r = 0; r < KK; r++) {
@@ -292,6 +325,166 @@ function evaluate(g: i32, alpha: usize, e: usize): bool {
   return true;
 }
 
+@inline function lane32(v: v128, l: i32): u32 {
+  v128.store(vTmp, v);
+  return load<u32>(vTmp + (<usize>l << 2));
+}
+
+/**
+ * {@link evaluate} four columns at a time (NI a multiple of 4), one column per SIMD lane, each
+ * lane in the scalar loop's float32 steps: the same maxima (pmax keeps the first of equal
+ * values, as `xi > shift` does), the k largest of xc by rank counting (ties: the lower row
+ * first, topKPositions' order), the support test in rank order, the support's sum in ascending
+ * rows (adding +0 for rows off the support, which leaves a sum of values <= 0 unchanged), and
+ * then the value's and the gradient's sums in the scalar loop's order (column by column, rows
+ * ascending; the plan's zeros add +0 or -0, which leave those sums, never -0, unchanged).
+ */
+function evaluate4(g: i32, alpha: usize, e: usize): bool {
+  const aBase = pA + (<usize>(g * MI) << 2);
+  const grad = e + EV_GRAD;
+  let sAlpha: f64 = 0;
+  for (let i = 0; i < MI; i++) {
+    sAlpha = acc(sAlpha, <f64>(f32At(alpha, i) * f32At(aBase, i)));
+    setF64(grad, i, 0);
+  }
+  let planZ: f64 = 0;
+  let square: f64 = 0;
+  const zero = f32x4.splat(0);
+  const one = f32x4.splat(1);
+  for (let j0 = 0; j0 < NI; j0 += 4) {
+    const bv = v128.load(pB + (<usize>(g * NI + j0) << 2));
+    // den = f32((b > 0 ? b : 1) * gamma), lane by lane (gamma need not be a float32 value).
+    for (let l = 0; l < 4; l++) {
+      const bj = f32At(pB, g * NI + j0 + l);
+      setF32(vTmp, l, <f32>(<f64>(bj > 0 ? bj : <f32>1) * GAMMA));
+    }
+    const den = v128.load(vTmp);
+    let shift = f32x4.splat(-INF32);
+    let bad = i32x4.splat(0);
+    for (let i = 0; i < MI; i++) {
+      const crow = v128.load(pCostRows + (<usize>((g * MI + i) * NI + j0) << 2));
+      const x = f32x4.div(f32x4.sub(f32x4.splat(f32At(alpha, i)), crow), den);
+      bad = v128.or(bad, v128.not(f32x4.eq(f32x4.sub(x, x), zero)));
+      v128.store(vX + (<usize>i << 4), x);
+      shift = f32x4.pmax(shift, x);
+    }
+    if (v128.any_true(bad)) return false;
+    for (let i = 0; i < MI; i++) v128.store(vXc + (<usize>i << 4), f32x4.sub(v128.load(vX + (<usize>i << 4)), shift));
+    // Ranks: rows ahead of row i (larger, or equal and lower).
+    for (let i = 0; i < MI; i++) {
+      const v = v128.load(vXc + (<usize>i << 4));
+      let r = i32x4.splat(0);
+      for (let i2 = 0; i2 < i; i2++) r = i32x4.sub(r, f32x4.ge(v128.load(vXc + (<usize>i2 << 4)), v));
+      for (let i2 = i + 1; i2 < MI; i2++) r = i32x4.sub(r, f32x4.gt(v128.load(vXc + (<usize>i2 << 4)), v));
+      v128.store(vRank + (<usize>i << 4), r);
+    }
+    // Every row at its rank, per lane (the ranks of a lane are a permutation of the rows).
+    for (let i = 0; i < MI; i++) {
+      const rb = vRank + (<usize>i << 4);
+      const xb = vXc + (<usize>i << 4);
+      for (let l = 0; l < 4; l++) {
+        const at = (<usize>load<i32>(rb + (<usize>l << 2)) << 4) + (<usize>l << 2);
+        store<f32>(vOrd + at, load<f32>(xb + (<usize>l << 2)));
+        store<i32>(vOrdRow + at, i);
+      }
+    }
+    let cs = zero;
+    let count = i32x4.splat(0);
+    for (let r = 0; r < KK; r++) {
+      const v = v128.load(vOrd + (<usize>r << 4));
+      cs = f32x4.add(cs, v);
+      const test = f32x4.gt(f32x4.sub(v, f32x4.div(f32x4.sub(cs, one), f32x4.splat(<f32>(r + 1)))), zero);
+      v128.store(vSup + (<usize>r << 4), test);
+      count = i32x4.sub(count, test);
+    }
+    // The support mask per row (vRank's rows now): the test of the row's rank when below k.
+    for (let i = 0; i < MI; i++) v128.store(vRank + (<usize>i << 4), i32x4.splat(0));
+    for (let r = 0; r < KK; r++) {
+      const rb = vOrdRow + (<usize>r << 4);
+      const sb = vSup + (<usize>r << 4);
+      for (let l = 0; l < 4; l++) {
+        const lo = <usize>l << 2;
+        store<i32>(vRank + (<usize>load<i32>(rb + lo) << 4) + lo, load<i32>(sb + lo));
+      }
+    }
+    let sumV = zero;
+    const f64Sums = !F32S;
+    if (!f64Sums) {
+      for (let i = 0; i < MI; i++) {
+        sumV = f32x4.add(sumV, v128.bitselect(v128.load(vXc + (<usize>i << 4)), zero, v128.load(vRank + (<usize>i << 4))));
+      }
+    }
+    const countF = f32x4.convert_i32x4_s(i32x4.max_s(count, i32x4.splat(1)));
+    let tauC: v128;
+    if (f64Sums) {
+      // float64 sums (the cpu backend's reductions): column by column, rows ascending.
+      for (let l = 0; l < 4; l++) {
+        let sum: f64 = 0;
+        for (let i = 0; i < MI; i++) {
+          if (load<i32>(vRank + (<usize>i << 4) + (<usize>l << 2)) != 0) sum += <f64>load<f32>(vXc + (<usize>i << 4) + (<usize>l << 2));
+        }
+        setF32(vTmp, l, <f32>sum);
+      }
+      tauC = f32x4.div(f32x4.sub(v128.load(vTmp), one), countF);
+    } else {
+      tauC = f32x4.div(f32x4.sub(sumV, one), countF);
+    }
+    v128.store(e + EV_TAU + (<usize>j0 << 2), f32x4.add(tauC, shift));
+    let minPos = f32x4.splat(INF32);
+    const infV = f32x4.splat(INF32);
+    for (let i = 0; i < MI; i++) {
+      const o = <usize>i << 4;
+      const member = v128.load(vRank + o);
+      const xc = v128.load(vXc + o);
+      const p = v128.bitselect(f32x4.mul(bv, f32x4.max(f32x4.sub(xc, tauC), zero)), zero, member);
+      v128.store(vP + o, p);
+      const az = f32x4.sub(f32x4.splat(f32At(alpha, i)), v128.load(pCostRows + (<usize>((g * MI + i) * NI + j0) << 2)));
+      v128.store(vT1 + o, f32x4.mul(p, az));
+      v128.store(vT2 + o, f32x4.mul(p, p));
+      minPos = f32x4.min(minPos, v128.bitselect(p, infV, f32x4.gt(p, zero)));
+    }
+    v128.store(e + EV_MINPOS + (<usize>j0 << 2), minPos);
+    // Per column (in order): the support list (ascending rows, appended without branches), the
+    // plan on it, the value's sums.
+    for (let l = 0; l < 4; l++) {
+      const j = j0 + l;
+      const pos = e + EV_POS + (<usize>(j * KS) << 2);
+      const pval = e + EV_PVAL + (<usize>(j * KS) << 2);
+      const lo = <usize>l << 2;
+      let c = 0;
+      for (let i = 0; i < MI; i++) {
+        const o = (<usize>i << 4) + lo;
+        const at = <usize>c << 2; // c <= KK: the lists hold KK + 1 entries
+        store<i32>(pos + at, i);
+        store<f32>(pval + at, load<f32>(vP + o));
+        c += load<i32>(vRank + o) & 1;
+      }
+      for (let q = 0; q < c; q++) {
+        if (f32At(pval, q) != 0) {
+          const o = (<usize>i32At(pos, q) << 4) + lo;
+          planZ = acc(planZ, <f64>load<f32>(vT1 + o));
+          square = acc(square, <f64>load<f32>(vT2 + o));
+        }
+      }
+      setI32(e + EV_COUNT, j, c);
+    }
+    // The gradient's sums: per row, the columns in order.
+    for (let i = 0; i < MI; i++) {
+      let gi = f64At(grad, i);
+      const o = vP + (<usize>i << 4);
+      gi = acc(gi, <f64>load<f32>(o));
+      gi = acc(gi, <f64>load<f32>(o + 4));
+      gi = acc(gi, <f64>load<f32>(o + 8));
+      gi = acc(gi, <f64>load<f32>(o + 12));
+      setF64(grad, i, gi);
+    }
+  }
+  for (let i = 0; i < MI; i++) setF64(grad, i, <f64>(f32At(aBase, i) - <f32>f64At(grad, i)));
+  const halfGamma = <f32>(GAMMA / 2);
+  store<f64>(e + EV_VALUE, <f64>((<f32>sAlpha - <f32>planZ) + halfGamma * <f32>square));
+  return true;
+}
+
 /** host-alternating.ts `columnBlockHost`: the column block at `alpha` from its evaluation `e` into pBeta, pEll. */
 function columnBlock(g: i32, e: usize, alpha: usize): void {
   for (let j = 0; j < NI; j++) {
@@ -299,7 +492,7 @@ function columnBlock(g: i32, e: usize, alpha: usize): void {
     let offMax: f32 = -INF32;
     const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
     // The rows off the support (ascending, so one pointer walks it).
-    const pos = e + EV_POS + (<usize>(j * KK) << 2);
+    const pos = e + EV_POS + (<usize>(j * KS) << 2);
     const count = i32At(e + EV_COUNT, j);
     let q = 0;
     let next = count > 0 ? i32At(pos, 0) : MI;
@@ -689,8 +882,8 @@ export function solveGroups(fromBeta0: i32): i32 {
     memory.fill(planOut, 0, <usize>(NI * MI) << 2);
     for (let j = 0; j < NI; j++) {
       const count = i32At(resultEv + EV_COUNT, j);
-      const pos = resultEv + EV_POS + (<usize>(j * KK) << 2);
-      const pval = resultEv + EV_PVAL + (<usize>(j * KK) << 2);
+      const pos = resultEv + EV_POS + (<usize>(j * KS) << 2);
+      const pval = resultEv + EV_PVAL + (<usize>(j * KS) << 2);
       for (let q = 0; q < count; q++) setF32(planOut, j * MI + i32At(pos, q), f32At(pval, q));
     }
     memory.copy(pOutTau + (<usize>(g * NI) << 2), resultEv + EV_TAU, <usize>NI << 2);

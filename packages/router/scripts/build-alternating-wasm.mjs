@@ -14,10 +14,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const sourcePath = join(here, '../assembly/alternating.ts');
 const outPath = join(here, '../src/ot/solvers/alternating-module.ts');
 
-/** The compiled bytes of alternating.ts (asc -O3, stub runtime, no assertions). */
+/** The compiled bytes of alternating.ts (asc -O3, SIMD, stub runtime, no assertions). */
 export async function buildAlternating() {
   const asc = (await import('assemblyscript/asc')).default;
-  const result = await asc.compileString({'alternating.ts': readFileSync(sourcePath, 'utf8')}, {optimizeLevel: 3, shrinkLevel: 0, runtime: 'stub', noAssert: true});
+  const result = await asc.compileString({'alternating.ts': readFileSync(sourcePath, 'utf8')}, {optimizeLevel: 3, shrinkLevel: 0, runtime: 'stub', noAssert: true, enable: ['simd']});
   if (result.error) throw new Error(`asc failed: ${result.error.message}\n${result.stderr.toString()}`);
   return Buffer.from(result.binary);
 }
@@ -34,7 +34,14 @@ ${lines};
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const text = moduleSource(await buildAlternating());
+  let bytes;
+  try {
+    bytes = await buildAlternating();
+  } catch (e) {
+    console.error(e.message);
+    process.exit(2);
+  }
+  const text = moduleSource(bytes);
   if (process.argv.includes('--check')) {
     const same = readFileSync(outPath, 'utf8') === text;
     console.log(same ? 'alternating-module.ts matches assembly/alternating.ts' : 'alternating-module.ts is stale: run node packages/router/scripts/build-alternating-wasm.mjs');
