@@ -7,6 +7,57 @@ import * as tf from '@tensorflow/tfjs';
 
 const f32 = Math.fround;
 
+/** The scratch arrays of {@link rebalanceHost} for groups of S tokens and E experts (every entry is written before it is read). */
+class RebalanceScratch {
+  readonly kept: Uint8Array;
+  readonly releaseKey: Float32Array;
+  // Token s's held experts, ascending: heldList[s * E .. s * E + heldCount[s]).
+  readonly heldList: Int32Array;
+  readonly heldCount: Int32Array;
+  readonly keptCount: Int32Array;
+  readonly used: Int32Array;
+  readonly candidates: Int32Array;
+  readonly extra: Int32Array; // a waiting token's accepted expert when it did not hold it, or -1
+  readonly waitingList: Int32Array;
+  readonly accepted: Int32Array;
+  readonly prio: Float32Array;
+  readonly choices: Int32Array;
+  readonly ask: Int32Array;
+  readonly room: Float64Array;
+  readonly slotList: Int32Array;
+  readonly slotCount: Int32Array;
+  readonly slotKey: Float32Array;
+  readonly slotIdx: Int32Array;
+  constructor(readonly S: number, readonly E: number) {
+    this.kept = new Uint8Array(S * E);
+    this.releaseKey = new Float32Array(S * E);
+    this.heldList = new Int32Array(S * E);
+    this.heldCount = new Int32Array(S);
+    this.keptCount = new Int32Array(S);
+    this.used = new Int32Array(E);
+    this.candidates = new Int32Array(S * E);
+    this.extra = new Int32Array(S);
+    this.waitingList = new Int32Array(S);
+    this.accepted = new Int32Array(S);
+    this.prio = new Float32Array(S);
+    this.choices = new Int32Array(S * E);
+    this.ask = new Int32Array(S);
+    this.room = new Float64Array(E);
+    this.slotList = new Int32Array(E * S);
+    this.slotCount = new Int32Array(E);
+    this.slotKey = new Float32Array(S);
+    this.slotIdx = new Int32Array(S);
+  }
+}
+
+let lastScratch: RebalanceScratch | null = null;
+
+/** The scratch for (S, E), reused while the sizes stay the same (a model's layers share them). */
+function rebalanceScratch(S: number, E: number): RebalanceScratch {
+  if (lastScratch === null || lastScratch.S !== S || lastScratch.E !== E) lastScratch = new RebalanceScratch(S, E);
+  return lastScratch;
+}
+
 /**
  * `rebalanceAssignment` on the host copies of its inputs, group by group, with the tensor
  * path's rules: the same float32 keys and orders, ties broken as `tf.topk` breaks them (lower
@@ -25,25 +76,8 @@ export function rebalanceHost(tokenIndices: tf.Tensor3D, plan: tf.Tensor3D, gate
   const M = mask.dataSync();
   const f32Sums = tf.getBackend() === 'wasm';
   const out = new Int32Array(groups * E * C);
-  const kept = new Uint8Array(S * E);
-  const releaseKey = new Float32Array(S * E);
-  // Token s's held experts, ascending: heldList[s * E .. s * E + heldCount[s]).
-  const heldList = new Int32Array(S * E);
-  const heldCount = new Int32Array(S);
-  const keptCount = new Int32Array(S);
-  const used = new Int32Array(E);
-  const candidates = new Int32Array(S * E);
-  const extra = new Int32Array(S); // a waiting token's accepted expert when it did not hold it, or -1
-  const waitingList = new Int32Array(S);
-  const accepted = new Int32Array(S);
-  const prio = new Float32Array(S);
-  const choices = new Int32Array(S * E);
-  const ask = new Int32Array(S);
-  const room = new Float64Array(E);
-  const slotList = new Int32Array(E * S);
-  const slotCount = new Int32Array(E);
-  const slotKey = new Float32Array(S);
-  const slotIdx = new Int32Array(S);
+  const {kept, releaseKey, heldList, heldCount, keptCount, used, candidates, extra, waitingList, accepted, prio, choices, ask, room, slotList, slotCount, slotKey, slotIdx} =
+    rebalanceScratch(S, E);
   const tol = f32(1e-4);
   const byKey = (p: number, q: number): number => (releaseKey[p] - releaseKey[q]) || (p - q);
   for (let g = 0; g < groups; g++) {

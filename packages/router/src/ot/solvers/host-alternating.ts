@@ -371,7 +371,6 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
   const start = readHostStart(problem, init);
   const hp = readHostProblem(problem);
   const {groups, mi, ni, k} = hp;
-  const sol = newHostSolution(hp);
   /** Group g's starts: 0 two (its starting potentials, then the cheapest column), 1 one from its starting potentials, 2 one from the cheapest column. */
   const groupMode = (g: number): number => {
     // Capacity factor above ~1.125 and at 1 (alternating.ts `aboveOne`, `atOne`, in the same float32 steps).
@@ -385,6 +384,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
     return cfg.multiStart === 'auto' && !start.warm && aboveOne ? 2 : 1;
   };
   let converged = true;
+  let sol: HostSolution;
   const wasm = prepareWasmSolve({...hp, ...cfg, adam: ADAM});
   if (wasm !== null) {
     const w = wasm.buffers;
@@ -399,8 +399,8 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       w.mode[g] = groupMode(g);
     }
     const left = wasm.run(start.fromBeta !== undefined);
-    sol.planT.set(w.planT);
-    sol.alpha.set(w.alpha);
+    // The plan and potentials as the module left them (views; hostOutput copies them into tensors).
+    sol = {planT: w.planT, alpha: w.alpha, beta: new Float32Array(groups * ni), value: new Float64Array(groups)};
     for (let g = 0; g < groups; g++) {
       if (w.status[g] & 1) continue;
       for (let j = 0; j < ni; j++) sol.beta[g * ni + j] = f32(f32(w.tau[g * ni + j] * hp.b[g * ni + j]) * -hp.gamma);
@@ -412,6 +412,7 @@ export function solveAlternatingHost(problem: SparseOTProblem, init: SolverInit 
       for (let g = 0; g < groups; g++) if (w.status[g] & 1) converged = js.solve(g, groupMode(g), sol) && converged;
     }
   } else {
+    sol = newHostSolution(hp);
     const js = new GroupSolver(hp, cfg, start);
     for (let g = 0; g < groups; g++) converged = js.solve(g, groupMode(g), sol) && converged;
   }

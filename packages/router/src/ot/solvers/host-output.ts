@@ -13,9 +13,13 @@ import {ProjectionScratch} from './host-projection';
 
 const f32 = Math.fround;
 
-/** Host results of a solve, all groups, internal layout: `planT [groups, ni, mi]`, `alpha [groups, mi]`, `beta [groups, ni]`, `value [groups]`. */
+/**
+ * Host results of a solve, all groups, internal layout: `planT [groups, ni, mi]`, `alpha [groups,
+ * mi]`, `beta [groups, ni]`, `value [groups]` (float32 values; `planT` and `alpha` may be views of
+ * the WebAssembly solver's output, read before its next solve).
+ */
 export interface HostSolution {
-  planT: Float64Array;
+  planT: Float64Array | Float32Array;
   alpha: Float32Array;
   beta: Float32Array;
   value: Float64Array;
