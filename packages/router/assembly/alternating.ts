@@ -72,6 +72,7 @@ let EV_GRAD: usize = 0; // f64 [MI]
 let EV_COUNT: usize = 0; // i32 [NI]
 let EV_MINPOS: usize = 0; // f32 [NI]
 let EV_VALUE: usize = 0; // f64
+let EV_MASK: usize = 0; // v128 [NI / 4, MI]: the support masks of evaluate4 (NI a multiple of 4)
 let pX: usize = 0; // f32 [max(MI, NI)]
 let pXc: usize = 0; // f32 [max(MI, NI)]
 let pMark: usize = 0; // u8 [max(MI, NI)]
@@ -182,7 +183,8 @@ export function prepare(
   EV_COUNT = align(EV_GRAD + <usize>mi * 8);
   EV_MINPOS = align(EV_COUNT + <usize>ni * 4);
   EV_VALUE = align(EV_MINPOS + <usize>ni * 4);
-  EV_SIZE = align(EV_VALUE + 8);
+  EV_MASK = align(EV_VALUE + 8);
+  EV_SIZE = align(EV_MASK + ((ni & 3) == 0 ? (<usize>(ni >> 2) * <usize>mi) << 4 : 0));
   pEval = p; p = align(p + 3 * EV_SIZE);
   pX = p; p = align(p + wide * 4);
   pXc = p; p = align(p + wide * 4);
@@ -407,6 +409,8 @@ function evaluate4(g: i32, alpha: usize, e: usize): bool {
         store<i32>(vRank + (<usize>load<i32>(rb + lo) << 4) + lo, load<i32>(sb + lo));
       }
     }
+    const masks = e + EV_MASK + (<usize>((j0 >> 2) * MI) << 4);
+    for (let i = 0; i < MI; i++) v128.store(masks + (<usize>i << 4), v128.load(vRank + (<usize>i << 4)));
     let sumV = zero;
     const f64Sums = !F32S;
     if (!f64Sums) {
@@ -487,8 +491,23 @@ function evaluate4(g: i32, alpha: usize, e: usize): bool {
 
 /** host-alternating.ts `columnBlockHost`: the column block at `alpha` from its evaluation `e` into pBeta, pEll. */
 function columnBlock(g: i32, e: usize, alpha: usize): void {
+  if ((NI & 3) == 0) {
+    // Four columns at a time: the largest alpha_i - C_ij off the support (members count as -inf;
+    // max of the same values in another order, and max(-0, +0) = +0 either way).
+    const negInf = f32x4.splat(-INF32);
+    for (let j0 = 0; j0 < NI; j0 += 4) {
+      const masks = e + EV_MASK + (<usize>((j0 >> 2) * MI) << 4);
+      let offMax = negInf;
+      for (let i = 0; i < MI; i++) {
+        const d = f32x4.sub(f32x4.splat(f32At(alpha, i)), v128.load(pCostRows + (<usize>((g * MI + i) * NI + j0) << 2)));
+        offMax = f32x4.max(offMax, v128.bitselect(negInf, d, v128.load(masks + (<usize>i << 4))));
+      }
+      v128.store(vTmp, offMax);
+      for (let l = 0; l < 4; l++) columnLevels(g, e, j0 + l, f32At(vTmp, l));
+    }
+    return;
+  }
   for (let j = 0; j < NI; j++) {
-    const beta = <f32>(<f64>(f32At(e + EV_TAU, j) * f32At(pB, g * NI + j)) * -GAMMA);
     let offMax: f32 = -INF32;
     const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
     // The rows off the support (ascending, so one pointer walks it).
@@ -504,13 +523,19 @@ function columnBlock(g: i32, e: usize, alpha: usize): void {
       }
       offMax = max<f32>(offMax, f32At(alpha, i) - f32At(c0, i));
     }
-    const minPos = f32At(e + EV_MINPOS, j);
-    const full = count >= KK && minPos < INF32;
-    const upper = <f32>(<f64>minPos * GAMMA);
-    const lower = min<f32>(max<f32>(offMax + beta, 0), upper);
-    setF32(pBeta, j, beta);
-    setF32(pEll, j, full ? (upper + lower) * <f32>0.5 : 0);
+    columnLevels(g, e, j, offMax);
   }
+}
+
+/** Column j's block from its largest off-support `alpha_i - C_ij` (`columnBlockHost`'s last steps): pBeta[j], pEll[j]. */
+@inline function columnLevels(g: i32, e: usize, j: i32, offMax: f32): void {
+  const beta = <f32>(<f64>(f32At(e + EV_TAU, j) * f32At(pB, g * NI + j)) * -GAMMA);
+  const minPos = f32At(e + EV_MINPOS, j);
+  const full = i32At(e + EV_COUNT, j) >= KK && minPos < INF32;
+  const upper = <f32>(<f64>minPos * GAMMA);
+  const lower = min<f32>(max<f32>(offMax + beta, 0), upper);
+  setF32(pBeta, j, beta);
+  setF32(pEll, j, full ? (upper + lower) * <f32>0.5 : 0);
 }
 
 /**
