@@ -18,7 +18,7 @@
  *
  * On webgpu (Dawn in Node) the wasm kernel variants do not apply: run `--variants=layernorm`.
  *
- * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1] [--pairs=16] [--capacity-layout] [--xnnpack]`
+ * `npx tsx bench/train-step.ts [--backend=wasm|cpu|webgpu] [--batch=64] [--steps=4] [--models=sparse-ot,topk,dense] [--variants=legacy,layernorm,fast,fast-no-metrics,fast-tensor-ot] [--rounds=1] [--pairs=16] [--capacity-layout] [--xnnpack] [--js-solver]`
  *
  * `--pairs=n` (fast kernels) times n rounds in which every model takes one step in turn, each MoE
  * model with its routing metrics on (what the trainer's logging steps run) and off (its other
@@ -26,6 +26,9 @@
  * changes hit every entry alike.
  *
  * `--xnnpack` (with `--pairs`) runs the paired steps' matMuls through XNNPACK (`setWasmGemm(false)`).
+ *
+ * `--js-solver` (with `--pairs`) runs the OT solver's host group loop in JavaScript
+ * (`setWasmSolver(false)`, as before 1 Dec 13:00) instead of WebAssembly; the results are the same bits.
  *
  * `--capacity-layout` (with `--pairs`) adds, per MoE model, a step without metrics whose MoE
  * layers run every capacity slot (`compactDispatch = false`, the layout before 1 Dec) instead of
@@ -37,7 +40,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {parseArgs} from 'util';
 import {replaceLayers, type LayerReplacement} from '@tfjs-moe/models';
-import {moeLayers, registerFastKernels, setHostSolvers, setWasmGemm, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
+import {moeLayers, registerFastKernels, setHostSolvers, setWasmGemm, setWasmSolver, unregisterFastKernels, withRoutingMetrics} from '@tfjs-moe/router';
 import {
   AdamW, buildModel, clipByGlobalNorm, forwardFlopsPerImage, releaseWebGPU, setupBackend, trainableVariables, trainStep,
   type BackendRequest, type ModelSpec,
@@ -58,6 +61,7 @@ const {values: args} = parseArgs({
     rounds: {type: 'string', default: '1'},
     'capacity-layout': {type: 'boolean', default: false},
     xnnpack: {type: 'boolean', default: false},
+    'js-solver': {type: 'boolean', default: false},
   },
 });
 
@@ -193,6 +197,7 @@ async function pairedSteps(names: string[], batch: number, rounds: number): Prom
   registerFastKernels();
   setWasmGemm(!args.xnnpack);
   setHostSolvers(true);
+  setWasmSolver(!args['js-solver']);
   const xs = tf.randomUniform([batch, 28, 28, 1]);
   const ys = tf.tensor1d(Array.from({length: batch}, (_, i) => i % 10), 'int32') as tf.Tensor1D;
   const built = names.map((name) => {

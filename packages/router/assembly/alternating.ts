@@ -32,6 +32,14 @@ let NI: i32 = 0;
 let KK: i32 = 0;
 /** The stride of the support lists: KK + 1 (one spare entry for the branchless append). */
 let KS: i32 = 0;
+/**
+ * Whether evaluations run four columns at a time ({@link evaluate4}): NI a multiple of 4 and at
+ * most {@link SIMD_MAX_ROWS} rows (its ranks cost MI^2 comparisons per four columns, against the
+ * scalar loop's insertion into the k best, about MI (1 + k / 4) steps per column).
+ */
+let SIMD4: bool = false;
+/** The most rows for {@link evaluate4} (routing groups of a few dozen tokens). */
+const SIMD_MAX_ROWS: i32 = 24;
 let GAMMA: f64 = 0;
 let F32S: bool = false;
 let T: i32 = 0;
@@ -72,7 +80,7 @@ let EV_GRAD: usize = 0; // f64 [MI]
 let EV_COUNT: usize = 0; // i32 [NI]
 let EV_MINPOS: usize = 0; // f32 [NI]
 let EV_VALUE: usize = 0; // f64
-let EV_MASK: usize = 0; // v128 [NI / 4, MI]: the support masks of evaluate4 (NI a multiple of 4)
+let EV_MASK: usize = 0; // v128 [NI / 4, MI]: the support masks of evaluate4 (when SIMD4)
 let pX: usize = 0; // f32 [max(MI, NI)]
 let pXc: usize = 0; // f32 [max(MI, NI)]
 let pMark: usize = 0; // u8 [max(MI, NI)]
@@ -148,6 +156,7 @@ export function prepare(
   NI = ni;
   KK = k;
   KS = k + 1;
+  SIMD4 = (ni & 3) == 0 && mi <= SIMD_MAX_ROWS;
   GAMMA = gamma;
   F32S = f32Sums;
   T = maxIterations;
@@ -184,7 +193,7 @@ export function prepare(
   EV_MINPOS = align(EV_COUNT + <usize>ni * 4);
   EV_VALUE = align(EV_MINPOS + <usize>ni * 4);
   EV_MASK = align(EV_VALUE + 8);
-  EV_SIZE = align(EV_MASK + ((ni & 3) == 0 ? (<usize>(ni >> 2) * <usize>mi) << 4 : 0));
+  EV_SIZE = align(EV_MASK + (SIMD4 ? (<usize>(ni >> 2) * <usize>mi) << 4 : 0));
   pEval = p; p = align(p + 3 * EV_SIZE);
   pX = p; p = align(p + wide * 4);
   pXc = p; p = align(p + wide * 4);
@@ -242,7 +251,7 @@ export function offset(which: i32): usize {
  * JavaScript then takes its general loop: the group falls back).
  */
 function evaluate(g: i32, alpha: usize, e: usize): bool {
-  return (NI & 3) == 0 ? evaluate4(g, alpha, e) : evaluateScalar(g, alpha, e);
+  return SIMD4 ? evaluate4(g, alpha, e) : evaluateScalar(g, alpha, e);
 }
 
 /** {@link evaluate} column by column. */
@@ -491,7 +500,7 @@ function evaluate4(g: i32, alpha: usize, e: usize): bool {
 
 /** host-alternating.ts `columnBlockHost`: the column block at `alpha` from its evaluation `e` into pBeta, pEll. */
 function columnBlock(g: i32, e: usize, alpha: usize): void {
-  if ((NI & 3) == 0) {
+  if (SIMD4) {
     // Four columns at a time: the largest alpha_i - C_ij off the support (members count as -inf;
     // max of the same values in another order, and max(-0, +0) = +0 either way).
     const negInf = f32x4.splat(-INF32);

@@ -6,7 +6,9 @@
  * reach every branch: one and two starts, the cheapest-column start, warm starts, the polish
  * phase (its cosine and powers), exact ties (integer costs), a gamma that is not a float32
  * value, non-uniform and zero marginals, row sparsity, the rows' best-response shortcut (more
- * than 4 columns), the dual formulation, and groups the module leaves to the JavaScript.
+ * than 4 columns), the dual formulation, groups the module leaves to the JavaScript, and both of
+ * its evaluations (four columns per SIMD instruction for up to 24 rows and a multiple of 4
+ * columns, else column by column).
  */
 import * as tf from '@tensorflow/tfjs';
 import {execFileSync} from 'child_process';
@@ -111,6 +113,8 @@ const CASES: Case[] = [
   {name: 'gamma 0.1 (not a float32 value)', groups: 8, m: 16, n: 4, spec: {k: 5, gamma: 0.1}, config: {maxIterations: 6}},
   {name: 'gamma 3.7, normal costs, k = m', groups: 6, m: 12, n: 3, spec: {k: 12, gamma: 3.7}, cost: 'normal', config: {maxIterations: 5}},
   {name: '8 experts (best-response shortcut), cf 1.25', groups: 6, m: 64, n: 8, spec: {k: 10}, config: {maxIterations: 8, checkEvery: 3}},
+  {name: '8 experts, 20 tokens (two blocks of four columns), polish phase', groups: 8, m: 20, n: 8, spec: {k: 4}, config: POLISH},
+  {name: '12 experts, 24 tokens, integer costs', groups: 6, m: 24, n: 12, spec: {k: 3}, config: {maxIterations: 6}, cost: 'integer'},
   {name: '32 experts, cf 1.0 (zero start only)', groups: 4, m: 64, n: 32, spec: {k: 2}, config: {maxIterations: 4}},
   {name: '32 experts, cf 1.5, cold (cheapest-column start)', groups: 4, m: 64, n: 32, spec: {k: 3}, config: {maxIterations: 4}},
   {name: 'multiStart true', groups: 6, m: 40, n: 20, spec: {k: 3}, config: {multiStart: true, maxIterations: 5}},
