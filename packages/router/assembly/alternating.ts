@@ -251,11 +251,6 @@ export function offset(which: i32): usize {
  * JavaScript then takes its general loop: the group falls back).
  */
 function evaluate(g: i32, alpha: usize, e: usize): bool {
-  return SIMD4 ? evaluate4(g, alpha, e) : evaluateScalar(g, alpha, e);
-}
-
-/** {@link evaluate} column by column. */
-function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
   const aBase = pA + (<usize>(g * MI) << 2);
   const grad = e + EV_GRAD;
   let sAlpha: f64 = 0;
@@ -263,6 +258,20 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
     sAlpha = acc(sAlpha, <f64>(f32At(alpha, i) * f32At(aBase, i)));
     setF64(grad, i, 0);
   }
+  if (!(SIMD4 ? evaluate4(g, alpha, e) : evaluateScalar(g, alpha, e))) return false;
+  for (let i = 0; i < MI; i++) setF64(grad, i, <f64>(f32At(aBase, i) - <f32>f64At(grad, i)));
+  const halfGamma = <f32>(GAMMA / 2);
+  store<f64>(e + EV_VALUE, <f64>((<f32>sAlpha - <f32>evPlanZ) + halfGamma * <f32>evSquare));
+  return true;
+}
+
+/** The columns' sums of {@link evaluate}: `<T, alpha - C>` and `||T||^2`, in the scalar loop's order. */
+let evPlanZ: f64 = 0;
+let evSquare: f64 = 0;
+
+/** The columns of {@link evaluate} one by one: the plan, the supports and the gradient's sums (before `a - `), `evPlanZ`, `evSquare`. */
+function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
+  const grad = e + EV_GRAD;
   let planZ: f64 = 0;
   let square: f64 = 0;
   for (let j = 0; j < NI; j++) {
@@ -330,9 +339,8 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
     setI32(e + EV_COUNT, j, count);
     setF32(e + EV_MINPOS, j, minPositive);
   }
-  for (let i = 0; i < MI; i++) setF64(grad, i, <f64>(f32At(aBase, i) - <f32>f64At(grad, i)));
-  const halfGamma = <f32>(GAMMA / 2);
-  store<f64>(e + EV_VALUE, <f64>((<f32>sAlpha - <f32>planZ) + halfGamma * <f32>square));
+  evPlanZ = planZ;
+  evSquare = square;
   return true;
 }
 
@@ -342,7 +350,7 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
 }
 
 /**
- * {@link evaluate} four columns at a time (NI a multiple of 4), one column per SIMD lane, each
+ * The columns of {@link evaluate} four at a time (SIMD4), one column per SIMD lane, each
  * lane in the scalar loop's float32 steps: the same maxima (pmax keeps the first of equal
  * values, as `xi > shift` does), the k largest of xc by rank counting (ties: the lower row
  * first, topKPositions' order), the support test in rank order, the support's sum in ascending
@@ -351,13 +359,7 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
  * ascending; the plan's zeros add +0 or -0, which leave those sums, never -0, unchanged).
  */
 function evaluate4(g: i32, alpha: usize, e: usize): bool {
-  const aBase = pA + (<usize>(g * MI) << 2);
   const grad = e + EV_GRAD;
-  let sAlpha: f64 = 0;
-  for (let i = 0; i < MI; i++) {
-    sAlpha = acc(sAlpha, <f64>(f32At(alpha, i) * f32At(aBase, i)));
-    setF64(grad, i, 0);
-  }
   let planZ: f64 = 0;
   let square: f64 = 0;
   const zero = f32x4.splat(0);
@@ -492,9 +494,8 @@ function evaluate4(g: i32, alpha: usize, e: usize): bool {
       setF64(grad, i, gi);
     }
   }
-  for (let i = 0; i < MI; i++) setF64(grad, i, <f64>(f32At(aBase, i) - <f32>f64At(grad, i)));
-  const halfGamma = <f32>(GAMMA / 2);
-  store<f64>(e + EV_VALUE, <f64>((<f32>sAlpha - <f32>planZ) + halfGamma * <f32>square));
+  evPlanZ = planZ;
+  evSquare = square;
   return true;
 }
 
