@@ -119,6 +119,35 @@ let pEnd: usize = 0;
   return F32S ? <f64><f32>(s + x) : s + x;
 }
 
+/**
+ * host-projection.ts `insertRanked` on pRanked / pOrder: places `(v, idx)` in the descending list
+ * from free rank `r`, moving strictly smaller values down (equal values keep the earlier first).
+ */
+@inline function insertRanked(r: i32, v: f32, idx: i32): void {
+  while (r > 0 && v > f32At(pRanked, r - 1)) {
+    setF32(pRanked, r, f32At(pRanked, r - 1));
+    setI32(pOrder, r, i32At(pOrder, r - 1));
+    r--;
+  }
+  setF32(pRanked, r, v);
+  setI32(pOrder, r, idx);
+}
+
+/**
+ * Writes `x_i = (pot_i - cost_i) / den` (i < n, float32 steps) into pX and returns their maximum
+ * (the first of equal values, as `x_i > shift` keeps it), or NaN when some `x_i` is not finite.
+ */
+@inline function scaledLevels(pot: usize, cost: usize, n: i32, den: f32): f32 {
+  let shift: f32 = -INF32;
+  for (let i = 0; i < n; i++) {
+    const x: f32 = (f32At(pot, i) - f32At(cost, i)) / den;
+    if (!(x - x == 0)) return <f32>NaN;
+    setF32(pX, i, x);
+    if (x > shift) shift = x;
+  }
+  return shift;
+}
+
 @inline function f32At(base: usize, i: i32): f32 {
   return load<f32>(base + (<usize>i << 2));
 }
@@ -278,13 +307,8 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
     const bj = f32At(pB, g * NI + j);
     const den = <f32>(<f64>(bj > 0 ? bj : <f32>1) * GAMMA);
     const c0 = pCostT + (<usize>((g * NI + j) * MI) << 2);
-    let shift: f32 = -INF32;
-    for (let i = 0; i < MI; i++) {
-      const xi: f32 = (f32At(alpha, i) - f32At(c0, i)) / den;
-      if (!(xi - xi == 0)) return false;
-      setF32(pX, i, xi);
-      if (xi > shift) shift = xi;
-    }
+    const shift = scaledLevels(alpha, c0, MI, den);
+    if (shift != shift) return false;
     // The k largest of xc = x - shift, descending, ties by the lower row (topKPositions' order).
     let filled = 0;
     let last: f32 = -INF32;
@@ -292,14 +316,7 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
       const v: f32 = f32At(pX, i) - shift;
       setF32(pXc, i, v);
       if (filled == KK && !(v > last)) continue;
-      let r = filled == KK ? KK - 1 : filled++;
-      while (r > 0 && v > f32At(pRanked, r - 1)) {
-        setF32(pRanked, r, f32At(pRanked, r - 1));
-        setI32(pOrder, r, i32At(pOrder, r - 1));
-        r--;
-      }
-      setF32(pRanked, r, v);
-      setI32(pOrder, r, i);
+      insertRanked(filled == KK ? KK - 1 : filled++, v, i);
       last = f32At(pRanked, KK - 1);
     }
     const pos = e + EV_POS + (<usize>(j * KS) << 2);
@@ -342,11 +359,6 @@ function evaluateScalar(g: i32, alpha: usize, e: usize): bool {
   evPlanZ = planZ;
   evSquare = square;
   return true;
-}
-
-@inline function lane32(v: v128, l: i32): u32 {
-  v128.store(vTmp, v);
-  return load<u32>(vTmp + (<usize>l << 2));
 }
 
 /**
@@ -612,14 +624,7 @@ function rankRow(c0: usize, ranks: i32): bool {
     const v: f32 = f32At(pBetaEll, j) - f32At(c0, j);
     if (!(v - v == 0)) return false;
     if (filled == ranks && !(v > f32At(pRanked, ranks - 1))) continue;
-    let r = filled == ranks ? ranks - 1 : filled++;
-    while (r > 0 && v > f32At(pRanked, r - 1)) {
-      setF32(pRanked, r, f32At(pRanked, r - 1));
-      setI32(pOrder, r, i32At(pOrder, r - 1));
-      r--;
-    }
-    setF32(pRanked, r, v);
-    setI32(pOrder, r, j);
+    insertRanked(filled == ranks ? ranks - 1 : filled++, v, j);
   }
   return true;
 }
@@ -703,26 +708,14 @@ function rowBestResponseFree(g: i32, out: usize): bool {
     const ai = f32At(pA, g * MI + i);
     const den = <f32>(<f64>(ai > 0 ? ai : <f32>1) * GAMMA);
     const c0 = pCostRows + (<usize>((g * MI + i) * NI) << 2);
-    let shift: f32 = -INF32;
-    for (let j = 0; j < NI; j++) {
-      const x: f32 = (f32At(beta, j) - f32At(c0, j)) / den;
-      if (!(x - x == 0)) return false;
-      setF32(pX, j, x);
-      if (x > shift) shift = x;
-    }
+    const shift = scaledLevels(beta, c0, NI, den);
+    if (shift != shift) return false;
     // All levels, descending, ties by the lower column (topKPositions with k = NI).
     for (let j = 0; j < NI; j++) {
       const v: f32 = f32At(pX, j) - shift;
       setF32(pXc, j, v);
       store<u8>(pMark + <usize>j, 0);
-      let r = j;
-      while (r > 0 && v > f32At(pRanked, r - 1)) {
-        setF32(pRanked, r, f32At(pRanked, r - 1));
-        setI32(pOrder, r, i32At(pOrder, r - 1));
-        r--;
-      }
-      setF32(pRanked, r, v);
-      setI32(pOrder, r, j);
+      insertRanked(j, v, j);
     }
     let cs: f32 = 0;
     let count = 0;
